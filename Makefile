@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine, creating only what is missing:
+#   make demo   -> venv + pinned install + offline weights, then stylizes the bundled clip
+#   make test   -> the same set-up, then the default test suite (CI runs this)
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+VIDSTYLE_HOME ?= $(HOME)/.cache/vidstyle
+export VIDSTYLE_HOME
+
+.PHONY: setup demo test test-slow bench lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+$(VIDSTYLE_HOME)/weights/manifest.json: $(VENV)/.installed
+	$(BIN)/python -m vidstyle.weights fetch
+
+setup: $(VENV)/.installed $(VIDSTYLE_HOME)/weights/manifest.json
+
+demo: setup
+	$(BIN)/vidstyle demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+lint: setup
+	$(BIN)/ruff check vidstyle tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,23 @@
+"""Shared fixtures: paths to the test-data kit and tiny synthetic media."""
+
+from __future__ import annotations
+
+import os
+
+# torch's OpenMP threads spin while waiting; on a busy 2-core machine that makes small
+# tensor ops many times slower. Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("VIDSTYLE_OFFLINE", "1")
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("VIDSTYLE_TEST_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"test data kit not found at {DATA}")
+    return DATA

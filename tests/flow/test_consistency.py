@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import torch
+
+from tests.flow._clips import dilate, erode, four_neighbour_edge, moving_square
+from vidstyle.flow import (
+    consistency_mask,
+    cut_score,
+    is_cut,
+    long_term_weights,
+    make_flow,
+    motion_boundary_mask,
+)
+
+
+def test_moving_square_mask_is_exact():
+    s = moving_square()
+    c = consistency_mask(s["forward"], s["backward"])
+    assert c.shape == (1, 1, 64, 80)
+    assert set(c.unique().tolist()) <= {0.0, 1.0}
+    c = c[0, 0]
+    old, new = s["old"], s["new"]
+    disoccluded = old & ~new  # visible in b, hidden under the square in a
+    assert disoccluded.sum() > 100
+    assert c[disoccluded].eq(0).all()
+    # static background away from the square's new outline is reliable
+    static = ~old & ~dilate(new)
+    assert c[static].eq(1).all()
+    # the square's interior moved consistently
+    assert c[erode(new)].eq(1).all()
+    # both sides of the new square's outline are motion boundaries (central differences);
+    # the rest of the new square's 1-px ring is reliable
+    outline = four_neighbour_edge(new)
+    assert c[outline].eq(0).all()
+    ring = dilate(new) & ~erode(new) & ~outline & ~old
+    assert ring.sum() > 0 and c[ring].eq(1).all()
+
+
+def test_out_of_frame_targets_are_inconsistent():
+    h, w = 12, 16
+    fwd = torch.zeros(1, 2, h, w)
+    bwd = torch.zeros(1, 2, h, w)
+    fwd[:, 0], bwd[:, 0] = 3.0, -3.0  # global pan: columns 0..2 of b come from outside a
+    c = consistency_mask(fwd, bwd)[0, 0]
+    assert c[:, :3].eq(0).all() and c[:, 3:].eq(1).all()
+
+
+def test_motion_boundary_thresholds():
+    h, w = 9, 9
+    f = torch.zeros(1, 2, h, w)
+    f[..., 5:] = 0.1  # a step of 0.1 px: |grad|^2 = 0.0025 > 0.002 at the step
+    m = motion_boundary_mask(f)[0, 0]
+    assert m[:, 4:6].eq(1).all() and m[:, :4].eq(0).all() and m[:, 6:].eq(0).all()
+    f[..., 5:] = 0.05  # 0.000625 < 0.002: smooth enough
+    assert motion_boundary_mask(f).eq(0).all()
+
+
+def test_long_term_weights_arithmetic():
+    c1 = torch.tensor([[1.0, 0.0, 0.0, 1.0]]).view(1, 1, 1, 4)
+    c2 = torch.tensor([[1.0, 1.0, 0.0, 0.0]]).view(1, 1, 1, 4)
+    c4 = torch.tensor([[1.0, 1.0, 1.0, 0.5]]).view(1, 1, 1, 4)
+    out = long_term_weights({4: c4, 1: c1, 2: c2})  # order of the mapping is irrelevant
+    assert sorted(out) == [1, 2, 4]
+    assert torch.equal(out[1], c1)
+    assert torch.equal(out[2].flatten(), torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    # c4 - (c1 + c2), clipped at 0
+    assert torch.equal(out[4].flatten(), torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    assert torch.equal(c1.flatten(), torch.tensor([1.0, 0.0, 0.0, 1.0]))  # inputs untouched
+
+
+def test_estimated_flow_masks_the_disocclusion():
+    s = moving_square(96, 128, top=30, left=30, side=32, dx=8, dy=4)
+    est = make_flow("dis", preset="medium")
+    fwd = est.estimate(s["a"], s["b"])
+    bwd = est.estimate(s["b"], s["a"])
+    c = consistency_mask(fwd, bwd)[0, 0]
+    disoccluded = erode(s["old"] & ~s["new"])
+    far = ~dilate(s["old"] | s["new"], 6)
+    assert c[disoccluded].mean() < 0.3
+    assert c[far].mean() > 0.9
+    assert not is_cut(c[None, None])
+    assert cut_score(c[None, None]) > 0.7

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vidstyle.flow import valid_mask, warp
+from vidstyle.tensors import to_uint8
+
+
+def _shift(h: int, w: int, dx: float, dy: float, b: int = 1) -> torch.Tensor:
+    f = torch.zeros(b, 2, h, w)
+    f[:, 0], f[:, 1] = dx, dy
+    return f
+
+
+@pytest.mark.parametrize("size", [(37, 53), (436, 1024)])
+@pytest.mark.parametrize("dx,dy", [(1, 0), (0, 1), (-1, 0), (3, -2), (-7, 5)])
+def test_integer_shift_moves_exactly_whole_pixels(size, dx, dy):
+    h, w = size
+    g = torch.Generator().manual_seed(0)
+    img = torch.randint(0, 256, (1, 3, h, w), generator=g).float() / 255
+    out = warp(img, _shift(h, w, dx, dy))
+    # out(x) = img(x + d): compare on the region where x + d is inside the frame
+    ys, xs = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
+    expected = img[..., ys.start + dy : ys.stop + dy, xs.start + dx : xs.stop + dx]
+    got = out[..., ys, xs]
+    # grid_sample's normalised coordinates cost float32 round-off only (< 1e-4 of a level)
+    assert (got - expected).abs().max() < 1e-4
+    assert (to_uint8(got) == to_uint8(expected)).all()
+    # a half-pixel error (align_corners=False) would average neighbours instead
+    assert (got - img[..., ys, xs]).abs().mean() > 0.1
+
+
+def test_border_clamps_and_valid_mask_marks_outside():
+    h, w = 6, 8
+    img = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w)
+    flow = _shift(h, w, 2, 0)
+    out = warp(img, flow)
+    # the two rightmost columns sample x = w, w+1: clamped to column w-1
+    assert torch.equal(out[..., :, -2:], img[..., :, -1:].expand(1, 1, h, 2))
+    v = valid_mask(flow)
+    assert v.shape == (1, 1, h, w)
+    assert v[..., :, :-2].eq(1).all() and v[..., :, -2:].eq(0).all()
+    zeros = warp(img, _shift(h, w, 0, -h - 5), padding="zeros")
+    assert zeros.abs().max() == 0
+
+
+def test_fractional_shift_interpolates_linearly():
+    h, w = 5, 9
+    ramp = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w).expand(1, 2, h, w)
+    out = warp(ramp, _shift(h, w, 0.25, 0.0))
+    assert torch.allclose(out[..., :-1], ramp[..., :-1] + 0.25, atol=1e-5)
+
+
+def test_flow_batch_broadcasts_and_bad_shapes_raise():
+    img = torch.rand(3, 3, 10, 12)
+    out = warp(img, _shift(10, 12, 1, 1))
+    assert out.shape == img.shape
+    with pytest.raises(ValueError):
+        warp(img, torch.zeros(3, 2, 10, 11))
+    with pytest.raises(ValueError):
+        warp(img, torch.zeros(1, 2, 10, 12), padding="wrap")
+
+
+def test_warp_is_differentiable_in_the_image():
+    img = torch.rand(1, 3, 8, 8, requires_grad=True)
+    warp(img, _shift(8, 8, 0.5, 0.5)).sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0

@@ -1,0 +1,292 @@
+"""Command-line interface: a thin click layer over the library.
+
+Only this module knows about the terminal. Library errors (VidstyleError) become one-line
+messages with their exit code; anything else is a bug and shows a traceback only with
+``--debug``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from vidstyle import __version__
+from vidstyle.config import RunConfig
+from vidstyle.errors import Interrupted, VidstyleError
+
+log = logging.getLogger("vidstyle")
+
+
+class _Group(click.Group):
+    """Turns library errors into one line on stderr and a non-zero exit code."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except VidstyleError as exc:
+            if debug:
+                raise
+            click.echo(f"vidstyle: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo("vidstyle: interrupted; finished work is kept, rerun to resume", err=True)
+            ctx.exit(Interrupted.exit_code)
+        except MemoryError:
+            click.echo("vidstyle: error: out of memory: try a smaller --size", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vidstyle")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Paint videos and photos in the style of an artwork.
+
+    \b
+    Example:
+      vidstyle run clip.mp4 --style starry
+      vidstyle run photo.jpg -o photo_starry.png --style wave --size 768
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = {"debug": debug}
+
+
+def _default_output(input_path: Path, style: str, method: str) -> Path:
+    stem = Path(style).stem if ("/" in style or "." in style) else style.split(":")[0]
+    stem = stem.replace(",", "+")
+    return input_path.with_name(f"{input_path.stem}_{stem}_{method}{input_path.suffix}")
+
+
+def _apply_overrides(cfg: RunConfig, **opts: object) -> RunConfig:
+    """CLI options (those given, not None) override the pipeline's and defaults' values."""
+    optim_fields = {f.name for f in dataclasses.fields(cfg.optim)}
+    optim = {k: v for k, v in opts.items() if k in optim_fields and v is not None}
+    top = {k: v for k, v in opts.items() if k in ("style", "method", "device", "max_frames")
+           and v is not None}
+    temporal_map = {"temporal": "mode", "passes": "passes", "temporal_weight": "temporal_weight",
+                    "long_term": "long_term"}
+    temporal = {temporal_map[k]: v for k, v in opts.items() if k in temporal_map and v is not None}
+    flow = {k.removeprefix("flow_") if k != "flow" else "method": v for k, v in opts.items()
+            if k in ("flow", "flow_scale", "flow_weights") and v is not None}
+    return dataclasses.replace(
+        cfg,
+        **top,
+        optim=dataclasses.replace(cfg.optim, **optim),
+        temporal=dataclasses.replace(cfg.temporal, **temporal),
+        flow=dataclasses.replace(cfg.flow, **{("weights_path" if k == "weights" else k): v
+                                              for k, v in flow.items()}),
+    )
+
+
+def _int_list(_ctx, _param, value: str | None):  # noqa: ANN001, ANN202
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError as exc:
+        raise click.BadParameter("expected comma-separated integers, e.g. 1,10,20,40") from exc
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output file (default: INPUT_<style>_<method>.<ext> beside the input).")
+@click.option("--style", default=None, help="Style name (see `vidstyle styles`), image path, "
+              "or a mix such as starry:0.6,wave:0.4 (fast method).")
+@click.option("--method", type=click.Choice(["optim", "fast"]), default=None,
+              help="optim: Gatys optimization (slow, best); fast: feed-forward network.")
+@click.option("--pipeline", type=click.Path(path_type=Path), default=None,
+              help="Pipeline definition (TOML) instead of the method's built-in one.")
+@click.option("--size", type=int, default=None, help="Longest side of the output in pixels.")
+@click.option("--iters", type=int, default=None, help="Optimizer iterations per frame.")
+@click.option("--style-weight", type=float, default=None)
+@click.option("--content-weight", type=float, default=None)
+@click.option("--tv-weight", type=float, default=None)
+@click.option("--style-scale", type=float, default=None,
+              help="Style image size relative to the output (stroke size).")
+@click.option("--init", type=click.Choice(["content", "style", "noise"]), default=None)
+@click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default=None)
+@click.option("--preserve-color", is_flag=True, default=None,
+              help="Luminance-only transfer: keep the input's colours.")
+@click.option("--multiscale", type=int, default=None,
+              help="Coarse-to-fine levels (0 = auto, 1 = single scale).")
+@click.option("--temporal", type=click.Choice(["none", "short", "long"]), default=None,
+              help="Temporal consistency for video (optim method).")
+@click.option("--passes", type=int, default=None, help="Multi-pass count (temporal long).")
+@click.option("--temporal-weight", type=float, default=None)
+@click.option("--long-term", callback=_int_list, default=None,
+              help="Long-term frame offsets, e.g. 1,10,20,40.")
+@click.option("--flow", type=click.Choice(["dis", "deepflow", "dualtvl1", "raft"]), default=None)
+@click.option("--flow-scale", type=float, default=None)
+@click.option("--flow-weights", type=click.Path(path_type=Path), default=None)
+@click.option("--max-frames", type=int, default=None, help="Stylize only the first N frames.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+@click.option("--seed", type=int, default=None, help="Random seed (runs are repeatable).")
+@click.option("--work-dir", type=click.Path(path_type=Path), default=None,
+              help="Work directory for resumable artifacts (default: beside the output).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: Path | None,
+        quiet: bool, **opts: object) -> None:
+    """Stylize a video or a still image.
+
+    \b
+    Examples:
+      vidstyle run clip.mp4 --style starry
+      vidstyle run photo.jpg -o out.png --style scream --size 512 --iters 300
+      vidstyle run clip.mp4 --method optim --temporal long --passes 3
+    """
+    from vidstyle.pipeline import load_config
+    from vidstyle.pipeline import run as run_pipeline
+
+    if opts.get("flow_weights") is not None:
+        opts["flow_weights"] = str(opts["flow_weights"])
+    cfg = load_config(RunConfig(), pipeline, opts.get("method"))
+    cfg = _apply_overrides(cfg, **opts)
+    output = output or _default_output(input_path, cfg.style, cfg.method)
+    with _Progress(quiet) as bar:
+        result = run_pipeline(input_path, output, cfg, work_dir=work_dir, progress=bar)
+    click.echo(f"wrote {result.output} ({result.frames} frame(s); "
+               f"{result.computed} computed, {result.reused} reused from {result.work_dir})")
+
+
+class _Progress:
+    """tqdm bars per stage (frames) and per optimizer iteration."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bars: dict[str, object] = {}
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar in self.bars.values():
+            bar.close()  # type: ignore[attr-defined]
+
+    def __call__(self, ev) -> None:  # noqa: ANN001
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if ev.iteration is not None:
+            bar = self.bars.get("iter")
+            if bar is None or bar.total != ev.iterations:  # type: ignore[attr-defined]
+                if bar is not None:
+                    bar.close()  # type: ignore[attr-defined]
+                bar = tqdm(total=ev.iterations, desc="  iterations", leave=False,
+                           unit="it", position=1)
+                self.bars["iter"] = bar
+            bar.n = ev.iteration  # type: ignore[attr-defined]
+            bar.set_postfix_str(ev.detail, refresh=False)  # type: ignore[attr-defined]
+            bar.refresh()  # type: ignore[attr-defined]
+            return
+        bar = self.bars.get(ev.stage)
+        if bar is None:
+            bar = tqdm(total=ev.total, desc=ev.stage, unit="frame", position=0)
+            self.bars[ev.stage] = bar
+        bar.n = ev.done  # type: ignore[attr-defined]
+        bar.refresh()  # type: ignore[attr-defined]
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+def info(input_path: Path) -> None:
+    """Print what was probed in a video or image.
+
+    \b
+    Example:
+      vidstyle info clip.mp4
+    """
+    from vidstyle import media
+
+    click.echo(media.probe(input_path).describe())
+
+
+@cli.command()
+def styles() -> None:
+    """List named styles and which methods support them.
+
+    \b
+    Example:
+      vidstyle styles
+    """
+    from vidstyle.styles import list_styles
+
+    fast = _fast_styles()
+    click.echo(f"{'name':<16} {'methods':<11} {'artist':<20} {'year':<8} source")
+    for s in list_styles():
+        methods = "optim,fast" if s.name in fast else "optim"
+        click.echo(f"{s.name:<16} {methods:<11} {s.artist:<20} {s.year:<8} {s.source}")
+
+
+def _fast_styles() -> set[str]:
+    try:
+        from vidstyle.fast.model_io import shipped_style_names
+    except ImportError:
+        return set()
+    try:
+        return set(shipped_style_names())
+    except VidstyleError:
+        return set()
+
+
+@cli.command()
+@click.option("--downloads", type=click.Path(path_type=Path), default=None,
+              help="Folder that already holds the downloaded archives.")
+def setup(downloads: Path | None) -> None:
+    """Fetch and convert the offline VGG weights once into $VIDSTYLE_HOME.
+
+    \b
+    Example:
+      vidstyle setup
+    """
+    from vidstyle.weights import fetch_offline_weights
+
+    for r in fetch_offline_weights(downloads_dir=downloads):
+        click.echo(f"{r.name}: {r.path} (sha256 {r.sha256[:12]}..., {r.source})")
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Where to write the demo clip (default: ./vidstyle_demo.mp4).")
+@click.option("--style", default="starry", show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+def demo(output: Path | None, style: str, quiet: bool) -> None:
+    """Stylize the bundled Big Buck Bunny sample clip (with its audio).
+
+    \b
+    Example:
+      vidstyle demo --style wave
+    """
+    from vidstyle.demo import demo_config, demo_input
+    from vidstyle.pipeline import run as run_pipeline
+
+    output = output or Path("vidstyle_demo.mp4")
+    cfg = demo_config(style)
+    with _Progress(quiet) as bar:
+        result = run_pipeline(demo_input(), output, cfg, progress=bar)
+    click.echo(f"demo written to {result.output.resolve()} ({result.frames} frames, "
+               f"method {cfg.method}, style {style})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli(prog_name="vidstyle")
+    except KeyboardInterrupt:  # pragma: no cover - outside click's invoke
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

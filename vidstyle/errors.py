@@ -1,0 +1,41 @@
+"""Typed errors of the library. The CLI turns each into a one-line message.
+
+Every error the user can cause derives from :class:`VidstyleError`; anything else
+reaching the CLI is a bug and is reported as such.
+"""
+
+from __future__ import annotations
+
+
+class VidstyleError(Exception):
+    """Base of every error the user can cause or fix. Exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(VidstyleError):
+    """Bad combination of options or values (absurd --size, output == input). Exit code 2."""
+
+    exit_code = 2
+
+
+class InputError(VidstyleError):
+    """An input file is missing, unreadable, not media, truncated or empty."""
+
+
+class OutputError(VidstyleError):
+    """The output cannot be written (unwritable directory, unsupported suffix)."""
+
+
+class StyleError(VidstyleError):
+    """Unknown style name or unreadable style image."""
+
+
+class WeightsError(VidstyleError):
+    """Model weights are missing or do not match their recorded hash."""
+
+
+class Interrupted(VidstyleError):
+    """The run was interrupted (Ctrl-C); finished work is kept for resume."""
+
+    exit_code = 130

@@ -1,0 +1,52 @@
+"""Optical flow: estimation backends, warping, consistency masks and flow files.
+
+Shapes: frames (B, 3, H, W) float32 RGB in [0, 1]; flows (B, 2, H, W) float32 in pixels,
+channel 0 = x, 1 = y; masks (B, 1, H, W) float32 in {0, 1}. ``forward`` of frame t maps
+pixel x of frame t to x + forward(x) in frame t+1.
+"""
+
+from vidstyle.flow.consistency import (
+    CUT_THRESHOLD,
+    consistency_mask,
+    cut_score,
+    disocclusion_mask,
+    is_cut,
+    long_term_weights,
+    motion_boundary_mask,
+)
+from vidstyle.flow.estimate import (
+    METHODS,
+    DeepFlow,
+    DISFlow,
+    DualTVL1Flow,
+    FlowEstimator,
+    RaftFlow,
+    make_flow,
+    resize_flow,
+)
+from vidstyle.flow.io import load_flow, read_flo, save_flow, write_flo
+from vidstyle.flow.warp import valid_mask, warp
+
+__all__ = [
+    "CUT_THRESHOLD",
+    "METHODS",
+    "DISFlow",
+    "DeepFlow",
+    "DualTVL1Flow",
+    "FlowEstimator",
+    "RaftFlow",
+    "consistency_mask",
+    "cut_score",
+    "disocclusion_mask",
+    "is_cut",
+    "load_flow",
+    "long_term_weights",
+    "make_flow",
+    "motion_boundary_mask",
+    "read_flo",
+    "resize_flow",
+    "save_flow",
+    "valid_mask",
+    "warp",
+    "write_flo",
+]

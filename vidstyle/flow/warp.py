@@ -1,0 +1,86 @@
+"""Backward warping of images (or flow fields) by a dense flow field.
+
+Convention (see ``vidstyle/tensors.py``): a flow is a float32 tensor (B, 2, H, W) in
+pixels, channel 0 = x (horizontal, to the right), channel 1 = y (down). Pixel centres sit
+at integer coordinates 0..W-1 and 0..H-1, so a flow of exactly +1 px moves the sample
+point exactly one pixel (``grid_sample`` with ``align_corners=True``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+PADDINGS = ("border", "zeros", "reflection")
+
+
+def _check(image: torch.Tensor, flow: torch.Tensor) -> None:
+    if image.dim() != 4:
+        raise ValueError(f"image must be (B, C, H, W), got {tuple(image.shape)}")
+    if flow.dim() != 4 or flow.shape[1] != 2:
+        raise ValueError(f"flow must be (B, 2, H, W), got {tuple(flow.shape)}")
+    if flow.shape[-2:] != image.shape[-2:]:
+        raise ValueError(
+            f"flow size {tuple(flow.shape[-2:])} != image size {tuple(image.shape[-2:])}"
+        )
+    if flow.shape[0] not in (1, image.shape[0]):
+        raise ValueError(f"flow batch {flow.shape[0]} does not match image batch {image.shape[0]}")
+
+
+def sample_points(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Absolute sample positions x + flow(x), in pixels.
+
+    flow: (B, 2, H, W). Returns (px, py), each (B, H, W), same dtype and device as ``flow``.
+    """
+    _, _, h, w = flow.shape
+    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
+    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
+    return xs + flow[:, 0], ys + flow[:, 1]
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor, *, padding: str = "border") -> torch.Tensor:
+    """Backward-warp ``image`` by ``flow`` with bilinear sampling: out(x) = image(x + flow(x)).
+
+    image: (B, C, H, W), any C (RGB frames, masks, or a flow field itself).
+    flow: (B, 2, H, W) or (1, 2, H, W) (broadcast over the batch), in pixels.
+    padding: what a sample point outside the frame reads.
+      - "border" (default): the coordinates are clamped to the frame, i.e. the nearest
+        border pixel is repeated. Use :func:`valid_mask` to know where that happened.
+      - "zeros": bilinear weights of outside pixels are 0 (fades to 0 at the edge).
+      - "reflection": coordinates are mirrored at the border.
+    Returns a tensor shaped like ``image`` (same dtype and device).
+
+    To align frame t+1 with frame t, call ``warp(frame_t1, forward_t)`` where
+    ``forward_t`` maps pixels of frame t into frame t+1.
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    _check(image, flow)
+    b, _, h, w = image.shape
+    flow = flow.to(device=image.device)
+    px, py = sample_points(flow.to(torch.float32))
+    # align_corners=True maps -1 to pixel 0 and +1 to pixel size-1.
+    sx = 2.0 / (w - 1) if w > 1 else 0.0
+    sy = 2.0 / (h - 1) if h > 1 else 0.0
+    grid = torch.stack((px * sx - 1.0, py * sy - 1.0), dim=-1)
+    if grid.shape[0] != b:
+        grid = grid.expand(b, -1, -1, -1)
+    src = image if image.dtype in (torch.float32, torch.float64) else image.float()
+    out = F.grid_sample(
+        src, grid.to(src.dtype), mode="bilinear", padding_mode=padding, align_corners=True
+    )
+    return out.to(image.dtype)
+
+
+def valid_mask(flow: torch.Tensor) -> torch.Tensor:
+    """Where the sample point x + flow(x) stays inside the frame.
+
+    flow: (B, 2, H, W) in pixels. Returns (B, 1, H, W) float32 in {0, 1}: 1 where
+    0 <= x + u <= W-1 and 0 <= y + v <= H-1 (so :func:`warp` needed no border clamping).
+    """
+    if flow.dim() != 4 or flow.shape[1] != 2:
+        raise ValueError(f"flow must be (B, 2, H, W), got {tuple(flow.shape)}")
+    _, _, h, w = flow.shape
+    px, py = sample_points(flow)
+    inside = (px >= 0) & (px <= w - 1) & (py >= 0) & (py <= h - 1)
+    return inside.unsqueeze(1).to(torch.float32)

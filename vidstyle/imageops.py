@@ -1,0 +1,83 @@
+"""Small tensor image operations shared by the stylizers: resizing and colour spaces.
+
+Images are (B, 3, H, W) float RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from vidstyle.errors import StyleError
+
+
+def fit_longest(h: int, w: int, longest: int) -> tuple[int, int]:
+    """(h, w) scaled so that max(h, w) == longest, aspect kept, each side >= 1."""
+    s = longest / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize (B, C, H, W) to size=(h, w): antialiased bilinear (area-like when shrinking)."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def resize_longest(image: torch.Tensor, longest: int) -> torch.Tensor:
+    """Resize (B, C, H, W) so its longest side is ``longest`` pixels."""
+    return resize(image, fit_longest(image.shape[-2], image.shape[-1], longest))
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Read any PIL-readable image as (1, 3, H, W) float RGB in [0, 1] (alpha composited on
+    white, grayscale expanded). Raises StyleError with a one-line message when unreadable."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("RGBA", "LA", "P"):
+                im = im.convert("RGBA")
+                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(bg, im)
+            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError as exc:
+        raise StyleError(f"image not found: {path}") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise StyleError(f"cannot read image {path}: {exc.__class__.__name__}") from exc
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+
+
+# YIQ (NTSC) transform, used for luminance-only transfer (Gatys et al. 2016, "Preserving
+# color in neural artistic style transfer").
+_RGB2YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
+)
+
+
+def rgb_to_yiq(image: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> YIQ (Y in [0, 1], I and Q signed)."""
+    m = _RGB2YIQ.to(image)
+    return torch.einsum("ij,bjhw->bihw", m, image)
+
+
+def yiq_to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) YIQ -> RGB (not clamped)."""
+    m = torch.linalg.inv(_RGB2YIQ).to(image)
+    return torch.einsum("ij,bjhw->bihw", m, image)
+
+
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 1, H, W) luma Y."""
+    return rgb_to_yiq(image)[:, :1]
+
+
+def match_luminance(style_y: torch.Tensor, content_y: torch.Tensor) -> torch.Tensor:
+    """Shift and scale style luma to the content luma's mean and std (both (B, 1, H, W))."""
+    s_mu, s_sd = style_y.mean(), style_y.std().clamp_min(1e-6)
+    c_mu, c_sd = content_y.mean(), content_y.std()
+    return (style_y - s_mu) / s_sd * c_sd + c_mu

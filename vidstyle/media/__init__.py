@@ -1,0 +1,26 @@
+"""Video and image I/O: probe, streaming decode, atomic encode, still images.
+
+Videos go through PyAV (FFmpeg), stills through Pillow; both give the same :class:`Frame`.
+"""
+
+from .common import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Frame, is_image_path, is_video_path
+from .decode import iter_frames
+from .encode import X264_PRESETS, MediaWriter, check_output_path
+from .image import read_image, write_image
+from .probe import MediaInfo, probe
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "X264_PRESETS",
+    "Frame",
+    "MediaInfo",
+    "MediaWriter",
+    "check_output_path",
+    "is_image_path",
+    "is_video_path",
+    "iter_frames",
+    "probe",
+    "read_image",
+    "write_image",
+]

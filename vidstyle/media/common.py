@@ -1,0 +1,128 @@
+"""Types and small helpers shared by the media modules: the Frame type, suffix tables,
+colour-matrix choice and hidden temp paths for atomic writes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, OutputError
+
+#: Still-image suffixes (read and written with Pillow).
+IMAGE_SUFFIXES: dict[str, str] = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+
+#: Video suffixes that can be written, mapped to the FFmpeg muxer name.
+VIDEO_SUFFIXES: dict[str, str] = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+    ".avi": "avi",
+}
+
+#: Still-image formats whose files can carry an alpha channel.
+ALPHA_IMAGE_FORMATS = frozenset({"PNG", "WEBP", "TIFF"})
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    """True when the suffix is a still-image one (.jpg .jpeg .png .webp .bmp .tif .tiff)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_video_path(path: str | os.PathLike[str]) -> bool:
+    """True when the suffix is a writable video container (.mp4 .m4v .mov .mkv .webm .avi)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass
+class Frame:
+    """One decoded picture, for videos and still images alike.
+
+    Attributes:
+        index: 0-based position of the frame in decode (presentation) order.
+        rgb: (H, W, 3) uint8 RGB pixels, as stored (rotation metadata NOT applied).
+        pts: presentation timestamp in units of ``time_base``; ``None`` for still images.
+        time_base: seconds per ``pts`` unit; ``None`` for still images.
+        alpha: (H, W) uint8 opacity (255 = opaque) when the source has alpha, else ``None``.
+    """
+
+    index: int
+    rgb: np.ndarray
+    pts: int | None = None
+    time_base: Fraction | None = None
+    alpha: np.ndarray | None = None
+
+    @property
+    def time_s(self) -> float | None:
+        """Presentation time in seconds, or ``None`` without a timestamp."""
+        if self.pts is None or self.time_base is None:
+            return None
+        return float(self.pts * self.time_base)
+
+
+def check_input_path(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` as a Path, raising InputError if it is missing or not a regular file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"input file not found: {p}")
+    if p.is_dir():
+        raise InputError(f"input is a directory, not a media file: {p}")
+    if not p.is_file():
+        raise InputError(f"input is not a regular file: {p}")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"input file is not readable (permission denied): {p}")
+    return p
+
+
+def yuv_matrix(colorspace: int, width: int, height: int) -> str:
+    """Pick the YUV<->RGB matrix name for swscale ("itu709", "itu601", ...).
+
+    ``colorspace`` is the AVColorSpace tag of the stream (2 = unspecified). Tagged streams
+    use their tag; untagged ones use the common player heuristic: BT.709 for HD
+    (height >= 720 or width >= 1280), BT.601 below.
+    """
+    tagged = {1: "itu709", 4: "fcc", 5: "itu601", 6: "itu601", 7: "smpte240m",
+              9: "bt2020", 10: "bt2020"}
+    if colorspace in tagged:
+        return tagged[colorspace]
+    return "itu709" if (height >= 720 or width >= 1280) else "itu601"
+
+
+def hidden_temp_path(final: Path) -> Path:
+    """Create an empty hidden temp file next to ``final`` with the same suffix; return its path.
+
+    Raises OutputError when the directory cannot be written.
+    """
+    parent = final.parent
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{final.suffix}",
+                                    dir=parent)
+    except OSError as e:
+        raise OutputError(f"cannot write in output directory {parent}: {e.strerror}") from None
+    os.close(fd)
+    return Path(name)
+
+
+def remove_quietly(path: Path | None) -> None:
+    """Delete ``path`` if it exists; never raises."""
+    if path is None:
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

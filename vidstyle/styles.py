@@ -1,0 +1,105 @@
+"""Named styles: the seven bundled public-domain artworks plus a user's own folder.
+
+``resolve_style("starry")`` returns the image path of a named style; any existing image
+path is accepted as a style too. ``$VIDSTYLE_STYLES`` names a folder whose images add
+names (file stem = name) and override bundled ones of the same name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from vidstyle.errors import StyleError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class StyleInfo:
+    """A named style: its image and provenance."""
+
+    name: str
+    path: Path
+    artist: str = ""
+    title: str = ""
+    year: str = ""
+    source: str = ""
+
+
+_BUNDLED = (
+    ("starry", "Vincent van Gogh", "The Starry Night", "1889", "jcjohnson/neural-style"),
+    ("scream", "Edvard Munch", "The Scream", "1893", "jcjohnson/neural-style"),
+    ("wave", "Katsushika Hokusai", "The Great Wave off Kanagawa", "c. 1831",
+     "jcjohnson/fast-neural-style"),
+    ("composition_vii", "Wassily Kandinsky", "Composition VII", "1913",
+     "jcjohnson/fast-neural-style"),
+    ("shipwreck", "J. M. W. Turner", "The Shipwreck of the Minotaur", "c. 1805",
+     "jcjohnson/neural-style"),
+    ("udnie", "Francis Picabia", "Udnie", "1913", "pytorch/examples"),
+    ("woman_with_hat", "Henri Matisse", "Woman with a Hat", "1905", "jcjohnson/neural-style"),
+)
+
+
+def bundled_dir() -> Path:
+    """Folder of the bundled style images inside the package."""
+    return Path(str(resources.files("vidstyle") / "data" / "styles"))
+
+
+def list_styles() -> list[StyleInfo]:
+    """All named styles: bundled ones, then those of ``$VIDSTYLE_STYLES`` (which win)."""
+    styles: dict[str, StyleInfo] = {}
+    base = bundled_dir()
+    for name, artist, title, year, source in _BUNDLED:
+        styles[name] = StyleInfo(name, base / f"{name}.jpg", artist, title, year, source)
+    user = os.environ.get("VIDSTYLE_STYLES")
+    if user and Path(user).is_dir():
+        for p in sorted(Path(user).iterdir()):
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+                styles[p.stem] = StyleInfo(p.stem, p, source=f"$VIDSTYLE_STYLES ({user})")
+    return list(styles.values())
+
+
+def resolve_style(spec: str) -> StyleInfo:
+    """A style name or an image path -> StyleInfo. Raises StyleError if neither."""
+    by_name = {s.name: s for s in list_styles()}
+    if spec in by_name:
+        return by_name[spec]
+    p = Path(spec).expanduser()
+    if p.suffix.lower() in IMAGE_SUFFIXES or os.sep in spec:
+        if not p.exists():
+            raise StyleError(f"style image not found: {spec}")
+        if not p.is_file():
+            raise StyleError(f"style image is not a file: {spec}")
+        return StyleInfo(p.stem, p.resolve(), source=str(p))
+    names = ", ".join(sorted(by_name))
+    raise StyleError(f"unknown style {spec!r}: use one of {names}, or an image path")
+
+
+def parse_style_mix(spec: str) -> list[tuple[StyleInfo, float]]:
+    """'starry:0.6,wave:0.4' -> [(starry, 0.6), (wave, 0.4)], weights normalized to sum 1.
+
+    A single name without weight gives weight 1.
+    """
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise StyleError("empty --style")
+    out: list[tuple[StyleInfo, float]] = []
+    for part in parts:
+        name, sep, w = part.rpartition(":")
+        if sep and name and not Path(part).exists():
+            try:
+                weight = float(w)
+            except ValueError as exc:
+                raise StyleError(f"bad style weight in {part!r}") from exc
+        else:
+            name, weight = part, 1.0
+        if weight < 0:
+            raise StyleError(f"negative style weight in {part!r}")
+        out.append((resolve_style(name), weight))
+    total = sum(w for _, w in out)
+    if total <= 0:
+        raise StyleError("style weights sum to zero")
+    return [(s, w / total) for s, w in out]

@@ -79,9 +79,16 @@ def _apply_overrides(cfg: RunConfig, **opts: object) -> RunConfig:
     temporal = {temporal_map[k]: v for k, v in opts.items() if k in temporal_map and v is not None}
     flow = {k.removeprefix("flow_") if k != "flow" else "method": v for k, v in opts.items()
             if k in ("flow", "flow_scale", "flow_weights") and v is not None}
+    fast_map = {"strength": "strength", "stability": "stability", "runtime": "runtime",
+                "model": "model"}
+    fast = {fast_map[k]: (str(v) if k == "model" else v) for k, v in opts.items()
+            if k in fast_map and v is not None}
+    if "size" in opts and opts["size"] is not None:
+        fast["size"] = opts["size"]
     return dataclasses.replace(
         cfg,
         **top,
+        fast=dataclasses.replace(cfg.fast, **fast),
         optim=dataclasses.replace(cfg.optim, **optim),
         temporal=dataclasses.replace(cfg.temporal, **temporal),
         flow=dataclasses.replace(cfg.flow, **{("weights_path" if k == "weights" else k): v
@@ -130,6 +137,13 @@ def _int_list(_ctx, _param, value: str | None):  # noqa: ANN001, ANN202
 @click.option("--flow", type=click.Choice(["dis", "deepflow", "dualtvl1", "raft"]), default=None)
 @click.option("--flow-scale", type=float, default=None)
 @click.option("--flow-weights", type=click.Path(path_type=Path), default=None)
+@click.option("--strength", type=float, default=None, help="Fast method: style strength 0..1.")
+@click.option("--stability", type=float, default=None,
+              help="Fast method: weight of the flow-warped previous output (0 = off).")
+@click.option("--runtime", type=click.Choice(["auto", "eager", "bf16", "compile", "openvino"]),
+              default=None, help="Fast method: inference runtime (auto = fastest measured).")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="Fast method: a model file from `vidstyle train` (default: shipped).")
 @click.option("--max-frames", type=int, default=None, help="Stylize only the first N frames.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
 @click.option("--seed", type=int, default=None, help="Random seed (runs are repeatable).")
@@ -278,6 +292,138 @@ def demo(output: Path | None, style: str, quiet: bool) -> None:
         result = run_pipeline(demo_input(), output, cfg, progress=bar)
     click.echo(f"demo written to {result.output.resolve()} ({result.frames} frames, "
                f"method {cfg.method}, style {style})")
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.option("--styles", default=None,
+              help="Comma list of style names or name=image (default: the seven named).")
+@click.option("--content-dir", "content_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Folder of training photos (repeatable).")
+@click.option("--video", "videos", multiple=True, type=click.Path(path_type=Path),
+              help="Video whose frames add to the training photos (repeatable).")
+@click.option("--holdout-dir", "holdout_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Held-out photos for the sample sheet and evaluation losses.")
+@click.option("--steps", type=int, default=None)
+@click.option("--size", type=int, default=None, help="Training crop size in pixels.")
+@click.option("--batch", type=int, default=None)
+@click.option("--style-weight", type=float, default=None)
+@click.option("--style-exponent", type=float, default=None,
+              help="Strength exponent epsilon: lambda_s = style_weight * 10**epsilon.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for checkpoints, logs, curves and the model.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--add-style", default=None, help="NAME=IMAGE: add one style to --from MODEL.")
+@click.option("--from", "from_model", type=click.Path(path_type=Path), default=None)
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop cleanly (checkpointed) after this many minutes.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+@click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="Any other TrainConfig field, e.g. --set lr=5e-4.")
+def train(pairs: tuple[str, ...], **opts: object) -> None:
+    """Train the multi-style fast network (resumable), or add a style to one.
+
+    \b
+    Examples:
+      vidstyle train --styles starry,scream,wave --content-dir photos/ --steps 10000 \\
+          --size 256 --batch 8 --out runs/mine
+      vidstyle train --out runs/mine --resume
+      vidstyle train --add-style mine=painting.jpg --from weights/fast_cin7.pt \\
+          --content-dir photos/ --out runs/added
+    """
+    from vidstyle.fast.train import TrainConfig, config_from_pairs
+    from vidstyle.fast.train import train as run_train
+
+    cfg = config_from_pairs(list(pairs), TrainConfig())
+    changes: dict[str, object] = {}
+    for key, value in opts.items():
+        if value is None or value == () or value is False:
+            continue
+        if key == "styles":
+            value = tuple(v.strip() for v in str(value).split(",") if v.strip())
+        elif key in ("content_dirs", "videos", "holdout_dirs"):
+            value = tuple(str(v) for v in value)  # type: ignore[union-attr]
+        elif key in ("out_dir", "from_model"):
+            value = str(value)
+        changes[key] = value
+    cfg = dataclasses.replace(cfg, **changes)
+
+    def report(p) -> None:  # noqa: ANN001
+        losses = " ".join(f"{k}={v:.3g}" for k, v in p.losses.items())
+        log.warning("step %d/%d %s", p.step, p.total_steps, losses)
+
+    result = run_train(cfg, progress=report)
+    click.echo(f"model {result.model_path} (sha256 {result.model_sha256[:12]}..., "
+               f"{result.steps} steps{', stopped early' if result.stopped_early else ''})")
+
+
+@cli.group(name="eval")
+def eval_group() -> None:
+    """Evaluation: temporal warping error, optical-flow accuracy.
+
+    \b
+    Examples:
+      vidstyle eval warp-error stylized.mp4 --source clip.mp4 --csv err.csv --plot err.png
+      vidstyle eval flow ../shared/data/flow/sintel/training
+    """
+
+
+@eval_group.command(name="warp-error")
+@click.argument("stylized", type=click.Path(path_type=Path))
+@click.option("--source", required=True, type=click.Path(path_type=Path),
+              help="The original clip the stylized one was made from.")
+@click.option("--flow", "flow_method", default="dis", show_default=True)
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None)
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None)
+def warp_error_cmd(stylized: Path, source: Path, flow_method: str, csv_path: Path | None,
+                   plot_path: Path | None) -> None:
+    """Temporal warping error (Lai et al. 2018) of STYLIZED against its --source.
+
+    \b
+    Example:
+      vidstyle eval warp-error out.mp4 --source clip.mp4 --plot err.png
+    """
+    from vidstyle import media
+    from vidstyle.evaluate import warp_error
+    from vidstyle.flow import make_flow
+
+    a, b = media.probe(stylized), media.probe(source)
+    if (a.width, a.height) != (b.width, b.height):
+        from vidstyle.errors import UsageError
+
+        raise UsageError(f"sizes differ: {a.width}x{a.height} vs {b.width}x{b.height}")
+    res = warp_error((f.rgb for f in media.iter_frames(stylized)),
+                     (f.rgb for f in media.iter_frames(source)), flow=make_flow(flow_method))
+    if csv_path:
+        res.to_csv(csv_path)
+    if plot_path:
+        res.plot_png(plot_path)
+    click.echo(f"warping error {res.mean:.6f} over {len(res.per_frame)} frame pairs")
+
+
+@eval_group.command(name="flow")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--methods", default="dis:ultrafast,dis:fast,dis:medium,deepflow",
+              show_default=True)
+def eval_flow_cmd(root: Path, methods: str) -> None:
+    """Average endpoint error of each flow backend on an MPI-Sintel or FlyingChairs folder.
+
+    \b
+    Example:
+      vidstyle eval flow ../shared/data/flow/sintel/training
+    """
+    from vidstyle.evaluate import evaluate_flow_dir
+
+    if not root.is_dir():
+        from vidstyle.errors import InputError
+
+        raise InputError(f"not a folder: {root}")
+    rows = evaluate_flow_dir(root, [m.strip() for m in methods.split(",") if m.strip()])
+    click.echo(f"{'method':<16} {'dataset':<12} {'sequence':<12} {'pass':<6} "
+               f"{'EPE all':>8} {'EPE noc':>8} {'ms/pair':>8}")
+    for r in rows:
+        click.echo(f"{r['method']:<16} {r['dataset']:<12} {r['sequence']:<12} "
+                   f"{str(r['pass']):<6} {r['epe_all']:>8.3f} {r['epe_noc']:>8.3f} "
+                   f"{r['ms_per_pair']:>8.1f}")
 
 
 def main() -> None:

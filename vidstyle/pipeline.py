@@ -189,11 +189,17 @@ def run(
 
     factory = stylizer_factory or make_stylizer
     stylizer = factory(config=config, device=device)
+    if getattr(stylizer, "streaming", False):
+        # one pass decode -> stylize -> encode, stages overlapped in threads (fast method)
+        count = stylizer.run_stream(input_path, output_path, info=info, encode=config.encode,
+                                    max_frames=config.max_frames, progress=progress)
+        return RunResult(output_path, work.root, count, count, 0)
     input_hash = sha256_file(input_path)
     n_total = info.frame_count
     if config.max_frames is not None:
         n_total = min(n_total, config.max_frames) if n_total else config.max_frames
-    fp = fingerprint_of("stylize", config, stylizer.fingerprint(), input_hash, __version__)
+    fp = fingerprint_of("stylize", config.stylize_fingerprint(), stylizer.fingerprint(),
+                        input_hash, __version__)
     stage = work.stage("stylize", fp)
     log.info("work directory %s (stylize %s)", work.root, fp)
 

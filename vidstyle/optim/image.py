@@ -230,12 +230,12 @@ class GatysStylizer:
             count += 1
             last = {
                 "total": float(loss.detach()),
-                "content": float(lc),
-                "style": float(ls),
-                "tv": float(lt),
+                "content": float(lc.detach()),
+                "style": float(ls.detach()),
+                "tv": float(lt.detach()),
             }
             if lT is not None:
-                last["temporal"] = float(lT)
+                last["temporal"] = float(lT.detach())
             if self.progress is not None:
                 self.progress(IterationEvent(level, levels, count, iters, last["total"]))
             return loss

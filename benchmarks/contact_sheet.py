@@ -1,0 +1,101 @@
+"""Contact sheets of stylized images, to look at.
+
+``python -m benchmarks.contact_sheet optim``: the acceptance picture (tubingen.jpg with
+starry at --size 256, input | output | style) plus a gallery of the seven named styles on
+public-domain / CC-BY content (astronaut.png, a Big Buck Bunny frame) for the README.
+``python -m benchmarks.contact_sheet fast`` does the same with the shipped fast network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+from vidstyle.config import OptimConfig
+from vidstyle.imageops import load_image, resize_longest
+from vidstyle.media import iter_frames
+from vidstyle.optim.image import GatysStylizer
+from vidstyle.styles import list_styles, resolve_style
+from vidstyle.tensors import to_tensor, to_uint8
+from vidstyle.vgg import DEFAULT_LAYERS, load_vgg
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+OUT = ROOT / "benchmarks" / "results"
+log = logging.getLogger(__name__)
+
+
+def _pil(t: torch.Tensor) -> Image.Image:
+    return Image.fromarray(to_uint8(t))
+
+
+def grid(rows: list[list[Image.Image]], labels: list[str], cell: int = 256) -> Image.Image:
+    """Rows of images, each fitted into a cell x cell box, with column labels on top."""
+    pad, top = 4, 18
+    cols = max(len(r) for r in rows)
+    sheet = Image.new("RGB", (cols * (cell + pad) + pad, top + len(rows) * (cell + pad) + pad),
+                      "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, label in enumerate(labels):
+        draw.text((pad + c * (cell + pad) + 2, 3), label, fill="black")
+    for r, row in enumerate(rows):
+        for c, im in enumerate(row):
+            im = im.copy()
+            im.thumbnail((cell, cell))
+            sheet.paste(im, (pad + c * (cell + pad), top + pad + r * (cell + pad)))
+    return sheet
+
+
+def bbb_frame(index: int = 60) -> torch.Tensor:
+    for f in iter_frames(ROOT / "vidstyle" / "data" / "bigbuckbunny.mp4"):
+        if f.index == index:
+            return to_tensor(f.rgb)
+    raise RuntimeError("clip too short")
+
+
+def optim_sheets(size: int = 256, iters: int = 60) -> list[Path]:
+    net = load_vgg("vgg19", truncate_after="relu5_1")
+    layers = DEFAULT_LAYERS["vgg19"]
+
+    def stylizer(style: str) -> GatysStylizer:
+        return GatysStylizer(net=net, style_image=load_image(resolve_style(style).path),
+                             config=OptimConfig(size=size, iters=iters),
+                             style_layers=layers["style"], content_layers=layers["content"])
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    tub = resize_longest(load_image(DATA / "content" / "tubingen.jpg"), size)
+    g = stylizer("starry")
+    res = g.stylize(tub).image
+    ratio = g.style_loss_of(res) / g.style_loss_of(tub)
+    accept = OUT / "optim_tubingen_starry.png"
+    grid([[_pil(tub), _pil(res), _pil(load_image(resolve_style("starry").path))]],
+         ["input tubingen.jpg", f"starry, style loss {ratio:.1%} of input", "style"],
+         cell=size).save(accept)
+    contents = {"astronaut (PD)": resize_longest(load_image(DATA / "content" / "astronaut.png"),
+                                                 size),
+                "Big Buck Bunny (CC-BY)": resize_longest(bbb_frame(), size)}
+    names = [s.name for s in list_styles()][:7]
+    rows = [[_pil(load_image(resolve_style(n).path)) for n in names]]
+    for c in contents.values():
+        rows.append([_pil(stylizer(n).stylize(c).image) for n in names])
+    gallery = OUT / "gallery_optim.png"
+    grid(rows, names, cell=180).save(gallery)
+    return [accept, gallery]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("method", choices=["optim"])
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--iters", type=int, default=60)
+    a = p.parse_args()
+    for path in optim_sheets(a.size, a.iters):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Training: loss goes down, exact resume, adding a style, config parsing, artifacts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidstyle.errors import UsageError
+from vidstyle.fast.model_io import load_model
+from vidstyle.fast.net import one_hot_styles
+from vidstyle.fast.train import TrainConfig, config_from_pairs, train
+
+
+def _config(data: dict[str, Path], out: str, **kw) -> TrainConfig:
+    s = data["styles"]
+    base = TrainConfig(
+        styles=(f"starry={s / 'starry.png'}", f"wave={s / 'wave.png'}"),
+        content_dirs=(str(data["train"]),),
+        holdout_dirs=(str(data["holdout"]),),
+        num_samples=1,
+        steps=4,
+        size=32,
+        batch=2,
+        lr=1e-2,
+        style_weight=30.0,
+        content_weight=1.0,
+        tv_weight=1e-3,
+        style_layers=("a", "b"),
+        content_layers=("b",),
+        style_size=48,
+        eval_size=40,
+        channels=(4, 8, 8),
+        num_res_blocks=1,
+        outer_kernel=3,
+        checkpoint_every=0,
+        log_every=1,
+        seed=3,
+        out_dir=str(data["root"] / out),
+        device="cpu",
+        precision="fp32",
+        model_dtype="fp32",
+    )
+    return dataclasses.replace(base, **kw)
+
+
+def _log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_training_lowers_the_loss_and_writes_artifacts(tiny_data, tiny_loss_net) -> None:
+    cfg = _config(tiny_data, "run", steps=40, log_every=5)
+    res = train(cfg, loss_net=tiny_loss_net)
+    recs = _log(res.log_path)
+    assert [r["step"] for r in recs] == list(range(5, 41, 5))
+    assert recs[-1]["loss"] < 0.7 * recs[0]["loss"]
+    assert res.steps == 40 and not res.stopped_early
+    assert res.curves_path is not None and res.curves_path.stat().st_size > 1000
+    assert res.samples_path is not None and res.samples_path.stat().st_size > 1000
+    assert set(res.eval_losses) == {"starry", "wave"}
+    m = load_model(res.model_path, expected_sha256=res.model_sha256)
+    assert m.style_names == ("starry", "wave") and m.info["steps"] == 40
+
+
+def test_resume_gives_identical_parameters(tiny_data, tiny_loss_net) -> None:
+    straight = train(_config(tiny_data, "a", steps=4), loss_net=tiny_loss_net)
+    train(_config(tiny_data, "b", steps=2), loss_net=tiny_loss_net)
+    resumed = train(_config(tiny_data, "b", steps=4, resume=True), loss_net=tiny_loss_net)
+    sa = torch.load(straight.checkpoint_path, weights_only=True)
+    sb = torch.load(resumed.checkpoint_path, weights_only=True)
+    assert sa["step"] == sb["step"] == 4
+    for k, v in sa["model"].items():
+        assert torch.equal(v, sb["model"][k]), k
+    assert [r["step"] for r in _log(resumed.log_path)] == [1, 2, 3, 4]
+    assert _log(resumed.log_path)[-1]["loss"] == _log(straight.log_path)[-1]["loss"]
+    # changed settings are refused
+    with pytest.raises(UsageError):
+        train(_config(tiny_data, "b", steps=6, size=24, resume=True), loss_net=tiny_loss_net)
+
+
+def test_add_style_leaves_other_styles_unchanged(tiny_data, tiny_loss_net) -> None:
+    base = train(_config(tiny_data, "base", steps=3), loss_net=tiny_loss_net)
+    added = train(
+        _config(
+            tiny_data,
+            "added",
+            steps=5,
+            add_style=f"udnie={tiny_data['styles'] / 'udnie.png'}",
+            from_model=str(base.model_path),
+        ),
+        loss_net=tiny_loss_net,
+    )
+    old = load_model(base.model_path).net
+    new = load_model(added.model_path)
+    assert new.style_names == ("starry", "wave", "udnie")
+    x = torch.rand(1, 3, 24, 30)
+    with torch.no_grad():
+        for s in range(2):
+            torch.testing.assert_close(
+                new.net(x, one_hot_styles(s, 3)), old(x, one_hot_styles(s, 2)), rtol=0, atol=0
+            )
+        # the new style was trained: its row moved away from the mean initialisation
+        mean_row = [m.gamma[:2].mean(0) for m in new.net.cin_modules().values()]
+        moved = [
+            float((m.gamma[2] - r).abs().max())
+            for m, r in zip(new.net.cin_modules().values(), mean_row, strict=True)
+        ]
+        assert max(moved) > 1e-4
+    # shared convolution weights are bit-identical
+    so, sn = old.state_dict(), new.net.state_dict()
+    for k, v in so.items():
+        if not k.endswith((".gamma", ".beta")):
+            assert torch.equal(v, sn[k]), k
+
+
+def test_time_limit_stops_cleanly(tiny_data, tiny_loss_net) -> None:
+    res = train(_config(tiny_data, "t", steps=10_000, max_minutes=1e-9), loss_net=tiny_loss_net)
+    assert res.stopped_early and res.steps == 0
+    assert res.checkpoint_path.is_file() and res.model_path.is_file()
+
+
+def test_config_from_pairs() -> None:
+    cfg = config_from_pairs(
+        ["steps=12", "styles=starry,wave", "channels=8,16,32", "resume=true", "lr=0.01"]
+    )
+    assert cfg.steps == 12 and cfg.styles == ("starry", "wave")
+    assert cfg.channels == (8, 16, 32) and cfg.resume is True and cfg.lr == 0.01
+    assert cfg.style_lambda == cfg.style_weight
+    assert dataclasses.replace(cfg, style_exponent=1.0).style_lambda == pytest.approx(
+        10 * cfg.style_weight
+    )
+    with pytest.raises(UsageError):
+        config_from_pairs(["nope=1"])
+    with pytest.raises(UsageError):
+        config_from_pairs(["steps=many"])

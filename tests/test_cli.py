@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tests.media.helpers import make_clip
 from vidstyle.cli import cli
 
-FAST = ["--size", "32", "--iters", "1", "--multiscale", "1", "--quiet"]
+FAST = ["--method", "optim", "--size", "32", "--iters", "1", "--multiscale", "1", "--quiet"]
 
 
 def invoke(*args: str):

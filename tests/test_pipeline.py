@@ -45,7 +45,7 @@ def test_kill_9_then_resume_matches_uninterrupted(clip, tmp_path):
 
     out, work = tmp_path / "resumed.mp4", tmp_path / "work"
     cmd = [sys.executable, "-m", "vidstyle", "run", str(clip), "-o", str(out),
-           "--work-dir", str(work), "--style", "wave", "--size", "48", "--iters", "6",
+           "--work-dir", str(work), "--style", "wave", "--method", "optim", "--size", "48", "--iters", "6",
            "--multiscale", "1", "--seed", "3", "--device", "cpu", "--quiet"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

@@ -165,6 +165,10 @@ def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: 
 
     if opts.get("flow_weights") is not None:
         opts["flow_weights"] = str(opts["flow_weights"])
+    if opts.get("method") is None and pipeline is None:
+        from vidstyle.stylize import default_method
+
+        opts["method"] = default_method(str(opts.get("style") or RunConfig.style))
     cfg = load_config(RunConfig(), pipeline, opts.get("method"))
     cfg = _apply_overrides(cfg, **opts)
     output = output or _default_output(input_path, cfg.style, cfg.method)

@@ -6,7 +6,7 @@ import dataclasses
 from importlib import resources
 from pathlib import Path
 
-from vidstyle.config import OptimConfig, RunConfig
+from vidstyle.config import FastConfig, OptimConfig, RunConfig
 
 
 def demo_input() -> Path:
@@ -15,12 +15,9 @@ def demo_input() -> Path:
 
 def demo_config(style: str = "starry") -> RunConfig:
     """The fast network when it is shipped for ``style``; else a small optimization run."""
-    try:
-        from vidstyle.fast.model_io import shipped_style_names
+    from vidstyle.stylize import default_method
 
-        if style in shipped_style_names():
-            return RunConfig(style=style, method="fast")
-    except Exception:  # noqa: BLE001 - no shipped model: fall back to optimization
-        pass
+    if default_method(style) == "fast":
+        return RunConfig(style=style, method="fast", fast=FastConfig(size=640))
     optim = dataclasses.replace(OptimConfig(), size=160, iters=10, multiscale=1)
     return RunConfig(style=style, method="optim", optim=optim)

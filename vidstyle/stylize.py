@@ -105,6 +105,16 @@ def _deepest(layers: list[str]) -> str:
     return max(layers, key=key)
 
 
+def default_method(style: str) -> str:
+    """``fast`` when every style of ``style`` (a name or a mix) is in the shipped fast model,
+    else ``optim`` (any image path, or a style the network was not trained on)."""
+    from vidstyle.fast.model_io import shipped_style_names
+
+    names = [part.rpartition(":")[0] or part for part in style.split(",") if part.strip()]
+    known = set(shipped_style_names())
+    return "fast" if names and all(n.strip() in known for n in names) else "optim"
+
+
 def make_stylizer(*, config: RunConfig, device: torch.device):  # noqa: ANN201
     """Build the stylizer of ``config.method`` (loads weights: call once per run)."""
     style = resolve_style(config.style)

@@ -37,7 +37,6 @@ import shlex
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -48,6 +47,7 @@ from typing import Literal
 import torch
 
 from vidstyle.errors import WeightsError
+from vidstyle.workdir import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -167,18 +167,10 @@ def file_sha256(path: Path) -> str:
 
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
     """Write ``path`` through a temp file in the same folder, then ``os.replace`` it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache should be readable like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".tmp") as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _read_manifest(weights_dir: Path) -> dict:

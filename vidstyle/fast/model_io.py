@@ -27,6 +27,7 @@ import torch
 
 from vidstyle.errors import StyleError, WeightsError
 from vidstyle.fast.net import StyleNet
+from vidstyle.workdir import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +64,8 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def _atomic_torch_save(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp") as tmp:
         torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(
@@ -241,3 +234,16 @@ def write_manifest_entry(
         f.write(text)
     os.chmod(tmp, 0o644)
     os.replace(tmp, mp)
+
+
+#: The shipped model used when no --model is given.
+DEFAULT_MODEL = "fast7"
+
+
+def shipped_style_names(name: str = DEFAULT_MODEL) -> tuple[str, ...]:
+    """Style names of shipped model ``name`` from the manifest (no weights loaded);
+    empty when the model is not shipped."""
+    entry = read_manifest().get("models", {}).get(name)
+    if entry is None or not (DEFAULT_WEIGHTS_DIR / entry["file"]).is_file():
+        return ()
+    return tuple(entry.get("styles", ()))

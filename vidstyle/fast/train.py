@@ -26,9 +26,7 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +42,7 @@ from vidstyle.errors import InputError, Interrupted, StyleError, UsageError
 from vidstyle.fast import model_io
 from vidstyle.fast.net import StyleNet
 from vidstyle.losses import gram, tv_loss
+from vidstyle.workdir import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -459,19 +458,13 @@ def _losses(
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp") as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _atomic_save_png(im: Image.Image, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    im.save(tmp, format="PNG")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp") as tmp:
+        im.save(tmp, format="PNG")
 
 
 _RESUME_KEYS = (

@@ -12,7 +12,6 @@ keeps about 3 significant digits: the rounding error is below 0.008 px for |v| <
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from vidstyle.errors import InputError, OutputError
+from vidstyle.workdir import atomic_path
 
 FLO_MAGIC = 202021.25
 _FLO_MAGIC_BYTES = np.array([FLO_MAGIC], "<f4").tobytes()
@@ -42,20 +42,10 @@ def _as_bchw(flow: torch.Tensor | np.ndarray) -> np.ndarray:
 def _atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot write flow file {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_path(path, suffix=".tmp") as tmp, open(tmp, "wb") as fh:
             write(fh)
-        os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write flow file {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_flow(path: str | os.PathLike[str], flow: torch.Tensor | np.ndarray) -> None:

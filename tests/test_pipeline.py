@@ -39,25 +39,45 @@ def frames_of(stage_dir: Path) -> list[np.ndarray]:
     return [load_png(p) for p in sorted(stage_dir.glob("frame_*.png"))]
 
 
+def _start_and_wait(clip: Path, out: Path, work: Path, frames: int) -> subprocess.Popen:
+    """Start `vidstyle run` in a subprocess; return once ``frames`` frames are finished."""
+    cmd = [sys.executable, "-m", "vidstyle", "run", str(clip), "-o", str(out),
+           "--work-dir", str(work), "--style", "wave", "--method", "optim", "--size", "48",
+           "--iters", "6", "--multiscale", "1", "--seed", "3", "--device", "cpu", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, text=True)
+    stage = work / "stylize"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if stage.is_dir() and len(list(stage.glob("frame_*.png"))) >= frames:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "run finished before it could be interrupted"
+    return proc
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_frames(clip, tmp_path):
+    out, work = tmp_path / "out.mp4", tmp_path / "work"
+    proc = _start_and_wait(clip, out, work, frames=2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+    assert len(list((work / "stylize").glob("frame_*.png"))) >= 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
 def test_kill_9_then_resume_matches_uninterrupted(clip, tmp_path):
     ref = run(clip, tmp_path / "ref.mp4", cfg(), work_dir=tmp_path / "ref_work")
     assert ref.frames == N and ref.computed == N
 
     out, work = tmp_path / "resumed.mp4", tmp_path / "work"
-    cmd = [sys.executable, "-m", "vidstyle", "run", str(clip), "-o", str(out),
-           "--work-dir", str(work), "--style", "wave", "--method", "optim", "--size", "48", "--iters", "6",
-           "--multiscale", "1", "--seed", "3", "--device", "cpu", "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    stage = work / "stylize"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if stage.is_dir() and len(list(stage.glob("frame_*.png"))) >= 3:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "run finished before it could be killed"
+    proc = _start_and_wait(clip, out, work, frames=3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    stage = work / "stylize"
     done = len(list(stage.glob("frame_*.png")))
     assert 3 <= done < N
     assert not out.exists(), "a killed run must not leave an output file"

@@ -193,3 +193,21 @@ def test_eval_warp_error_orders_stable_below_flicker(tmp_path):
     assert stable.exit_code == 0 and noisy.exit_code == 0, noisy.stderr
     assert float(stable.output.split()[2]) < float(noisy.output.split()[2])
     assert (tmp_path / "e.png").is_file() and (tmp_path / "e.csv").is_file()
+
+
+def test_video_to_still_image_output_is_a_usage_error(media_dir, tmp_path):
+    out = tmp_path / "frame.png"
+    r = invoke("run", str(media_dir["clip"]), "-o", str(out), *FAST)
+    assert_clean_error(r, out, code=2)
+    ok = invoke("run", str(media_dir["clip"]), "-o", str(out), "--max-frames", "1", *FAST)
+    assert ok.exit_code == 0, ok.stderr
+    assert out.is_file()
+
+
+def test_leftover_partial_output_of_a_killed_run_is_swept(media_dir, tmp_path):
+    out = tmp_path / "o.mp4"
+    stale = tmp_path / ".o.x1y2z3.part.mp4"
+    stale.write_bytes(b"half a video")
+    r = invoke("run", str(media_dir["clip"]), "-o", str(out), *FAST)
+    assert r.exit_code == 0, r.stderr
+    assert out.is_file() and not stale.exists()

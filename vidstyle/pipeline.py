@@ -182,8 +182,12 @@ def run(
     input_path, output_path = Path(input_path), Path(output_path)
     info = media.probe(input_path)
     media.check_output_path(output_path, input_path=input_path)
-    if info.kind == "image" and media.is_video_path(output_path):
-        pass  # a still image may become a one-frame video
+    wanted = info.frame_count if config.max_frames is None else min(info.frame_count or 1,
+                                                                       config.max_frames)
+    if media.is_image_path(output_path) and (wanted or 1) > 1:
+        raise UsageError(f"{output_path.name} is a still image but {input_path.name} has "
+                         f"{wanted} frames: use a video suffix, or --max-frames 1")
+    _sweep_partial_outputs(output_path)
     work = WorkDir(work_dir or default_work_dir(output_path))
     device = _device(config.device)
 
@@ -243,6 +247,13 @@ def run(
             progress(ProgressEvent("encode", frame.index + 1, count))
     log.info("wrote %s (%d frames, %d computed, %d reused)", output_path, count, computed, reused)
     return RunResult(output_path, work.root, count, computed, reused)
+
+
+def _sweep_partial_outputs(output: Path) -> None:
+    """Remove temp files a killed earlier run to the same output left behind."""
+    for p in output.parent.glob(f".{output.stem}.*.part{output.suffix}"):
+        log.info("removing leftover partial output %s", p)
+        p.unlink(missing_ok=True)
 
 
 def _limited(frames: Iterator, n: int | None) -> Iterator:

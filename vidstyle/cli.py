@@ -80,7 +80,7 @@ def _apply_overrides(cfg: RunConfig, **opts: object) -> RunConfig:
     flow = {k.removeprefix("flow_") if k != "flow" else "method": v for k, v in opts.items()
             if k in ("flow", "flow_scale", "flow_weights") and v is not None}
     fast_map = {"strength": "strength", "stability": "stability", "runtime": "runtime",
-                "model": "model"}
+                "model": "model", "tile": "tile"}
     fast = {fast_map[k]: (str(v) if k == "model" else v) for k, v in opts.items()
             if k in fast_map and v is not None}
     if "size" in opts and opts["size"] is not None:
@@ -144,6 +144,8 @@ def _int_list(_ctx, _param, value: str | None):  # noqa: ANN001, ANN202
               default=None, help="Fast method: inference runtime (auto = fastest measured).")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="Fast method: a model file from `vidstyle train` (default: shipped).")
+@click.option("--tile", type=int, default=None,
+              help="Fast method: tile size in pixels for huge frames (0 = automatic).")
 @click.option("--max-frames", type=int, default=None, help="Stylize only the first N frames.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
 @click.option("--seed", type=int, default=None, help="Random seed (runs are repeatable).")
@@ -174,8 +176,11 @@ def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: 
     output = output or _default_output(input_path, cfg.style, cfg.method)
     with _Progress(quiet) as bar:
         result = run_pipeline(input_path, output, cfg, work_dir=work_dir, progress=bar)
-    click.echo(f"wrote {result.output} ({result.frames} frame(s); "
-               f"{result.computed} computed, {result.reused} reused from {result.work_dir})")
+    if result.work_dir is None:
+        click.echo(f"wrote {result.output} ({result.frames} frame(s), method {cfg.method})")
+    else:
+        click.echo(f"wrote {result.output} ({result.frames} frame(s); {result.computed} "
+                   f"computed, {result.reused} reused from {result.work_dir})")
 
 
 class _Progress:

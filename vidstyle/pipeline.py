@@ -151,7 +151,7 @@ def _noop(_: ProgressEvent) -> None:
 @dataclass
 class RunResult:
     output: Path
-    work_dir: Path
+    work_dir: Path | None  # None: streamed, nothing cached
     frames: int
     computed: int
     reused: int
@@ -197,7 +197,7 @@ def run(
         # one pass decode -> stylize -> encode, stages overlapped in threads (fast method)
         count = stylizer.run_stream(input_path, output_path, info=info, encode=config.encode,
                                     max_frames=config.max_frames, progress=progress)
-        return RunResult(output_path, work.root, count, count, 0)
+        return RunResult(output_path, None, count, count, 0)
     input_hash = sha256_file(input_path)
     n_total = info.frame_count
     if config.max_frames is not None:

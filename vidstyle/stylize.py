@@ -117,9 +117,9 @@ def default_method(style: str) -> str:
 
 def make_stylizer(*, config: RunConfig, device: torch.device):  # noqa: ANN201
     """Build the stylizer of ``config.method`` (loads weights: call once per run)."""
-    style = resolve_style(config.style)
     check_size(config.optim.size)
     if config.method == "optim":
+        style = resolve_style(config.style)
         net, style_layers, content_layers = load_loss_net(config, device)
         if config.temporal.mode != "none":
             from vidstyle.optim.video import TemporalOptimStylizer

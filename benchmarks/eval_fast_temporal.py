@@ -1,0 +1,130 @@
+"""Temporal consistency of the fast method: raw per-frame output vs flow-stabilized.
+
+Run: ``python -m benchmarks.eval_fast_temporal [--frames 60] [--size 640]
+[--stability 0.5,0.7,0.85] [--model fast7] [--style starry]``.
+
+For each clip (first ``--frames`` frames at longest side ``--size``) it stylizes every
+frame with the fast network (runtime "auto"), then stabilizes the raw frames with
+:class:`vidstyle.fast.stabilize.Stabilizer` for each stability value, and measures
+
+- the warping error (Lai et al. 2018, :func:`vidstyle.evaluate.warp_error`) with DIS
+  ``medium`` flow computed on the ORIGINAL (working-size) frames;
+- the Gram style loss (VGG19, Gatys et al. layers relu1_1..relu5_1, weights 1/5) of every
+  ``--style-every``-th frame against the style image at the same longest side.
+
+Acceptance (issue): with the default stability the warping error is at most 50 % of the
+raw output's and the style loss at most 10 % higher. Writes
+``benchmarks/results/fast_temporal.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+
+from vidstyle.config import FastConfig, RunConfig  # noqa: E402
+from vidstyle.evaluate import warp_error  # noqa: E402
+from vidstyle.fast.stabilize import Stabilizer, default_flow  # noqa: E402
+from vidstyle.flow import make_flow  # noqa: E402
+from vidstyle.media import iter_frames  # noqa: E402
+
+DATA = Path(os.environ.get("VIDSTYLE_TEST_DATA",
+                           Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+RESULTS = Path(__file__).resolve().parent / "results"
+CLIPS = ("video/vtest_000-010s.avi", "video/bikes.mp4")
+
+
+def style_losses(frames: list[torch.Tensor], style_image: torch.Tensor, every: int) -> float:
+    """Mean Gram style loss (VGG19, 5 layers, weights 1/5) of every ``every``-th frame."""
+    from vidstyle.losses import gram, style_loss
+    from vidstyle.vgg import DEFAULT_LAYERS, load_vgg
+
+    layers = DEFAULT_LAYERS["vgg19"]["style"]
+    net = load_vgg("vgg19", truncate_after=layers[-1])
+    with torch.inference_mode():
+        targets = {k: gram(v) for k, v in net(style_image, layers).items()}
+        weights = {k: 1.0 / len(layers) for k in layers}
+        vals = [float(style_loss(net(f, layers), targets, weights)) for f in frames[::every]]
+    return sum(vals) / len(vals)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--size", type=int, default=640)
+    p.add_argument("--stability", default="0.5,0.7,0.85",
+                   help="comma list; the FastConfig default is always included")
+    p.add_argument("--model", default=None, help="model file or shipped name (default: fast7)")
+    p.add_argument("--style", default="starry")
+    p.add_argument("--style-every", type=int, default=6)
+    a = p.parse_args(argv)
+    from vidstyle.fast.runtime import make_fast_stylizer
+    from vidstyle.imageops import load_image, resize_longest
+    from vidstyle.styles import resolve_style
+
+    default_s = FastConfig().stability
+    values = sorted({float(v) for v in a.stability.split(",") if v} | {default_s})
+    cfg = RunConfig(style=a.style, method="fast", fast=FastConfig(model=a.model, size=a.size))
+    st = make_fast_stylizer(config=cfg, device="cpu")
+    style_img = resize_longest(load_image(resolve_style(a.style).path), a.size)
+    judge = make_flow("dis", preset="medium")
+    out: dict[str, Any] = {"model": a.model or "fast7 (shipped)", "style": a.style,
+                           "frames": a.frames, "size": a.size, "default_stability": default_s,
+                           "load_average": list(os.getloadavg()), "clips": {}}
+    for clip in CLIPS:
+        t0 = time.perf_counter()
+        src = [st._prepare(f.rgb) for f in itertools.islice(iter_frames(DATA / clip), a.frames)]
+        raw = [st.stylize_tensor(x) for x in src]
+        net_s = time.perf_counter() - t0
+        rows = {"raw": {"warp_error": warp_error(raw, src, flow=judge).mean,
+                        "style_loss": style_losses(raw, style_img, a.style_every)}}
+        for s in values:
+            stab = Stabilizer(flow=default_flow(), stability=s)
+            frames = [stab.step(x, y) for x, y in zip(src, raw, strict=True)]
+            rows[f"s={s:g}"] = {"warp_error": warp_error(frames, src, flow=judge).mean,
+                                "style_loss": style_losses(frames, style_img, a.style_every),
+                                "cuts": stab.cuts}
+        base = rows["raw"]
+        for r in rows.values():
+            r["warp_ratio"] = r["warp_error"] / base["warp_error"]
+            r["style_ratio"] = r["style_loss"] / base["style_loss"]
+        out["clips"][clip] = {"size": list(src[0].shape[-2:]), "stylize_s": net_s,
+                              "runtime": st.runtime_choice.name if st.runtime_choice else "",
+                              "rows": rows}
+    d = out["clips"]
+    ok = all(c["rows"][f"s={default_s:g}"]["warp_ratio"] <= 0.5
+             and c["rows"][f"s={default_s:g}"]["style_ratio"] <= 1.1 for c in d.values())
+    out["acceptance_default"] = ok
+    _print(out)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "fast_temporal.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    os.replace(tmp, path)
+    return out
+
+
+def _print(out: dict[str, Any]) -> None:
+    print(f"## fast method, temporal ({out['model']}, style {out['style']}, "
+          f"{out['frames']} frames, longest side {out['size']})\n")
+    print("| clip | output | warping error | vs raw | style loss | vs raw |")
+    print("|---|---|---:|---:|---:|---:|")
+    for clip, c in out["clips"].items():
+        for name, r in c["rows"].items():
+            print(f"| {Path(clip).name} | {name} | {r['warp_error']:.5f} | "
+                  f"{r['warp_ratio']:.2f} | {r['style_loss']:.4g} | {r['style_ratio']:.3f} |")
+    print(f"\ndefault stability {out['default_stability']}: acceptance (warp <= 0.50 x raw, "
+          f"style <= 1.10 x raw) {'met' if out['acceptance_default'] else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

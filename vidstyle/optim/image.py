@@ -173,7 +173,12 @@ class GatysStylizer:
             else:
                 x0 = resize(x, hw)
             x, losses = self._optimize(
-                c_l, x0.clone(), n, level, len(sizes), temporal if level == len(sizes) - 1 else None
+                c_l,
+                x0.clone(memory_format=torch.contiguous_format),
+                n,
+                level,
+                len(sizes),
+                temporal if level == len(sizes) - 1 else None,
             )
             total_iters += n
         assert x is not None

@@ -67,7 +67,13 @@ def overhead(reps: int = 6) -> dict:
 
 
 def multiscale(size: int = 384, iters: int = 150) -> dict:
-    """Wall time for coarse-to-fine to reach the single-scale final loss."""
+    """Wall time for coarse-to-fine to reach the single-scale final loss.
+
+    Single scale: ``iters`` L-BFGS iterations at full size from the content image. Multi-
+    scale: ``iters`` iterations at half size, upsampled, then up to ``iters`` at full size,
+    stopping the clock when the full-size loss first reaches the single-scale final loss
+    (the same loss function at the same size).
+    """
     net = _net()
     h, w = round(size * 0.75), size
     x = _content(h, w)
@@ -78,11 +84,15 @@ def multiscale(size: int = 384, iters: int = 150) -> dict:
     hits: list[float] = []
 
     def watch(ev) -> None:  # noqa: ANN001
-        if ev.level == ev.levels - 1 and ev.loss <= target and not hits:
+        if ev.loss <= target and not hits:
             hits.append(time.perf_counter())
 
     t0 = time.perf_counter()
-    multi = _stylizer(net, OptimConfig(iters=iters, multiscale=3), progress=watch).stylize(x)
+    coarse = _stylizer(net, OptimConfig(iters=iters, multiscale=1)).stylize(
+        resize(x, (h // 2, w // 2)))
+    init = resize(coarse.image, (h, w))
+    fine = _stylizer(net, OptimConfig(iters=iters, multiscale=1), progress=watch)
+    multi = fine.stylize(x, init=init)
     t_multi_total = time.perf_counter() - t0
     t_multi = (hits[0] - t0) if hits else float("nan")
     return {"size": f"{w}x{h}", "single_s": t_single, "single_loss": target,
@@ -121,7 +131,7 @@ def run(report=print, *, quick: bool = False) -> dict:  # noqa: ANN001
     report("|---|---|---|")
     report(f"| {o['bare_fwd_bwd_s']:.3f} | {o['optim_iter_s']:.3f} | {o['ratio']:.3f} |")
     m = res["multiscale"] = multiscale(256 if quick else 384, 40 if quick else 150)
-    report("\n## Multi-scale (3 levels) reaching the single-scale final loss")
+    report("\n## Multi-scale (half size, then full) reaching the single-scale final loss")
     report("| size | single-scale s | multi-scale to same loss s | ratio (target <= 0.5) |")
     report("|---|---|---|---|")
     report(f"| {m['size']} | {m['single_s']:.1f} | {m['multi_to_target_s']:.1f} "

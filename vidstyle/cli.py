@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -437,6 +438,9 @@ def eval_flow_cmd(root: Path, methods: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    # The fast path runs torch in several threads at once (network, flow masks); spinning
+    # OpenMP workers then steal the 2 cores from each other. Must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         cli(prog_name="vidstyle")
     except KeyboardInterrupt:  # pragma: no cover - outside click's invoke

@@ -15,7 +15,10 @@ def to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tens
     """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 in [0, 1] on ``device``."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).to(device)
+    rgb = np.ascontiguousarray(rgb)
+    if not rgb.flags.writeable:
+        rgb = rgb.copy()
+    t = torch.from_numpy(rgb).to(device)
     return t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import cv2
 import torch
 import torch.nn.functional as F
 
@@ -46,6 +47,18 @@ def default_flow() -> FlowEstimator:
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Box mean of radius ``r`` with replicated borders; (B, C, H, W) -> same shape.
+
+    On the CPU this uses OpenCV's running-sum box filter (about 100x faster than a stride-1
+    avg_pool2d of the same size); elsewhere the torch pooling.
+    """
+    if x.device.type == "cpu" and x.dtype == torch.float32:
+        out = torch.empty_like(x)
+        for b in range(x.shape[0]):
+            hwc = x[b].permute(1, 2, 0).contiguous().numpy()
+            blurred = cv2.blur(hwc, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REPLICATE)
+            out[b] = torch.from_numpy(blurred.reshape(hwc.shape)).permute(2, 0, 1)
+        return out
     return F.avg_pool2d(F.pad(x, (r,) * 4, mode="replicate"), 2 * r + 1, stride=1)
 
 

@@ -30,7 +30,8 @@ def main() -> None:
     if not only or "flow" in only:
         from benchmarks import bench_flow
 
-        bench_flow.main()
+        bench_flow.main([])
+        bench_flow.main(["--scale", "0.5"])
     if not only or "temporal" in only:
         from benchmarks import bench_temporal
 

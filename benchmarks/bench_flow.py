@@ -110,13 +110,13 @@ def bench_flow(
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="test-data kit root")
     ap.add_argument("--tvl1", action="store_true", help="add Dual TV-L1 (slow) on alley_1")
     ap.add_argument("--scale", type=float, default=1.0, help="estimate at this fraction")
     ap.add_argument("--repeat", type=int, default=3, help="timing runs per pair (DIS)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     bench_flow(args.data, tvl1=args.tvl1, scale=args.scale, repeat=args.repeat)
 
 

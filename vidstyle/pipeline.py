@@ -207,7 +207,6 @@ def run(
     stage = work.stage("stylize", fp)
     log.info("work directory %s (stylize %s)", work.root, fp)
 
-    computed = reused = 0
     if hasattr(stylizer, "run_stage"):
         # clip-level stylizers (temporal multi-pass) drive the stage themselves
         computed, reused = stylizer.run_stage(
@@ -217,17 +216,11 @@ def run(
             n_frames=n_total,
             progress=progress,
         )
-    frames = _limited(media.iter_frames(input_path), config.max_frames)
-    for frame in () if hasattr(stylizer, "run_stage") else frames:
-        unit = frame_unit(frame.index)
-        if stage.has(unit):
-            reused += 1
-            stylizer.observe(frame, load_png(stage.path(unit)))
-        else:
-            out = stylizer.stylize(frame, progress=progress, total=n_total)
-            save_png(stage.path(unit), out)
-            computed += 1
-        progress(ProgressEvent("stylize", frame.index + 1, n_total))
+    else:
+        computed, reused = _stylize_frames(
+            _limited(media.iter_frames(input_path), config.max_frames),
+            stylizer, stage, n_total, progress,
+        )
     count = computed + reused
     if count == 0:
         from vidstyle.errors import InputError
@@ -247,6 +240,22 @@ def run(
             progress(ProgressEvent("encode", frame.index + 1, count))
     log.info("wrote %s (%d frames, %d computed, %d reused)", output_path, count, computed, reused)
     return RunResult(output_path, work.root, count, computed, reused)
+
+
+def _stylize_frames(frames: Iterator, stylizer: Any, stage: Any, total: int | None,
+                    progress: ProgressFn) -> tuple[int, int]:
+    """Per-frame loop: reuse each finished artifact, stylize and save the others."""
+    computed = reused = 0
+    for frame in frames:
+        unit = frame_unit(frame.index)
+        if stage.has(unit):
+            reused += 1
+            stylizer.observe(frame, load_png(stage.path(unit)))
+        else:
+            save_png(stage.path(unit), stylizer.stylize(frame, progress=progress, total=total))
+            computed += 1
+        progress(ProgressEvent("stylize", frame.index + 1, total))
+    return computed, reused
 
 
 def _sweep_partial_outputs(output: Path) -> None:
@@ -298,5 +307,4 @@ __all__ = [
     "TemporalConfig",
     "load_config",
     "run",
-    "save_png",
 ]

@@ -44,8 +44,10 @@ def _start_and_wait(clip: Path, out: Path, work: Path, frames: int) -> subproces
     cmd = [sys.executable, "-m", "vidstyle", "run", str(clip), "-o", str(out),
            "--work-dir", str(work), "--style", "wave", "--method", "optim", "--size", "48",
            "--iters", "6", "--multiscale", "1", "--seed", "3", "--device", "cpu", "--quiet"]
+    # a background shell starts children with SIGINT ignored; give this one the default
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, text=True)
+                            start_new_session=True, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stage = work / "stylize"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:

@@ -140,3 +140,13 @@ def test_still_image_is_one_frame_video(tmp_path, data_dir):
     assert res.frames == 1 and out.is_file()
     mp4 = run(src, tmp_path / "chicago.mp4", cfg(size=40, iters=2))
     assert mp4.frames == 1
+
+
+def test_builtin_pipeline_files_match_config_defaults():
+    """pipelines/*.toml are the documented defaults: loading them changes nothing."""
+    base = RunConfig()
+    optim = load_config(base, None, "optim")
+    assert optim.optim == base.optim and optim.encode == base.encode
+    assert optim.flow == base.flow and optim.temporal == base.temporal
+    fast = load_config(base, None, "fast")
+    assert fast.method == "fast" and fast.fast == base.fast and fast.encode == base.encode

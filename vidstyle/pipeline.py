@@ -96,12 +96,16 @@ class PipelineSpec:
             for k in ("style", "device"):
                 if k in params:
                     cfg = dataclasses.replace(cfg, **{k: params.pop(k)})
-            cfg = dataclasses.replace(
-                cfg,
-                method=method,
-                optim=_update(cfg.optim, params, "stylize"),
-                temporal=_update(cfg.temporal, temporal, "stylize"),
-            )
+            if method == "fast":
+                cfg = dataclasses.replace(cfg, method=method,
+                                          fast=_update(cfg.fast, params, "stylize"))
+            else:
+                cfg = dataclasses.replace(
+                    cfg,
+                    method=method,
+                    optim=_update(cfg.optim, params, "stylize"),
+                    temporal=_update(cfg.temporal, temporal, "stylize"),
+                )
         fl = self.stage("flow")
         if fl is not None:
             cfg = dataclasses.replace(cfg, flow=_update(cfg.flow, fl.params, "flow"))

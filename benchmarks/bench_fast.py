@@ -41,6 +41,7 @@ from torch import nn  # noqa: E402
 from vidstyle.config import EncodeConfig, FastConfig, RunConfig  # noqa: E402
 from vidstyle.fast.runtime import FastStylizer, make_fast_stylizer  # noqa: E402
 from vidstyle.media import probe  # noqa: E402
+from vidstyle.workdir import atomic_write_bytes
 
 DATA = Path(os.environ.get("VIDSTYLE_TEST_DATA",
                            Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -261,9 +262,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _print(res)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "bench_fast.json"
-    tmpf = out.with_suffix(".json.tmp")
-    tmpf.write_text(json.dumps(res, indent=2) + "\n")
-    os.replace(tmpf, out)
+    atomic_write_bytes(out, (json.dumps(res, indent=2) + "\n").encode())
     return res
 
 

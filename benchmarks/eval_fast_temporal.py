@@ -36,6 +36,7 @@ from vidstyle.evaluate import warp_error  # noqa: E402
 from vidstyle.fast.stabilize import Stabilizer, default_flow  # noqa: E402
 from vidstyle.flow import make_flow  # noqa: E402
 from vidstyle.media import iter_frames  # noqa: E402
+from vidstyle.workdir import atomic_write_bytes
 
 DATA = Path(os.environ.get("VIDSTYLE_TEST_DATA",
                            Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -107,9 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _print(out)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "fast_temporal.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, (json.dumps(out, indent=2) + "\n").encode())
     return out
 
 

@@ -45,6 +45,8 @@ from vidstyle.config import EncodeConfig, RunConfig, fingerprint_of
 from vidstyle.errors import InputError, StyleError, UsageError, VidstyleError
 from vidstyle.fast.model_io import LoadedModel, load_model, load_shipped, sha256_file
 from vidstyle.fast.net import StyleNet, blend_strength
+from vidstyle.imageops import resize
+from vidstyle.stylize import working_size
 
 log = logging.getLogger(__name__)
 
@@ -512,20 +514,6 @@ def style_vector(spec: str, style_names: Sequence[str]) -> torch.Tensor:
 # --------------------------------------------------------------------------- stylizer
 
 
-def _working_size(h: int, w: int, size: int | None) -> tuple[int, int]:
-    if not size:
-        return h, w
-    s = size / max(h, w)
-    return max(1, round(h * s)), max(1, round(w * s))
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-
-
 def _fit_alpha(alpha: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
     if alpha is None or alpha.shape[:2] == shape:
         return alpha
@@ -651,7 +639,7 @@ class FastStylizer:
         from vidstyle.tensors import to_tensor
 
         x = to_tensor(rgb)
-        return _resize(x, _working_size(*x.shape[-2:], self.config.fast.size))
+        return resize(x, working_size(*x.shape[-2:], self.config.fast.size))
 
     # -- per-frame API -----------------------------------------------------------------
     def observe(self, frame: Any, output: np.ndarray) -> None:

@@ -4,8 +4,10 @@ Run: ``python -m benchmarks.eval_fast_temporal [--frames 60] [--size 640]
 [--stability 0.5,0.7,0.85] [--model fast7] [--style starry]``.
 
 For each clip (first ``--frames`` frames at longest side ``--size``) it stylizes every
-frame with the fast network (runtime "auto"), then stabilizes the raw frames with
-:class:`vidstyle.fast.stabilize.Stabilizer` for each stability value, and measures
+frame with the fast network (runtime "auto"), raw and then stabilized the way ``vidstyle
+run`` does it (:meth:`FastStylizer.stylize_video_frame`: feature-level and output blend;
+``--output-only`` adds rows with the output blend alone) for each stability value, and
+measures
 
 - the warping error (Lai et al. 2018, :func:`vidstyle.evaluate.warp_error`) with DIS
   ``medium`` flow computed on the ORIGINAL (working-size) frames;
@@ -33,7 +35,6 @@ import torch  # noqa: E402
 
 from vidstyle.config import FastConfig, RunConfig  # noqa: E402
 from vidstyle.evaluate import warp_error  # noqa: E402
-from vidstyle.fast.stabilize import Stabilizer, default_flow  # noqa: E402
 from vidstyle.flow import make_flow  # noqa: E402
 from vidstyle.media import iter_frames  # noqa: E402
 from vidstyle.workdir import atomic_write_bytes
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--model", default=None, help="model file or shipped name (default: fast7)")
     p.add_argument("--style", default="starry")
     p.add_argument("--style-every", type=int, default=6)
+    p.add_argument("--output-only", action="store_true",
+                   help="also measure the output-only blend (no feature-level blending)")
     a = p.parse_args(argv)
     from vidstyle.fast.runtime import make_fast_stylizer
     from vidstyle.imageops import load_image, resize_longest
@@ -88,12 +91,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         net_s = time.perf_counter() - t0
         rows = {"raw": {"warp_error": warp_error(raw, src, flow=judge).mean,
                         "style_loss": style_losses(raw, style_img, a.style_every)}}
-        for s in values:
-            stab = Stabilizer(flow=default_flow(), stability=s)
-            frames = [stab.step(x, y) for x, y in zip(src, raw, strict=True)]
-            rows[f"s={s:g}"] = {"warp_error": warp_error(frames, src, flow=judge).mean,
-                                "style_loss": style_losses(frames, style_img, a.style_every),
-                                "cuts": stab.cuts}
+        for s, features in itertools.product(values, (True, False)):
+            if not features and not a.output_only:
+                continue
+            stab = st.make_stabilizer(s)
+            stab.feature_blend = features and st.supports_hooks(tuple(src[0].shape[-2:]))
+            t1 = time.perf_counter()
+            frames = [st.stylize_video_frame(x, stab.prepare(x), stab) for x in src]
+            key = f"s={s:g}" + ("" if features else " output only")
+            rows[key] = {"warp_error": warp_error(frames, src, flow=judge).mean,
+                         "style_loss": style_losses(frames, style_img, a.style_every),
+                         "cuts": stab.cuts, "feature_blend": stab.feature_blend,
+                         "s_per_frame": (time.perf_counter() - t1) / len(src)}
         base = rows["raw"]
         for r in rows.values():
             r["warp_ratio"] = r["warp_error"] / base["warp_error"]

@@ -45,6 +45,7 @@ from vidstyle.config import EncodeConfig, RunConfig, fingerprint_of
 from vidstyle.errors import InputError, StyleError, UsageError, VidstyleError
 from vidstyle.fast.model_io import LoadedModel, load_model, load_shipped, sha256_file
 from vidstyle.fast.net import StyleNet, blend_strength
+from vidstyle.fast.stabilize import FlowContext, Stabilizer, default_flow
 from vidstyle.imageops import resize
 from vidstyle.stylize import working_size
 
@@ -63,6 +64,9 @@ MEASURE_LONGEST = 512
 
 
 # --------------------------------------------------------------------------- network
+
+#: ``hook(point, features) -> features`` at the named points of :meth:`InferenceNet.forward`.
+FeatureHook = Callable[[str, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,7 @@ class InferenceNet(nn.Module):
         style_weights: torch.Tensor,
         stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
         record: Callable[[int, torch.Tensor], None] | None = None,
+        hook: FeatureHook | None = None,
     ) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected (B, 3, H, W) images, got {tuple(x.shape)}")
@@ -211,15 +216,24 @@ class InferenceNet(nn.Module):
         h0 = layer(0, x)
         h1 = layer(1, h0)
         h = layer(2, h1)
+        if hook is not None:
+            h = hook("pre_res", h)
         for r in range(self.num_res):
             h = h + layer(4 + 2 * r, layer(3 + 2 * r, h))
+        if hook is not None:
+            h = hook("post_res", h)
         h = layer(n - 3, h, h1.shape[-2:])
         h = layer(n - 2, h, h0.shape[-2:])
         h = layer(n - 1, h)
         return torch.sigmoid(h.float())
 
-    def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
-        return self._run(x, style_weights)
+    def forward(
+        self, x: torch.Tensor, style_weights: torch.Tensor, hook: FeatureHook | None = None
+    ) -> torch.Tensor:
+        """hook(name, features) -> features, called with the 1/4-resolution features
+        before ("pre_res") and after ("post_res") the residual blocks (flow stabilization
+        of video blends them with the previous frame's; see vidstyle.fast.stabilize)."""
+        return self._run(x, style_weights, hook=hook)
 
     def forward_stats(
         self,
@@ -297,21 +311,31 @@ class Runtime:
     """A callable ``(x (B,3,H,W) float32, style_weights (B,S)) -> (B,3,H,W) float32``."""
 
     name = "base"
+    #: whether ``__call__`` accepts a feature ``hook`` (see :meth:`InferenceNet.forward`)
+    supports_hooks = False
 
-    def __call__(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, style_weights: torch.Tensor, hook: FeatureHook | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 
 class TorchRuntime(Runtime):
     """An :class:`InferenceNet` (optionally wrapped by ``torch.compile``)."""
 
+    supports_hooks = True
+
     def __init__(self, *, name: str, module: InferenceNet, fn: Callable[..., Any] | None = None):
         self.name = name
         self.module = module
         self.fn = fn if fn is not None else module
 
-    def __call__(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, style_weights: torch.Tensor, hook: FeatureHook | None = None
+    ) -> torch.Tensor:
         with torch.inference_mode():
+            if hook is not None:  # a compiled graph has no hook points: run the module
+                return self.module(x, style_weights, hook).float()
             return self.fn(x, style_weights).float()
 
 
@@ -332,7 +356,11 @@ class OpenVINORuntime(Runtime):
         )
         self._compiled = ov.Core().compile_model(model, "CPU")
 
-    def __call__(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, style_weights: torch.Tensor, hook: FeatureHook | None = None
+    ) -> torch.Tensor:
+        if hook is not None:
+            raise ValueError("the openvino runtime has no feature hook points")
         outs = []
         for k in range(x.shape[0]):
             w = style_weights[k if style_weights.shape[0] > 1 else 0 : None][:1]
@@ -596,14 +624,24 @@ class FastStylizer:
             )
         return self._runtime
 
-    def network(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+    def _tile_for(self, h: int, w: int) -> int:
+        from vidstyle.fast import tiling
+
+        return tiling.tile_size_for(h, w, self.config.fast.tile)
+
+    def network(
+        self, x: torch.Tensor, style_weights: torch.Tensor, hook: FeatureHook | None = None
+    ) -> torch.Tensor:
         """Raw network output (B, 3, H, W) in [0, 1] for x (B or 1, 3, H, W), rows (B, S);
-        tiles frames larger than the tile limit (see :mod:`vidstyle.fast.tiling`)."""
+        tiles frames larger than the tile limit (see :mod:`vidstyle.fast.tiling`).
+        ``hook``: see :meth:`InferenceNet.forward`; only when :meth:`supports_hooks`."""
         from vidstyle.fast import tiling
 
         h, w = x.shape[-2:]
-        tile = tiling.tile_size_for(h, w, self.config.fast.tile)
+        tile = self._tile_for(h, w)
         if tile:
+            if hook is not None:
+                raise ValueError("tiled frames have no feature hook points")
             if self._tiler is None:
                 self._tiler = InferenceNet(self.model.net, dtype=torch.float32)
             outs = []
@@ -615,12 +653,34 @@ class FastStylizer:
             return torch.cat(outs)
         if x.shape[0] == 1 and style_weights.shape[0] > 1:
             x = x.expand(style_weights.shape[0], -1, -1, -1)
+        if hook is not None:
+            return self.runtime((h, w))(x, style_weights, hook)
         return self.runtime((h, w))(x, style_weights)
+
+    def supports_hooks(self, size: tuple[int, int]) -> bool:
+        """Whether frames of ``size`` (h, w) run untiled on a runtime with feature hooks."""
+        return not self._tile_for(*size) and self.runtime(size).supports_hooks
 
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) in [0, 1] at working size -> stylized (1, 3, H, W) with strength."""
         out = self.network(x, self.style_weights)
         return blend_strength(out, x.to(out.dtype), self.config.fast.strength)
+
+    def stylize_video_frame(
+        self, x: torch.Tensor, ctx: FlowContext | None, stabilizer: Stabilizer | None
+    ) -> torch.Tensor:
+        """One video frame (1, 3, H, W) at working size, stabilized against the previous.
+
+        ``ctx`` is ``stabilizer.prepare(x)`` (it may run ahead in another thread); frames
+        must come in order. With ``stabilizer.feature_blend`` the network's features are
+        blended too (set it only where :meth:`supports_hooks`).
+        """
+        if stabilizer is None or ctx is None:
+            return self.stylize_tensor(x)
+        hook = stabilizer.feature_hook(ctx) if stabilizer.feature_blend else None
+        out = self.network(x, self.style_weights, hook)
+        out = blend_strength(out, x.to(out.dtype), self.config.fast.strength)
+        return stabilizer.apply(ctx, out)
 
     def stylize_many(self, image: torch.Tensor, style_vectors: torch.Tensor) -> torch.Tensor:
         """One image (1, 3, H, W) in several styles in one batched pass.
@@ -653,10 +713,11 @@ class FastStylizer:
         return to_uint8(self.stylize_tensor(self._prepare(rgb)))
 
     # -- video -------------------------------------------------------------------------
-    def make_stabilizer(self) -> Any:
-        from vidstyle.fast.stabilize import Stabilizer, default_flow
-
-        return Stabilizer(flow=default_flow(), stability=self.config.fast.stability)
+    def make_stabilizer(self, stability: float | None = None) -> Stabilizer:
+        """A stabilizer at ``stability`` (default: the config's); its ``feature_blend`` is
+        off until the caller knows the frame size (see :meth:`supports_hooks`)."""
+        s = self.config.fast.stability if stability is None else stability
+        return Stabilizer(flow=default_flow(), stability=s)
 
     def run_stream(
         self,
@@ -758,9 +819,9 @@ class FastStylizer:
                     if item is _END:
                         break
                     frame, x, ctx = item
-                    y = self.stylize_tensor(x)
-                    if stabilizer is not None:
-                        y = stabilizer.apply(ctx, y)
+                    if stabilizer is not None and done == 0:
+                        stabilizer.feature_blend = self.supports_hooks(tuple(x.shape[-2:]))
+                    y = self.stylize_video_frame(x, ctx, stabilizer)
                     put(q_out, (frame, y))
                     done += 1
                     if progress is not None:

@@ -11,7 +11,19 @@ motion boundaries, out of frame) c = 0 and the fresh frame is used. When the mas
 two source frames are different shots (:func:`vidstyle.flow.is_cut`) the blend is off
 for that frame (O_t = N_t), so nothing smears across a cut.
 
-Flow is computed on the source frames at reduced resolution (DIS, :func:`default_flow`).
+Feature-level blending (``feature_blend=True``; what ``vidstyle run`` uses when the
+network runtime exposes its features): the same blend is also applied inside the network,
+to its 1/4-resolution features before and after the residual blocks, against the previous
+frame's features warped by the (downscaled) flow with bicubic sampling. The decoder then
+paints coherent brush strokes from the blended features, so most of the stabilization
+happens there and the output-level blend can be light. Blending output pixels alone
+averages two unrelated stroke patterns and measurably washes the style out (on bikes.mp4
+at s = 0.7 the Gram style loss rose 2.8x); blending features keeps it within a few percent
+at a lower warping error (benchmarks/RESULTS.md). The weights at each point are
+``min(1, gain * s)`` with the gains of :data:`FEATURE_GAINS` and
+:data:`OUTPUT_GAIN_WITH_FEATURES`.
+
+Flow is computed on the source frames (DIS, :func:`default_flow`).
 The work splits in two so that a pipeline can overlap it with the network:
 :meth:`Stabilizer.prepare` needs only source frames (flow + mask), :meth:`Stabilizer.apply`
 needs the stylized frame. :meth:`Stabilizer.step` does both.
@@ -22,27 +34,34 @@ Frames are (1, 3, H, W) float32 RGB in [0, 1].
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import torch
 import torch.nn.functional as F
 
-from vidstyle.flow import CUT_THRESHOLD, consistency_mask, cut_score, make_flow, warp
+from vidstyle.flow import CUT_THRESHOLD, consistency_mask, cut_score, make_flow, resize_flow, warp
 from vidstyle.flow.estimate import FlowEstimator
 
 log = logging.getLogger(__name__)
 
 #: Flow used for stabilization: DIS preset and the fraction of the frame size it runs at.
 DEFAULT_FLOW_PRESET = "fast"
-DEFAULT_FLOW_SCALE = 0.5
+DEFAULT_FLOW_SCALE = 1.0
+#: With feature-level blending, the blend weight at each network point is min(1, gain * s).
+#: Tuned on vtest_000-010s.avi and bikes.mp4 (benchmarks/eval_fast_temporal.py): at the
+#: default s = 0.7 they are 0.9 before and 0.5 after the residual blocks, 0.3 at the output.
+FEATURE_GAINS = {"pre_res": 9 / 7, "post_res": 5 / 7}
+OUTPUT_GAIN_WITH_FEATURES = 3 / 7
 #: Soft photometric confidence exp(-|S_t - warp(S_{t-1})|^2 / sigma^2) (RGB in [0, 1],
 #: mean over channels) multiplied into the mask; None disables it.
 PHOTOMETRIC_SIGMA: float | None = 0.05
 
 
 def default_flow() -> FlowEstimator:
-    """DIS ``fast`` at half the frame size (about 2-4 ms per 640x360 pair here)."""
+    """DIS ``fast`` at the frame size (half size costs less but raised the warping error
+    of stabilized bikes.mp4 output by a third)."""
     return make_flow("dis", preset=DEFAULT_FLOW_PRESET, scale=DEFAULT_FLOW_SCALE)
 
 
@@ -105,7 +124,9 @@ class Stabilizer:
 
     flow: any :class:`~vidstyle.flow.FlowEstimator` (e.g. :func:`default_flow`).
     stability: s in [0, 1]; 0 disables blending. cut_threshold: the consistent-pixel
-    fraction below which a frame counts as a shot cut.
+    fraction below which a frame counts as a shot cut. feature_blend: the caller passes
+    :meth:`feature_hook` to the network (see the module docstring); the output blend is
+    then lighter.
 
     ``prepare`` must be called for frames in order, and so must ``apply`` (each may run in
     its own thread: they share no state).
@@ -119,6 +140,7 @@ class Stabilizer:
         cut_threshold: float = CUT_THRESHOLD,
         photometric_sigma: float | None = PHOTOMETRIC_SIGMA,
         preserve_texture: bool = True,
+        feature_blend: bool = False,
     ) -> None:
         if not 0.0 <= stability <= 1.0:
             raise ValueError(f"stability must be in [0, 1], got {stability}")
@@ -127,6 +149,8 @@ class Stabilizer:
         self.cut_threshold = float(cut_threshold)
         self.photometric_sigma = photometric_sigma
         self.preserve_texture = preserve_texture
+        self.feature_blend = feature_blend
+        self._prev_features: dict[str, torch.Tensor] = {}
         self._prev_source: torch.Tensor | None = None
         self._prev_out: torch.Tensor | None = None
         self._count = 0
@@ -136,8 +160,50 @@ class Stabilizer:
         """Forget the history (the next frame is treated as the first one)."""
         self._prev_source = None
         self._prev_out = None
+        self._prev_features = {}
         self._count = 0
         self.cuts = []
+
+    @property
+    def output_weight(self) -> float:
+        """Blend weight of the warped previous output (times the mask)."""
+        if self.feature_blend:
+            return min(1.0, OUTPUT_GAIN_WITH_FEATURES * self.stability)
+        return self.stability
+
+    def feature_hook(self, ctx: FlowContext) -> Callable[[str, torch.Tensor], torch.Tensor]:
+        """A network feature hook for this frame (``InferenceNet.forward(..., hook=)``).
+
+        At each point it blends the features (1, C, h, w) with the previous frame's features
+        at that point, warped by ``ctx.backward`` resized to (h, w) (bicubic), weighted by
+        the area-averaged mask times min(1, FEATURE_GAINS[point] * s); it remembers the
+        result for the next frame. Call it for frames in order, from one thread.
+        """
+
+        def hook(point: str, features: torch.Tensor) -> torch.Tensor:
+            prev = self._prev_features.get(point)
+            out = features
+            if (
+                prev is not None
+                and ctx.backward is not None
+                and ctx.mask is not None
+                and not ctx.cut
+                and prev.shape == features.shape
+                and features.shape[0] == 1
+            ):
+                gain = min(1.0, FEATURE_GAINS.get(point, 0.0) * self.stability)
+                size = tuple(features.shape[-2:])
+                mask = F.interpolate(ctx.mask.float(), size=size, mode="area")
+                flow = resize_flow(ctx.backward.float(), size)
+                warped = warp(prev.float(), flow, mode="bicubic")
+                blended = torch.lerp(features.float(), warped, mask * gain).to(features.dtype)
+                if features.is_contiguous(memory_format=torch.channels_last):
+                    blended = blended.contiguous(memory_format=torch.channels_last)
+                out = blended
+            self._prev_features[point] = out
+            return out
+
+        return hook
 
     def prepare(self, source: torch.Tensor) -> FlowContext:
         """Flow and consistency between the previous source frame and ``source`` (1,3,H,W)."""
@@ -171,7 +237,7 @@ class Stabilizer:
             and not ctx.cut
             and prev.shape == stylized.shape
         ):
-            weight = ctx.mask.to(stylized.dtype) * self.stability  # (1, 1, H, W)
+            weight = ctx.mask.to(stylized.dtype) * self.output_weight  # (1, 1, H, W)
             warped = warp(prev, ctx.backward.to(stylized.dtype))
             if self.preserve_texture:
                 out = texture_preserving_blend(stylized, warped, weight)
@@ -185,5 +251,5 @@ class Stabilizer:
         return self.apply(self.prepare(source), stylized)
 
 
-__all__ = ["DEFAULT_FLOW_PRESET", "DEFAULT_FLOW_SCALE", "FlowContext", "Stabilizer",
-           "default_flow"]
+__all__ = ["DEFAULT_FLOW_PRESET", "DEFAULT_FLOW_SCALE", "FEATURE_GAINS",
+           "OUTPUT_GAIN_WITH_FEATURES", "FlowContext", "Stabilizer", "default_flow"]

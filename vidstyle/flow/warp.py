@@ -38,8 +38,10 @@ def sample_points(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return xs + flow[:, 0], ys + flow[:, 1]
 
 
-def warp(image: torch.Tensor, flow: torch.Tensor, *, padding: str = "border") -> torch.Tensor:
-    """Backward-warp ``image`` by ``flow`` with bilinear sampling: out(x) = image(x + flow(x)).
+def warp(
+    image: torch.Tensor, flow: torch.Tensor, *, padding: str = "border", mode: str = "bilinear"
+) -> torch.Tensor:
+    """Backward-warp ``image`` by ``flow``: out(x) = image(x + flow(x)).
 
     image: (B, C, H, W), any C (RGB frames, masks, or a flow field itself).
     flow: (B, 2, H, W) or (1, 2, H, W) (broadcast over the batch), in pixels.
@@ -48,6 +50,8 @@ def warp(image: torch.Tensor, flow: torch.Tensor, *, padding: str = "border") ->
         border pixel is repeated. Use :func:`valid_mask` to know where that happened.
       - "zeros": bilinear weights of outside pixels are 0 (fades to 0 at the edge).
       - "reflection": coordinates are mirrored at the border.
+    mode: "bilinear" (default) or "bicubic" (sharper: repeated warps of the same image,
+      as in feedback stabilization, blur far less; may overshoot [0, 1] slightly).
     Returns a tensor shaped like ``image`` (same dtype and device).
 
     To align frame t+1 with frame t, call ``warp(frame_t1, forward_t)`` where
@@ -55,6 +59,8 @@ def warp(image: torch.Tensor, flow: torch.Tensor, *, padding: str = "border") ->
     """
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    if mode not in ("bilinear", "bicubic"):
+        raise ValueError(f"mode must be 'bilinear' or 'bicubic', got {mode!r}")
     _check(image, flow)
     b, _, h, w = image.shape
     flow = flow.to(device=image.device)
@@ -67,7 +73,7 @@ def warp(image: torch.Tensor, flow: torch.Tensor, *, padding: str = "border") ->
         grid = grid.expand(b, -1, -1, -1)
     src = image if image.dtype in (torch.float32, torch.float64) else image.float()
     out = F.grid_sample(
-        src, grid.to(src.dtype), mode="bilinear", padding_mode=padding, align_corners=True
+        src, grid.to(src.dtype), mode=mode, padding_mode=padding, align_corners=True
     )
     return out.to(image.dtype)
 

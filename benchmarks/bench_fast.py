@@ -96,8 +96,12 @@ class _PeerStylizer(FastStylizer):
         self.__dict__.update(base.__dict__)
         self._fn = fn
 
-    def network(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+    def network(self, x: torch.Tensor, style_weights: torch.Tensor,
+                hook: Any = None) -> torch.Tensor:
         return self._fn(x)
+
+    def supports_hooks(self, size: tuple[int, int]) -> bool:
+        return False  # no feature blending: the same flow and output blend around it
 
 
 def johnson_fn() -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:

@@ -25,9 +25,11 @@ from vidstyle.flow.estimate import (
     resize_flow,
 )
 from vidstyle.flow.io import load_flow, read_flo, save_flow, write_flo
-from vidstyle.flow.warp import valid_mask, warp
+from vidstyle.flow.warp import bicubic_plan, valid_mask, warp, warp_with_plan
 
 __all__ = [
+    "bicubic_plan",
+    "warp_with_plan",
     "CUT_THRESHOLD",
     "METHODS",
     "DISFlow",

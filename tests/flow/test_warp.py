@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vidstyle.flow import valid_mask, warp
+from vidstyle.flow import bicubic_plan, valid_mask, warp, warp_with_plan
 from vidstyle.tensors import to_uint8
 
 
@@ -66,3 +66,23 @@ def test_warp_is_differentiable_in_the_image():
     img = torch.rand(1, 3, 8, 8, requires_grad=True)
     warp(img, _shift(8, 8, 0.5, 0.5)).sum().backward()
     assert img.grad is not None and img.grad.abs().sum() > 0
+
+
+def test_bicubic_plan_equals_grid_sample_bicubic_and_shifts_whole_pixels_exactly():
+    g = torch.Generator().manual_seed(3)
+    img = torch.rand(1, 16, 23, 31, generator=g)
+    flow = 4 * torch.randn(1, 2, 23, 31, generator=g)
+    flow[:, :, :3, :3] = -40.0  # far outside the frame: border taps
+    plan = bicubic_plan(flow)
+    fast = warp_with_plan(img.contiguous(memory_format=torch.channels_last), plan)
+    ref = warp(img, flow, mode="bicubic")
+    assert torch.allclose(fast, ref, atol=1e-5)
+    # an integer shift reproduces the pixels it lands on exactly
+    shift = torch.zeros(1, 2, 23, 31)
+    shift[:, 0], shift[:, 1] = 2.0, -1.0
+    out = warp_with_plan(img, bicubic_plan(shift))
+    assert torch.allclose(out[..., 1:, :-2], img[..., :-1, 2:], atol=1e-6)
+    with pytest.raises(ValueError):
+        warp(img, flow, mode="nearest")
+    with pytest.raises(ValueError):
+        warp_with_plan(img[..., :-1], plan)

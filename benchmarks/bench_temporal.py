@@ -57,13 +57,33 @@ def _stylizer(cfg: RunConfig, net: Any, layers: tuple[Any, Any], data: Path) -> 
 
 
 def seconds_per_frame(*, data: Path, sizes: list[int], frames: int, iters: int,
-                      net: Any, layers: tuple[Any, Any]) -> list[dict[str, Any]]:
-    """Rows: size, mode, s/frame, flow wait share, flow worker share."""
+                      net: Any, layers: tuple[Any, Any],
+                      default_iters: int | None = None) -> list[dict[str, Any]]:
+    """Rows: size, mode, s/frame, flow wait share, flow worker share.
+
+    With ``default_iters`` (> ``iters``), each mode runs at ``iters`` and the seconds per
+    frame at ``default_iters`` are extrapolated from the measured time per optimizer
+    iteration: every iteration count of the schedule (first frame, later frames, passes)
+    scales with the iteration setting, and the time outside the optimizer (decode, flow
+    waits, warps, writes) is kept as measured. The flow shares are then of that total.
+    """
     rows = []
     for size in sizes:
         base = RunConfig(optim=OptimConfig(size=size, iters=iters))
         for mode in ("none", "short", "long"):
             st = _stylizer(mode_config(mode, base, 2), net, layers, data)
+            counted = {"iters": 0, "seconds": 0.0}
+            inner = st.gatys.stylize
+
+            def counting(*args: Any, _inner: Any = inner, _c: dict = counted,
+                         **kw: Any) -> Any:
+                t = time.perf_counter()
+                res = _inner(*args, **kw)
+                _c["seconds"] += time.perf_counter() - t
+                _c["iters"] += int(res.iterations)
+                return res
+
+            st.gatys.stylize = counting  # type: ignore[method-assign]
             with tempfile.TemporaryDirectory(prefix="vidstyle-bench-") as tmp:
                 work = WorkDir(tmp)
                 stage = work.stage("stylize", "bench")
@@ -72,14 +92,22 @@ def seconds_per_frame(*, data: Path, sizes: list[int], frames: int, iters: int,
                              n_frames=frames, progress=lambda ev: None)
                 total = time.perf_counter() - t0
             s = st.stats
-            rows.append({
-                "size": size, "mode": mode if mode != "long" else "long+2p",
+            row = {"size": size, "mode": mode if mode != "long" else "long+2p",
+                   "iters_setting": iters, "iterations_run": counted["iters"],
+                   "s_per_iteration": counted["seconds"] / max(1, counted["iters"]),
+                   "measured_s_per_frame": total / frames, "measured_total_s": total}
+            if default_iters and default_iters != iters:
+                outside = total - counted["seconds"]
+                total = outside + counted["seconds"] * default_iters / iters
+                row["extrapolated_to_iters"] = default_iters
+            row.update({
                 "s_per_frame": total / frames, "total_s": total,
                 "flow_wait_share": s.get("flow_wait_seconds", 0.0) / total,
                 "flow_worker_share": s.get("flow_seconds", 0.0) / total,
                 "flow_pairs": s.get("flow_pairs", 0),
             })
-            print(json.dumps(rows[-1]), file=sys.stderr)
+            rows.append(row)
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
 
@@ -158,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--measure-iters", type=int, default=None,
+                    help="run the s/frame modes at this many iterations and extrapolate to "
+                         "the default count (a 640x360 frame at 300 iterations is ~14 min)")
+    ap.add_argument("--warm-size", type=int, default=None,
+                    help="size of the warm-start measurement (default: the first size)")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--rss-size", type=int, default=64, help=argparse.SUPPRESS)
     ap.add_argument("--rss-iters", type=int, default=2, help=argparse.SUPPRESS)
@@ -172,16 +206,29 @@ def main(argv: list[str] | None = None) -> int:
         sizes, frames, iters, rss = [384, 640], a.frames or 10, OptimConfig().iters, (30, 300)
     net, sl, cl = load_net()
     t0 = time.perf_counter()
-    rows = seconds_per_frame(data=a.data, sizes=sizes, frames=frames, iters=iters, net=net,
-                             layers=(sl, cl))
-    warm = warm_start_ratio(data=a.data, size=sizes[0], iters=iters, net=net, layers=(sl, cl))
+    rows = seconds_per_frame(data=a.data, sizes=sizes, frames=frames,
+                             iters=a.measure_iters or iters, net=net, layers=(sl, cl),
+                             default_iters=iters)
+    warm = warm_start_ratio(data=a.data, size=a.warm_size or sizes[0], iters=iters, net=net,
+                            layers=(sl, cl))
+    print(json.dumps(warm), file=sys.stderr, flush=True)
     mem = rss_compare(data=a.data, small=rss[0], large=rss[1], size=64, iters=2)
+    if a.out is not None:
+        from vidstyle.workdir import atomic_write_bytes
+
+        res = {"clip": CLIP, "frames": frames, "iters": iters,
+               "measure_iters": a.measure_iters, "threads": torch.get_num_threads(),
+               "rows": rows, "warm_start": warm, "rss": mem}
+        atomic_write_bytes(a.out, (json.dumps(res, indent=1) + "\n").encode())
     print(f"\n{'quick ' if a.quick else ''}bench_temporal: {CLIP}, {frames} frames, "
           f"{iters} iterations, {torch.get_num_threads()} thread(s)\n")
-    print("| size | mode | s/frame | flow wait share | flow worker share | pairs |")
-    print("|---|---|---|---|---|---|")
+    if a.measure_iters:
+        print(f"(measured at {a.measure_iters} iterations, s/frame extrapolated to {iters})\n")
+    print("| size | mode | s/frame | s/iteration | flow wait share | flow worker share | pairs |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['size']} | {r['mode']} | {r['s_per_frame']:.2f} | "
+              f"{r['s_per_iteration']:.3f} | "
               f"{100 * r['flow_wait_share']:.1f} % | {100 * r['flow_worker_share']:.1f} % | "
               f"{r['flow_pairs']} |")
     ratio = "never" if warm["ratio"] is None else f"{warm['ratio']:.2f}"

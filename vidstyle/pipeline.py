@@ -276,13 +276,11 @@ def _limited(frames: Iterator, n: int | None) -> Iterator:
         yield frame
 
 
-def _fit_alpha(alpha, rgb):  # noqa: ANN001, ANN202
+def _fit_alpha(alpha: Any, rgb: Any) -> Any:
     """Resize a source alpha plane to the stylized frame's size (None stays None)."""
-    if alpha is None or alpha.shape[:2] == rgb.shape[:2]:
-        return alpha
-    import cv2
+    from vidstyle.imageops import resize_uint8
 
-    return cv2.resize(alpha, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
+    return None if alpha is None else resize_uint8(alpha, rgb.shape[:2])
 
 
 def _device(name: str) -> torch.device:

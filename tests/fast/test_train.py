@@ -136,3 +136,64 @@ def test_config_from_pairs() -> None:
         config_from_pairs(["nope=1"])
     with pytest.raises(UsageError):
         config_from_pairs(["steps=many"])
+
+
+def _teacher_file(root: Path, outer: int = 5) -> Path:
+    from vidstyle.fast.model_io import save_model
+    from vidstyle.fast.net import StyleNet
+
+    torch.manual_seed(11)
+    t = StyleNet(num_styles=2, channels=(4, 8, 8), num_res_blocks=1, outer_kernel=outer)
+    with torch.no_grad():
+        for m in t.cin_modules().values():
+            m.gamma.copy_(1.0 + 0.5 * torch.randn_like(m.gamma))
+            m.beta.copy_(0.3 * torch.randn_like(m.beta))
+    path = root / "teacher.pt"
+    save_model(path, t, style_names=("starry", "wave"), dtype=torch.float32)
+    return path
+
+
+def test_init_from_teacher_copies_weights_and_crops_larger_kernels(tiny_data) -> None:
+    from vidstyle.fast.net import StyleNet
+    from vidstyle.fast.train import init_from_teacher
+
+    teacher = load_model(_teacher_file(tiny_data["root"])).net
+    student = StyleNet(num_styles=2, channels=(4, 8, 8), num_res_blocks=1, outer_kernel=3)
+    n = init_from_teacher(student, teacher)
+    assert n == len(student.state_dict())
+    t, s = teacher.state_dict(), student.state_dict()
+    assert torch.equal(s["conv_in.conv.weight"], t["conv_in.conv.weight"][:, :, 1:4, 1:4])
+    assert torch.equal(s["res.0.a.conv.weight"], t["res.0.a.conv.weight"])
+    with pytest.raises(UsageError):
+        init_from_teacher(StyleNet(num_styles=3, channels=(4, 8, 8)), teacher)
+
+
+def test_distillation_moves_a_smaller_kernel_student_to_the_teacher(tiny_data) -> None:
+    """Pure distillation (no loss network in the step): the loss falls and the student's
+    output ends closer to the teacher's than where the initialization left it."""
+    from vidstyle.fast.net import StyleNet
+    from vidstyle.fast.train import init_from_teacher
+
+    from .conftest import TinyLossNet
+
+    tfile = _teacher_file(tiny_data["root"])
+    cfg = _config(tiny_data, "distill", steps=120, log_every=20, teacher=str(tfile), batch=4,
+                  style_weight=0.0, content_weight=0.0, tv_weight=0.0, lr=2e-2)
+    res = train(cfg, loss_net=TinyLossNet())
+    recs = _log(res.log_path)
+    assert all(r["style"] == 0.0 for r in recs)
+    assert recs[-1]["distill"] < 0.8 * recs[0]["distill"]
+    student = load_model(res.model_path).net.float().eval()
+    teacher = load_model(tfile).net.float().eval()
+    assert student.outer_kernel == 3 and student.num_styles == 2
+    init = StyleNet(num_styles=2, channels=(4, 8, 8), num_res_blocks=1, outer_kernel=3)
+    init_from_teacher(init, teacher)
+    x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    w = one_hot_styles([0, 1], 2)
+    with torch.no_grad():
+        t = teacher(x, w)
+        before = float((init.eval()(x, w) - t).pow(2).mean())
+        after = float((student(x, w) - t).pow(2).mean())
+    assert after < 0.8 * before, (after, before)
+    with pytest.raises(UsageError):
+        train(dataclasses.replace(cfg, distill_weight=0.0), loss_net=TinyLossNet())

@@ -46,7 +46,7 @@ from vidstyle.errors import InputError, StyleError, UsageError, VidstyleError
 from vidstyle.fast.model_io import LoadedModel, load_model, load_shipped, sha256_file
 from vidstyle.fast.net import StyleNet, blend_strength
 from vidstyle.fast.stabilize import FlowContext, Stabilizer, default_flow
-from vidstyle.imageops import resize
+from vidstyle.imageops import resize_uint8
 from vidstyle.stylize import working_size
 
 log = logging.getLogger(__name__)
@@ -542,14 +542,6 @@ def style_vector(spec: str, style_names: Sequence[str]) -> torch.Tensor:
 # --------------------------------------------------------------------------- stylizer
 
 
-def _fit_alpha(alpha: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
-    if alpha is None or alpha.shape[:2] == shape:
-        return alpha
-    import cv2
-
-    return cv2.resize(alpha, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-
-
 class _Stop(Exception):
     """Internal: a worker saw the stop flag."""
 
@@ -696,10 +688,11 @@ class FastStylizer:
         return blend_strength(out, image.to(out.dtype).expand_as(out), self.config.fast.strength)
 
     def _prepare(self, rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (1, 3, h, w) float32 at the working size."""
         from vidstyle.tensors import to_tensor
 
-        x = to_tensor(rgb)
-        return resize(x, working_size(*x.shape[-2:], self.config.fast.size))
+        size = working_size(rgb.shape[0], rgb.shape[1], self.config.fast.size)
+        return to_tensor(resize_uint8(rgb, size))
 
     # -- per-frame API -----------------------------------------------------------------
     def observe(self, frame: Any, output: np.ndarray) -> None:
@@ -794,7 +787,8 @@ class FastStylizer:
                         break
                     frame, y = item
                     rgb = to_uint8(y)
-                    alpha = _fit_alpha(frame.alpha, rgb.shape[:2])
+                    alpha = (None if frame.alpha is None
+                             else resize_uint8(frame.alpha, rgb.shape[:2]))
                     writer.write(dataclasses.replace(frame, rgb=rgb, alpha=alpha))
                     written[0] += 1
                 if written[0] == 0:

@@ -132,6 +132,14 @@ class TrainConfig:
     precision: str = "auto"
     #: dtype of the weights in the final model file: "fp16" or "fp32"
     model_dtype: str = "fp16"
+    #: distillation: a model (file or shipped name) whose output the new network learns to
+    #: reproduce (mean squared RGB difference times ``distill_weight``, added to the
+    #: content/style terms; with content_weight = style_weight = 0 the step skips the VGG,
+    #: several times cheaper). The styles are the teacher's. The new network starts from
+    #: the teacher's weights where the shapes allow (a smaller outer kernel takes the
+    #: centre of the teacher's), so a cheaper architecture is a short fine-tune.
+    teacher: str = ""
+    distill_weight: float = 1.0
 
     @property
     def style_lambda(self) -> float:
@@ -400,6 +408,10 @@ def _validate(config: TrainConfig) -> None:
         raise UsageError("add_style takes name=image")
     if config.model_dtype not in ("fp16", "fp32"):
         raise UsageError("model_dtype must be fp16 or fp32")
+    if config.teacher and config.add_style:
+        raise UsageError("teacher and add_style do not go together")
+    if config.teacher and config.distill_weight <= 0:
+        raise UsageError("distill_weight must be > 0 with a teacher")
 
 
 def _style_targets(
@@ -429,13 +441,23 @@ def _losses(
     config: TrainConfig,
     layer_w: Mapping[str, float],
     bf16: bool,
+    teacher: StyleNet | None = None,
 ) -> dict[str, torch.Tensor]:
     """Weighted loss terms for content batch x (B, 3, H, W) and style ids (B,)."""
     dev = x.device.type
     w = F.one_hot(style_ids, net.num_styles).float()
     layers = list(dict.fromkeys([*config.style_layers, *config.content_layers]))
+    perceptual = config.content_weight != 0 or config.style_lambda != 0 or teacher is None
     with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
         y = net(x, w)
+        if teacher is not None:
+            with torch.no_grad():
+                ty = teacher(x, w)
+        if not perceptual:  # pure distillation: no loss network at all
+            with torch.autocast(dev, enabled=False):
+                d = config.distill_weight * torch.mean((y.float() - ty.float()) ** 2)
+            zero = d.new_zeros(())
+            return {"content": zero, "style": zero, "tv": zero, "distill": d, "loss": d}
         fy = loss_net(y, layers)
         with torch.no_grad():
             fx = loss_net(x, list(config.content_layers))
@@ -454,6 +476,9 @@ def _losses(
             "tv": config.tv_weight * tv,
         }
         terms["loss"] = terms["content"] + terms["style"] + terms["tv"]
+        if teacher is not None:
+            terms["distill"] = config.distill_weight * torch.mean((y.float() - ty.float()) ** 2)
+            terms["loss"] = terms["loss"] + terms["distill"]
     return terms
 
 
@@ -478,6 +503,7 @@ _RESUME_KEYS = (
     "outer_kernel",
     "add_style",
     "seed",
+    "teacher",
 )
 
 
@@ -510,6 +536,7 @@ def train(
 
     # styles and the network
     adding = bool(config.add_style)
+    teacher_model: model_io.LoadedModel | None = None
     if adding:
         base = model_io.load_model(config.from_model)
         new_name, new_path = resolve_style(config.add_style, config.style_dirs)
@@ -520,7 +547,10 @@ def train(
         torch.manual_seed(config.seed)
         net = _extend(base.net, 1)
     else:
-        resolved = [resolve_style(s, config.style_dirs) for s in config.styles]
+        if config.teacher:
+            teacher_model = _load_teacher(config.teacher)
+        styles = teacher_model.style_names if teacher_model is not None else config.styles
+        resolved = [resolve_style(s, config.style_dirs) for s in styles]
         style_names = tuple(n for n, _ in resolved)
         if len(set(style_names)) != len(style_names):
             raise UsageError(f"duplicate style names: {style_names}")
@@ -532,6 +562,14 @@ def train(
             num_res_blocks=config.num_res_blocks,
             outer_kernel=config.outer_kernel,
         )
+        if teacher_model is not None:
+            copied = init_from_teacher(net, teacher_model.net)
+            log.info("student initialized from the teacher: %d of %d tensors", copied,
+                     len(net.state_dict()))
+    teacher = None
+    if teacher_model is not None:
+        teacher = teacher_model.net.float().eval().requires_grad_(False)
+        teacher = teacher.to(device, memory_format=torch.channels_last)
     net.train()
     if adding:
         for name, p in net.named_parameters():
@@ -553,7 +591,8 @@ def train(
     if config.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         old = ck["config"]
-        diff = [k for k in _RESUME_KEYS if old.get(k) != config.to_dict()[k]]
+        defaults = TrainConfig().to_dict()  # keys newer than the checkpoint: their default
+        diff = [k for k in _RESUME_KEYS if old.get(k, defaults[k]) != config.to_dict()[k]]
         if diff or ck["style_names"] != list(style_names):
             raise UsageError(f"cannot resume {ckpt_path}: settings changed ({', '.join(diff)})")
         net.load_state_dict(ck["model"])
@@ -620,7 +659,7 @@ def train(
             else:
                 ids = torch.randint(net.num_styles, (config.batch,), generator=gen)
             ids = ids.to(device)
-            terms = _losses(net, loss_net, x, ids, targets, config, layer_w, bf16)
+            terms = _losses(net, loss_net, x, ids, targets, config, layer_w, bf16, teacher)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()
@@ -703,6 +742,42 @@ def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_to_cpu(v) for v in obj]
     return obj
+
+
+def _load_teacher(spec: str) -> model_io.LoadedModel:
+    """A model file or a shipped model name (see ``vidstyle styles``)."""
+    from vidstyle.fast.runtime import resolve_model
+
+    return resolve_model(spec, "cpu")[0]
+
+
+def init_from_teacher(student: StyleNet, teacher: StyleNet) -> int:
+    """Copy the teacher's weights into ``student`` where they fit; returns how many tensors.
+
+    Same-shape tensors are copied; a conv kernel larger in the teacher (e.g. the 9x9 outer
+    convolutions into a 5x5 student) contributes its centre. Everything else keeps the
+    student's initialization. Both networks need the same number of styles.
+    """
+    if student.num_styles != teacher.num_styles:
+        raise UsageError("the student and the teacher need the same styles")
+    own = student.state_dict()
+    copied = 0
+    with torch.no_grad():
+        for k, v in teacher.state_dict().items():
+            if k not in own:
+                continue
+            dst, src = own[k], v.float()
+            if dst.shape == src.shape:
+                dst.copy_(src)
+            elif (dst.dim() == 4 and dst.shape[:2] == src.shape[:2]
+                  and src.shape[2] > dst.shape[2] and src.shape[3] > dst.shape[3]):
+                oy = (src.shape[2] - dst.shape[2]) // 2
+                ox = (src.shape[3] - dst.shape[3]) // 2
+                dst.copy_(src[:, :, oy : oy + dst.shape[2], ox : ox + dst.shape[3]])
+            else:
+                continue
+            copied += 1
+    return copied
 
 
 def _extend(net: StyleNet, extra: int) -> StyleNet:

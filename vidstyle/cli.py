@@ -324,6 +324,9 @@ def demo(output: Path | None, style: str, quiet: bool) -> None:
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--add-style", default=None, help="NAME=IMAGE: add one style to --from MODEL.")
 @click.option("--from", "from_model", type=click.Path(path_type=Path), default=None)
+@click.option("--teacher", default=None,
+              help="Distil this model (file or shipped name) into a new network, e.g. a "
+                   "cheaper architecture via --set outer_kernel=5.")
 @click.option("--max-minutes", type=float, default=None,
               help="Stop cleanly (checkpointed) after this many minutes.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
@@ -337,8 +340,10 @@ def train(pairs: tuple[str, ...], **opts: object) -> None:
       vidstyle train --styles starry,scream,wave --content-dir photos/ --steps 10000 \\
           --size 256 --batch 8 --out runs/mine
       vidstyle train --out runs/mine --resume
-      vidstyle train --add-style mine=painting.jpg --from weights/fast_cin7.pt \\
+      vidstyle train --add-style mine=painting.jpg --from weights/fast7.pt \\
           --content-dir photos/ --out runs/added
+      vidstyle train --teacher fast7 --set outer_kernel=5 --set style_weight=0 \\
+          --set content_weight=0 --content-dir photos/ --out runs/k5
     """
     from vidstyle.fast.train import TrainConfig, config_from_pairs
     from vidstyle.fast.train import train as run_train

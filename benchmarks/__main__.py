@@ -9,6 +9,7 @@ import argparse
 import datetime
 import os
 import platform
+from pathlib import Path
 
 
 def main() -> None:
@@ -35,7 +36,11 @@ def main() -> None:
     if not only or "temporal" in only:
         from benchmarks import bench_temporal
 
-        bench_temporal.main(["--quick"] if a.quick else [])
+        # the full run measures s/iteration at 10 iterations and extrapolates to the
+        # default 300 (one 640x360 frame at 300 iterations is 8-17 minutes here)
+        bench_temporal.main(["--quick"] if a.quick else [
+            "--frames", "4", "--measure-iters", "10", "--warm-size", "256", "--threads", "2",
+            "--out", str(Path(__file__).resolve().parent / "results" / "bench_temporal.json")])
     if not only or "fast" in only:
         try:
             from benchmarks import bench_fast

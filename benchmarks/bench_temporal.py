@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from benchmarks import write_json
 from benchmarks.eval_temporal import DEFAULT_DATA, clip_frames, load_net, mode_config
 from vidstyle.config import OptimConfig, RunConfig
 from vidstyle.flow import make_flow, warp
@@ -214,12 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(warm), file=sys.stderr, flush=True)
     mem = rss_compare(data=a.data, small=rss[0], large=rss[1], size=64, iters=2)
     if a.out is not None:
-        from vidstyle.workdir import atomic_write_bytes
-
         res = {"clip": CLIP, "frames": frames, "iters": iters,
                "measure_iters": a.measure_iters, "threads": torch.get_num_threads(),
                "rows": rows, "warm_start": warm, "rss": mem}
-        atomic_write_bytes(a.out, (json.dumps(res, indent=1) + "\n").encode())
+        write_json(a.out, res)
     print(f"\n{'quick ' if a.quick else ''}bench_temporal: {CLIP}, {frames} frames, "
           f"{iters} iterations, {torch.get_num_threads()} thread(s)\n")
     if a.measure_iters:

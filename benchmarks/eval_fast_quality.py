@@ -21,6 +21,7 @@ import torch
 import torchvision
 from PIL import Image
 
+from benchmarks import write_json
 from vidstyle.config import OptimConfig
 from vidstyle.fast.model_io import DEFAULT_MODEL
 from vidstyle.fast.runtime import resolve_model
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         fast_rows.append(fr)
         if orow:
             optim_rows.append(orow)
-        (out / "fast_quality.json").write_text(json.dumps(results, indent=1))
+        write_json(out / "fast_quality.json", results)
     # transpose: rows = photos, columns = styles (first column: input)
     def cols_to_rows(rows: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
         return [list(col) for col in zip(*rows, strict=False)]
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(optim_rows) > 1:
         _sheet(cols_to_rows(optim_rows), 200).save(out / "fast_vs_optim_optim_sheet.png")
     results["wall_s"] = time.time() - t0
-    (out / "fast_quality.json").write_text(json.dumps(results, indent=1))
+    write_json(out / "fast_quality.json", results)
     print("style            mean fast/optim style-loss ratio (bar <= 2)")
     for s, r in results["styles"].items():
         mr = r["mean_ratio"]

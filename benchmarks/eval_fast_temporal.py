@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import time
 from pathlib import Path
@@ -33,15 +32,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from benchmarks import RESULTS, write_json  # noqa: E402
 from vidstyle.config import FastConfig, RunConfig  # noqa: E402
 from vidstyle.evaluate import warp_error  # noqa: E402
 from vidstyle.flow import make_flow  # noqa: E402
 from vidstyle.media import iter_frames  # noqa: E402
-from vidstyle.workdir import atomic_write_bytes
 
 DATA = Path(os.environ.get("VIDSTYLE_TEST_DATA",
                            Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-RESULTS = Path(__file__).resolve().parent / "results"
 CLIPS = ("video/vtest_000-010s.avi", "video/bikes.mp4")
 
 
@@ -115,9 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              and c["rows"][f"s={default_s:g}"]["style_ratio"] <= 1.1 for c in d.values())
     out["acceptance_default"] = ok
     _print(out)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "fast_temporal.json"
-    atomic_write_bytes(path, (json.dumps(out, indent=2) + "\n").encode())
+    write_json(RESULTS / "fast_temporal.json", out)
     return out
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import math
 import os
 import sys
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from benchmarks import RESULTS, write_json
 from vidstyle.config import OptimConfig, RunConfig, TemporalConfig
 from vidstyle.evaluate import warp_error
 from vidstyle.flow import make_flow
@@ -49,7 +49,6 @@ from vidstyle.workdir import WorkDir, load_png
 
 DEFAULT_DATA = Path(os.environ.get("VIDSTYLE_TEST_DATA", Path(__file__).resolve().parents[1].parent
                                    / "shared" / "data"))
-RESULTS = Path(__file__).resolve().parent / "results"
 CLIPS = ("video/vtest_000-010s.avi", "video/bikes.mp4")
 MODE_COLOURS = {"none": (214, 39, 40), "short": (31, 119, 180), "long": (44, 160, 44)}
 
@@ -298,7 +297,7 @@ def evaluate(
         _save(multi_line_plot(plot_panels, ylabel="E_t (RGB [0,1], squared)",
                               xlabel="frame pair (t, t+1)"), out_dir / "temporal_warp_error.png")
         _save(contact_sheet(sheet_blocks, columns), out_dir / "temporal_contact_sheet.png")
-        (out_dir / "temporal_results.json").write_text(json.dumps(results, indent=1))
+        write_json(out_dir / "temporal_results.json", results)
     if tmp is not None:
         tmp.cleanup()
     return results

@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import torch
@@ -223,9 +222,10 @@ class Stabilizer:
         result for the next frame. Call it for frames in order, from one thread.
         """
 
-        plans: dict[tuple[int, int], tuple[Any, torch.Tensor]] = {}
+        Plan = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]  # (warp plan, mask)
+        plans: dict[tuple[int, int], Plan] = {}
 
-        def plan(size: tuple[int, int]) -> tuple[Any, torch.Tensor]:
+        def plan(size: tuple[int, int]) -> Plan:
             # one bicubic warp plan and mask per feature size, shared by the points
             if size not in plans:
                 flow = resize_flow(ctx.backward.float(), size)

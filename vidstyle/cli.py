@@ -346,10 +346,14 @@ def train(pairs: tuple[str, ...], **opts: object) -> None:
       vidstyle train --teacher fast7 --set outer_kernel=5 --set style_weight=0 \\
           --set content_weight=0 --content-dir photos/ --out runs/k5
     """
-    from vidstyle.fast.train import TrainConfig, config_from_pairs
+    from vidstyle.fast.train import TrainConfig, config_from_pairs, saved_config
     from vidstyle.fast.train import train as run_train
 
-    cfg = config_from_pairs(list(pairs), TrainConfig())
+    base = TrainConfig()
+    if opts.get("resume") and opts.get("out_dir") is not None:
+        # continue with the run's own settings; options given again override them
+        base = saved_config(str(opts["out_dir"])) or base
+    cfg = config_from_pairs(list(pairs), base)
     changes: dict[str, object] = {}
     for key, value in opts.items():
         if value is None or value == () or value is False:

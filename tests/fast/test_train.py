@@ -12,7 +12,7 @@ import torch
 from vidstyle.errors import UsageError
 from vidstyle.fast.model_io import load_model
 from vidstyle.fast.net import one_hot_styles
-from vidstyle.fast.train import TrainConfig, config_from_pairs, train
+from vidstyle.fast.train import TrainConfig, config_from_pairs, saved_config, train
 
 
 def _config(data: dict[str, Path], out: str, **kw) -> TrainConfig:
@@ -197,3 +197,31 @@ def test_distillation_moves_a_smaller_kernel_student_to_the_teacher(tiny_data) -
     assert after < 0.8 * before, (after, before)
     with pytest.raises(UsageError):
         train(dataclasses.replace(cfg, distill_weight=0.0), loss_net=TinyLossNet())
+
+
+def test_resume_from_the_command_line_keeps_the_runs_settings(
+    tiny_data, tiny_loss_net, monkeypatch
+) -> None:
+    """``vidstyle train --out DIR --resume`` continues with DIR's settings, not defaults."""
+    from click.testing import CliRunner
+
+    import vidstyle.fast.train as train_mod
+    from vidstyle.cli import cli
+
+    first = _config(tiny_data, "cli", steps=2)
+    train(first, loss_net=tiny_loss_net)
+    assert saved_config(tiny_data["root"] / "nothing") is None
+    stored = saved_config(first.out_dir)
+    assert stored == dataclasses.replace(first, resume=True)
+
+    seen: list[TrainConfig] = []
+
+    def fake_train(cfg: TrainConfig, progress=None):  # noqa: ANN001, ANN202
+        seen.append(cfg)
+        return train(cfg, loss_net=tiny_loss_net)
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    res = CliRunner().invoke(cli, ["train", "--out", first.out_dir, "--resume", "--steps", "3"])
+    assert res.exit_code == 0, res.output
+    assert seen[0] == dataclasses.replace(first, resume=True, steps=3)
+    assert torch.load(Path(first.out_dir) / "checkpoint.pt", weights_only=True)["step"] == 3

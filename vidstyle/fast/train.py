@@ -975,6 +975,34 @@ def config_from_pairs(pairs: Sequence[str], base: TrainConfig | None = None) -> 
     return dataclasses.replace(cfg, **changes)
 
 
+def saved_config(out_dir: str | Path) -> TrainConfig | None:
+    """The settings stored in ``out_dir/checkpoint.pt`` (None when there is none).
+
+    What ``vidstyle train --out DIR --resume`` continues with: the run's own settings, so a
+    resume needs no repeat of the original options (those given again override these).
+    Fields newer than the checkpoint take their defaults; unknown old fields are ignored.
+    """
+    path = Path(out_dir) / "checkpoint.pt"
+    if not path.is_file():
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        stored = dict(ck["config"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user error
+        raise InputError(f"cannot read checkpoint {path}: {exc}") from None
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    defaults = TrainConfig()
+    values: dict[str, Any] = {}
+    for key, value in stored.items():
+        if key not in fields:
+            continue
+        if isinstance(getattr(defaults, key), tuple) and isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    values.update(out_dir=str(out_dir), resume=True)
+    return dataclasses.replace(defaults, **values)
+
+
 def _cli_progress() -> Callable[[TrainProgress], None]:
     """tqdm bar when tqdm is importable, else a line per report on stderr."""
     try:

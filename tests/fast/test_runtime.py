@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from pathlib import Path
 
@@ -295,3 +296,62 @@ def test_full_hd_clip(model_file: Path, data_dir: Path, tmp_path: Path) -> None:
                           max_frames=None, progress=None)
         got = probe(out)
         assert n == 3 and (got.width, got.height, got.frame_count) == (1920, 1080, 3)
+
+
+# --------------------------------------------------------------------------- devices
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_runtimes_take_and_return_cpu_tensors_and_fp16_is_cuda_only() -> None:
+    net = _random_net(4)
+    x = torch.rand(1, 3, 40, 56)
+    w = torch.tensor([[1.0, 0.0, 0.0]])
+    for name in ("eager", "bf16"):
+        out = build_runtime(name, net)(x, w)
+        assert out.device.type == "cpu" and out.dtype == torch.float32, name
+    with pytest.raises(RuntimeError, match="CUDA"):
+        build_runtime("fp16", net)
+
+    def builder(name: str, n: StyleNet) -> Runtime:
+        built.append(name)
+        return build_runtime(name, n) if name != "openvino" else _Broken()
+
+    built: list[str] = []
+    clear_runtime_cache()
+    select_runtime(net, "auto", size=(40, 56), repeats=1, builder=builder)
+    assert built == ["eager", "bf16", "openvino"]  # the CPU candidates, no fp16
+    clear_runtime_cache()
+
+
+@needs_cuda
+def test_cuda_runtimes_match_the_cpu(model_file: Path) -> None:
+    clear_runtime_cache()
+    net = _random_net(5).cuda()
+    x = torch.rand(1, 3, 64, 96)
+    w = torch.tensor([[0.2, 0.5, 0.3]])
+    ref = build_runtime("eager", _random_net(5))(x, w)
+    for name in ("eager", "fp16", "bf16"):
+        out = build_runtime(name, net)(x, w)
+        assert out.device.type == "cpu"
+        assert (out - ref).abs().max() < (1e-4 if name == "eager" else 0.05), name
+    choice, _ = select_runtime(net, "auto", size=(64, 96), repeats=1)
+    assert set(choice.ms) <= {"eager", "fp16", "bf16"} and choice.name in choice.ms
+
+
+@needs_cuda
+def test_fast_video_on_cuda_matches_the_cpu(model_file: Path, data_dir: Path) -> None:
+    """The stabilized video path (feature hook on the GPU, flow and blends on the CPU)."""
+    clip = data_dir / "video" / "vtest_000-010s.avi"
+    frames = [to_tensor(f.rgb[::4, ::4].copy()) for f in itertools.islice(iter_frames(clip), 4)]
+    outs = {}
+    for dev in ("cpu", "cuda"):
+        clear_runtime_cache()
+        st = make_fast_stylizer(config=_config(model_file), device=dev)
+        stab = st.make_stabilizer(0.7)
+        stab.feature_blend = st.supports_hooks(tuple(frames[0].shape[-2:]))
+        assert stab.feature_blend
+        outs[dev] = [st.stylize_video_frame(x, stab.prepare(x), stab) for x in frames]
+    for a, b in zip(outs["cpu"], outs["cuda"], strict=True):
+        assert b.device.type == "cpu" and (a - b).abs().max() < 1e-3
+    clear_runtime_cache()

@@ -4,6 +4,8 @@ Runtimes (``FastConfig.runtime``), all computing :class:`~vidstyle.fast.net.Styl
 function with the same weights:
 
 - ``eager``: :class:`InferenceNet` in float32, NCHW (the fallback; always available).
+- ``fp16``: (CUDA) :class:`InferenceNet` with float16 weights and activations,
+  channels-last (tensor cores); normalization parameters stay float32.
 - ``bf16``: :class:`InferenceNet` with bfloat16 weights and activations in channels-last
   layout (oneDNN uses AMX / AVX512-BF16 where the CPU has them); the normalization
   statistics are still accumulated in float32.
@@ -21,6 +23,11 @@ is dropped (instance normalization cancels it) and the normalization runs as one
 ``batch_norm`` call instead of ``var_mean`` + arithmetic.
 
 Images are (B, 3, H, W) float32 RGB in [0, 1]; style weights are (B, S) float32 rows.
+
+Device: the network runs on the stylizer's device (CUDA when present: ``--device auto``);
+everything around it (decode, flow, stabilization blends, encode) stays on the CPU, and a
+runtime takes and returns CPU tensors, moving them at its edge. On CUDA "auto" measures
+:data:`AUTO_CANDIDATES_CUDA` instead.
 """
 
 from __future__ import annotations
@@ -51,9 +58,11 @@ from vidstyle.stylize import working_size
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "eager", "bf16", "compile", "openvino")
-#: Runtimes "auto" measures, in order (those that cannot be built are skipped).
+RUNTIMES = ("auto", "eager", "bf16", "fp16", "compile", "openvino")
+#: Runtimes "auto" measures on the CPU, in order (those that cannot be built are skipped).
 AUTO_CANDIDATES = ("eager", "bf16", "openvino")
+#: Runtimes "auto" measures on a CUDA device.
+AUTO_CANDIDATES_CUDA = ("eager", "fp16", "bf16")
 #: A runtime whose output differs from eager float32 by more than this (max abs, RGB in
 #: [0, 1]) is rejected by "auto".
 MAX_RUNTIME_ERROR = 0.15
@@ -321,22 +330,36 @@ class Runtime:
 
 
 class TorchRuntime(Runtime):
-    """An :class:`InferenceNet` (optionally wrapped by ``torch.compile``)."""
+    """An :class:`InferenceNet` (optionally wrapped by ``torch.compile``) on ``device``
+    (that of its weights). Takes and returns CPU float32 tensors; a hook sees features
+    on the device."""
 
     supports_hooks = True
 
-    def __init__(self, *, name: str, module: InferenceNet, fn: Callable[..., Any] | None = None):
+    def __init__(
+        self,
+        *,
+        name: str,
+        module: InferenceNet,
+        fn: Callable[..., Any] | None = None,
+        device: torch.device | str = "cpu",
+    ):
         self.name = name
         self.module = module
         self.fn = fn if fn is not None else module
+        self.device = torch.device(device)
 
     def __call__(
         self, x: torch.Tensor, style_weights: torch.Tensor, hook: FeatureHook | None = None
     ) -> torch.Tensor:
         with torch.inference_mode():
+            x = x.to(self.device, non_blocking=True)
+            style_weights = style_weights.to(self.device)
             if hook is not None:  # a compiled graph has no hook points: run the module
-                return self.module(x, style_weights, hook).float()
-            return self.fn(x, style_weights).float()
+                out = self.module(x, style_weights, hook)
+            else:
+                out = self.fn(x, style_weights)
+            return out.float().cpu()
 
 
 class OpenVINORuntime(Runtime):
@@ -369,14 +392,24 @@ class OpenVINORuntime(Runtime):
         return torch.cat(outs)
 
 
+def _net_device(net: StyleNet) -> torch.device:
+    return next(net.parameters()).device
+
+
 def build_runtime(name: str, net: StyleNet) -> Runtime:
-    """Build runtime ``name`` (not "auto") for ``net``. Raises ImportError/RuntimeError
-    when the runtime is unavailable, UsageError for an unknown name."""
+    """Build runtime ``name`` (not "auto") for ``net``, on the device of its weights.
+    Raises ImportError/RuntimeError when the runtime is unavailable, UsageError for an
+    unknown name."""
+    device = _net_device(net)
     if name == "eager":
-        return TorchRuntime(name="eager", module=InferenceNet(net, dtype=torch.float32))
-    if name == "bf16":
+        return TorchRuntime(name="eager", module=InferenceNet(net, dtype=torch.float32),
+                            device=device)
+    if name in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if name == "bf16" else torch.float16
+        if dtype == torch.float16 and device.type != "cuda":
+            raise RuntimeError("fp16 is for CUDA devices (on the CPU use bf16)")
         return TorchRuntime(
-            name="bf16", module=InferenceNet(net, dtype=torch.bfloat16, channels_last=True)
+            name=name, module=InferenceNet(net, dtype=dtype, channels_last=True), device=device
         )
     if name == "compile":
         import torch._inductor.config as inductor_config
@@ -384,8 +417,10 @@ def build_runtime(name: str, net: StyleNet) -> Runtime:
         inductor_config.freezing = True
         module = InferenceNet(net, dtype=torch.bfloat16, channels_last=True)
         fn = torch.compile(module, dynamic=False)
-        return TorchRuntime(name="compile", module=module, fn=fn)
+        return TorchRuntime(name="compile", module=module, fn=fn, device=device)
     if name == "openvino":
+        if device.type != "cpu":
+            raise RuntimeError("openvino runs on the CPU only")
         return OpenVINORuntime(net=net)
     raise UsageError(f"unknown --runtime {name!r}: use one of {', '.join(RUNTIMES)}")
 
@@ -432,7 +467,7 @@ def select_runtime(
     requested: str = "auto",
     *,
     size: tuple[int, int] = (360, 640),
-    candidates: Sequence[str] = AUTO_CANDIDATES,
+    candidates: Sequence[str] | None = None,
     builder: Callable[[str, StyleNet], Runtime] = build_runtime,
     repeats: int = 2,
     cache_key: Any = None,
@@ -444,7 +479,12 @@ def select_runtime(
     output is within :data:`MAX_RUNTIME_ERROR` of eager wins. A named runtime is built
     directly; if it fails to build or run, eager is used and the reason logged.
     The decision is cached per process under ``cache_key`` (e.g. the model's sha256).
+    ``candidates`` default: :data:`AUTO_CANDIDATES`, or :data:`AUTO_CANDIDATES_CUDA` when
+    the network's weights are on a CUDA device.
     """
+    if candidates is None:
+        on_cuda = _net_device(net).type == "cuda"
+        candidates = AUTO_CANDIDATES_CUDA if on_cuda else AUTO_CANDIDATES
     if requested not in RUNTIMES:
         raise UsageError(f"unknown --runtime {requested!r}: use one of {', '.join(RUNTIMES)}")
     key = (cache_key if cache_key is not None else id(net), requested, tuple(candidates))
@@ -876,9 +916,6 @@ def make_fast_stylizer(*, config: RunConfig, device: torch.device | str = "cpu")
     UsageError for bad strength/stability/runtime/tile values.
     """
     device = torch.device(device)
-    if device.type != "cpu":
-        log.info("fast method: running on the CPU (its runtimes are CPU-tuned)")
-        device = torch.device("cpu")
     model, sha = resolve_model(config.fast.model, device)
     weights = style_vector(config.style, model.style_names)
     return FastStylizer(model=model, model_sha256=sha, style_weights=weights, config=config,

@@ -225,11 +225,12 @@ class Stabilizer:
         Plan = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]  # (warp plan, mask)
         plans: dict[tuple[int, int], Plan] = {}
 
-        def plan(size: tuple[int, int]) -> Plan:
-            # one bicubic warp plan and mask per feature size, shared by the points
+        def plan(size: tuple[int, int], device: torch.device) -> Plan:
+            # one bicubic warp plan and mask per feature size, shared by the points, on
+            # the features' device (the flow comes from the CPU)
             if size not in plans:
-                flow = resize_flow(ctx.backward.float(), size)
-                mask = F.interpolate(ctx.mask.float(), size=size, mode="area")
+                flow = resize_flow(ctx.backward.float().to(device), size)
+                mask = F.interpolate(ctx.mask.float().to(device), size=size, mode="area")
                 plans[size] = (bicubic_plan(flow), mask)
             return plans[size]
 
@@ -245,7 +246,7 @@ class Stabilizer:
                 and features.shape[0] == 1
             ):
                 gain = min(1.0, FEATURE_GAINS.get(point, 0.0) * self.stability)
-                warp_plan, mask = plan(tuple(features.shape[-2:]))
+                warp_plan, mask = plan(tuple(features.shape[-2:]), features.device)
                 warped = warp_with_plan(prev, warp_plan)  # bicubic: repeated warps stay sharp
                 out = torch.lerp(features, warped.to(features.dtype),
                                  (mask * gain).to(features.dtype))

@@ -138,13 +138,16 @@ def tiled_forward(
     net: the float32 :class:`InferenceNet`; x: (1, 3, H, W) in [0, 1]; style_weights (1, S).
     tile: core size in px; stats_pixels: size budget of the statistics pass; refine: extra
     tiled passes re-estimating the statistics at full resolution (see the module doc).
-    Returns (1, 3, H, W) float32 in [0, 1].
+    Returns (1, 3, H, W) float32 in [0, 1] on the CPU (the tiles run on the device of
+    ``net``'s weights).
     """
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"tiled_forward takes one image (1, 3, H, W), got {tuple(x.shape)}")
     if 2 * (overlap - 40) < feather:
         raise ValueError(f"feather {feather} is too wide for overlap {overlap}")
     h, w = x.shape[-2:]
+    device = net.weights[0].device  # the tiles run where the network's weights are
+    x, style_weights = x.to(device), style_weights.to(device)
     grid = tile_grid(h, w, tile, overlap)
     stats = frame_stats(net, x, style_weights, stats_pixels)
     for _ in range(refine):
@@ -159,7 +162,7 @@ def tiled_forward(
     norm = torch.zeros(1, 1, h, w)
     for core, ext in grid:
         crop = x[:, :, ext[0]:ext[1], ext[2]:ext[3]]
-        y = net._run(crop, style_weights, stats=stats)
+        y = net._run(crop, style_weights, stats=stats).float().cpu()
         wgt = feather_weights(core, ext, h, w, feather)
         out[:, :, ext[0]:ext[1], ext[2]:ext[3]] += y * wgt
         norm[:, :, ext[0]:ext[1], ext[2]:ext[3]] += wgt

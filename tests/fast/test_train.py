@@ -208,10 +208,11 @@ def test_resume_from_the_command_line_keeps_the_runs_settings(
     import vidstyle.fast.train as train_mod
     from vidstyle.cli import cli
 
-    first = _config(tiny_data, "cli", steps=2)
+    first = _config(tiny_data, "cli", steps=2, max_minutes=30.0)
     train(first, loss_net=tiny_loss_net)
     assert saved_config(tiny_data["root"] / "nothing") is None
     stored = saved_config(first.out_dir)
+    first = dataclasses.replace(first, max_minutes=0.0)  # per invocation, not carried over
     assert stored == dataclasses.replace(first, resume=True)
 
     seen: list[TrainConfig] = []

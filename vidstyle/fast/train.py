@@ -980,7 +980,8 @@ def saved_config(out_dir: str | Path) -> TrainConfig | None:
 
     What ``vidstyle train --out DIR --resume`` continues with: the run's own settings, so a
     resume needs no repeat of the original options (those given again override these).
-    Fields newer than the checkpoint take their defaults; unknown old fields are ignored.
+    Fields newer than the checkpoint take their defaults; unknown old fields are ignored;
+    ``max_minutes`` (a limit of the invocation that wrote it) is not carried over.
     """
     path = Path(out_dir) / "checkpoint.pt"
     if not path.is_file():
@@ -994,7 +995,7 @@ def saved_config(out_dir: str | Path) -> TrainConfig | None:
     defaults = TrainConfig()
     values: dict[str, Any] = {}
     for key, value in stored.items():
-        if key not in fields:
+        if key not in fields or key == "max_minutes":  # a limit of that invocation only
             continue
         if isinstance(getattr(defaults, key), tuple) and isinstance(value, list):
             value = tuple(value)

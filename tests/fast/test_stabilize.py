@@ -157,3 +157,20 @@ def test_feature_blend_is_off_across_a_cut(data_dir: Path) -> None:
     assert stab.cuts == [3]
     assert torch.allclose(out[3], st.stylize_tensor(src[3]))  # fresh shot: raw output
     assert not torch.allclose(out[4], st.stylize_tensor(src[4]), atol=1e-3)  # blend on again
+
+
+def test_photometric_check_distrusts_pixels_whose_source_changed(data_dir: Path) -> None:
+    """Optional (off by default): where the source frame differs from its warped
+    predecessor beyond what the flow explains (here a patch gets brighter), the mask
+    falls to 0 even where the forward-backward check still trusts the flow."""
+    a, b = _pan(data_dir, "tubingen.jpg", 2, step=(0, 2))
+    b = b.clone()
+    b[:, :, 30:60, 40:80] = (b[:, :, 30:60, 40:80] + 0.12).clamp(0, 1)
+    plain = Stabilizer(flow=default_flow(), stability=0.7)
+    checked = Stabilizer(flow=default_flow(), stability=0.7, photometric_sigma=0.05)
+    for s in (plain, checked):
+        s.prepare(a)
+    m_plain, m_checked = plain.prepare(b).mask, checked.prepare(b).mask
+    inside = (slice(None), slice(None), slice(38, 52), slice(50, 70))
+    assert m_checked[inside].mean() < 0.02 and m_plain[inside].mean() > 0.1
+    assert m_checked[:, :, 70:, :].mean() > 0.8 * m_plain[:, :, 70:, :].mean() > 0.7

@@ -21,7 +21,8 @@ averages two unrelated stroke patterns and measurably washes the style out (on b
 at s = 0.7 the Gram style loss rose 2.8x); blending features keeps it within a few percent
 at a lower warping error (benchmarks/RESULTS.md). The weights at each point are
 ``min(1, gain * s)`` with the gains of :data:`FEATURE_GAINS` and
-:data:`OUTPUT_GAIN_WITH_FEATURES`.
+:data:`OUTPUT_GAIN_WITH_FEATURES`. Without feature blending the output blend has weight s
+(texture-preserving in both cases, :func:`texture_preserving_blend`).
 
 Flow is computed on the source frames (DIS, :func:`default_flow`).
 The work splits in two so that a pipeline can overlap it with the network:
@@ -38,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -60,12 +62,16 @@ DEFAULT_FLOW_PRESET = "fast"
 DEFAULT_FLOW_SCALE = 1.0
 #: With feature-level blending, the blend weight at each network point is min(1, gain * s).
 #: Tuned on vtest_000-010s.avi and bikes.mp4 (benchmarks/eval_fast_temporal.py): at the
-#: default s = 0.7 they are 0.9 before and 0.5 after the residual blocks, 0.3 at the output.
+#: default s = 0.7 they are 0.9 before and 0.5 after the residual blocks, 0.3 at the output
+#: (texture-preserving: a plain lerp at 0.2 was as stable and 4x cheaper on the two clips'
+#: style loss, but kept only 0.79 of the fine-detail energy of a panning photo vs 0.92).
 FEATURE_GAINS = {"pre_res": 9 / 7, "post_res": 5 / 7}
 OUTPUT_GAIN_WITH_FEATURES = 3 / 7
 #: Soft photometric confidence exp(-|S_t - warp(S_{t-1})|^2 / sigma^2) (RGB in [0, 1],
-#: mean over channels) multiplied into the mask; None disables it.
-PHOTOMETRIC_SIGMA: float | None = 0.05
+#: mean over channels) multiplied into the mask; None (the default) disables it. With
+#: feature blending it did not help (session 3: warping error equal or lower without it, on
+#: both clips) and cost a full-frame warp per frame; 0.05 was the earlier default.
+PHOTOMETRIC_SIGMA: float | None = None
 
 
 def default_flow() -> FlowEstimator:
@@ -120,6 +126,16 @@ def texture_preserving_blend(
     return (low + gain * detail).clamp(0.0, 1.0)
 
 
+_RGB_SUM = np.ones((1, 3), np.float32)
+
+
+def _rgb_energy(d: torch.Tensor) -> np.ndarray:
+    """(H, W, 3) float32 CPU -> (H, W) sum of squares over RGB (OpenCV: several times
+    faster than a torch sum over a 3-long last axis)."""
+    a = d.numpy()
+    return cv2.transform(cv2.multiply(a, a), _RGB_SUM)
+
+
 def _tpb_hwc(
     new: torch.Tensor, old: torch.Tensor, weight: torch.Tensor, radius: int
 ) -> torch.Tensor:
@@ -138,8 +154,8 @@ def _tpb_hwc(
     low = torch.lerp(mn, mo, w)
     detail = torch.lerp(dn, do, w)
     # the three local energies (summed over RGB) as the channels of one box filter pass
-    energy = box(torch.stack([(dn * dn).sum(-1), (do * do).sum(-1),
-                              (detail * detail).sum(-1)], dim=-1))
+    energy = box(torch.from_numpy(cv2.merge([_rgb_energy(dn), _rgb_energy(do),
+                                             _rgb_energy(detail)])))
     e_target = torch.lerp(energy[..., 0], energy[..., 1], weight[..., 0])
     gain = (e_target / (energy[..., 2] + 3e-6)).sqrt_().clamp_(1.0, 2.0)
     return (low + gain[..., None] * detail).clamp_(0.0, 1.0)
@@ -168,7 +184,8 @@ class Stabilizer:
     stability: s in [0, 1]; 0 disables blending. cut_threshold: the consistent-pixel
     fraction below which a frame counts as a shot cut. feature_blend: the caller passes
     :meth:`feature_hook` to the network (see the module docstring); the output blend is
-    then lighter.
+    then lighter. preserve_texture: the output blend is :func:`texture_preserving_blend`
+    (True) or a plain lerp (False).
 
     ``prepare`` must be called for frames in order, and so must ``apply`` (each may run in
     its own thread: they share no state).

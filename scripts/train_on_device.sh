@@ -10,9 +10,19 @@
 # "main:") runs several trainings side by side on the one GPU, each "name:field=value;..."
 # with its own overrides (';' separates several fields), in $OUT/<name>/. At the end each
 # variant's small files are packed into $OUT/<name>.tar (the device returns at most 8 files)
-# and its checkpoint stays in $OUT/<name>/checkpoint.pt. A CPU dry run here:
+# and its checkpoint stays in $OUT/<name>/checkpoint.pt.
+# RESUME_FROM (optional) is a folder with <name>/checkpoint.pt per variant (e.g.
+# weights/checkpoints): each variant that has one there continues from it (resume=true;
+# the settings that shape the run must match, see vidstyle.fast.train._RESUME_KEYS), the
+# others start fresh. A CPU dry run here:
 #   OUT=/tmp/dry VARIANTS="a:style_weight=100 b:style_weight=400" \
 #     bash scripts/train_on_device.sh steps=3 size=64 batch=2 eval_size=96 device=cpu
+#   RESUME_FROM=/tmp/dry OUT=/tmp/dry2 VARIANTS="a:style_weight=100" \
+#     bash scripts/train_on_device.sh steps=5 size=64 batch=2 eval_size=96 device=cpu
+# Continuing the shipped model for 9 minutes beside a Johnson-size (32/64/128, 5 residual
+# blocks) network of the same seven styles, on one GPU:
+#   VARIANTS="fast7:style_weight=100 johnson:style_weight=100;channels=32,64,128;num_res_blocks=5" \
+#     RESUME_FROM=weights/checkpoints bash scripts/train_on_device.sh max_minutes=9
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OUT="${OUT:-out/device}"
@@ -107,8 +117,15 @@ pids=()
 for v in $VARIANTS; do
   name="${v%%:*}"; extra="${v#*:}"
   mkdir -p "$OUT/$name"
+  resume=()
+  if [ -n "${RESUME_FROM:-}" ] && [ -f "$RESUME_FROM/$name/checkpoint.pt" ]; then
+    cp "$RESUME_FROM/$name/checkpoint.pt" "$OUT/$name/checkpoint.pt"
+    if [ -f "$RESUME_FROM/$name/losses.jsonl" ]; then cp "$RESUME_FROM/$name/losses.jsonl" "$OUT/$name/"; fi
+    resume=(resume=true)
+  fi
   # shellcheck disable=SC2086
-  "$PY" "$OUT/.train.py" "$OUT/$name" "$@" ${extra//;/ } >"$OUT/$name/stdout.log" 2>&1 &
+  "$PY" "$OUT/.train.py" "$OUT/$name" "$@" ${extra//;/ } "${resume[@]}" \
+    >"$OUT/$name/stdout.log" 2>&1 &
   pids+=($!)
 done
 rc=0

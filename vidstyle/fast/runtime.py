@@ -286,7 +286,7 @@ def _subpixel_kernel(w: torch.Tensor) -> torch.Tensor:
     a=1: tap 0 <- w[0] + w[1], tap +1 <- w[2]; columns likewise."""
     r = torch.tensor(
         [[[1.0, 0, 0], [0, 1, 1], [0, 0, 0]], [[0.0, 0, 0], [1, 1, 0], [0, 0, 1]]],
-        dtype=w.dtype,
+        dtype=w.dtype, device=w.device,
     )  # (phase, low-res tap, original tap)
     k = torch.einsum("aym,bxn,oimn->oabiyx", r, r, w)
     cout, cin = w.shape[:2]

@@ -142,8 +142,10 @@ def _int_list(_ctx, _param, value: str | None):  # noqa: ANN001, ANN202
 @click.option("--stability", type=float, default=None,
               help="Fast method: temporal stability 0..1 (default 0.7; 0 = off): how much of "
                    "the flow-warped previous frame's network features and output is kept.")
-@click.option("--runtime", type=click.Choice(["auto", "eager", "bf16", "compile", "openvino"]),
-              default=None, help="Fast method: inference runtime (auto = fastest measured).")
+@click.option("--runtime",
+              type=click.Choice(["auto", "eager", "bf16", "fp16", "compile", "openvino"]),
+              default=None, help="Fast method: inference runtime (auto = fastest measured; "
+                                 "fp16 is for CUDA).")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="Fast method: a model file from `vidstyle train` (default: shipped).")
 @click.option("--tile", type=int, default=None,

@@ -355,3 +355,11 @@ def test_fast_video_on_cuda_matches_the_cpu(model_file: Path, data_dir: Path) ->
     for a, b in zip(outs["cpu"], outs["cuda"], strict=True):
         assert b.device.type == "cpu" and (a - b).abs().max() < 1e-3
     clear_runtime_cache()
+
+
+def test_cli_offers_every_runtime() -> None:
+    from vidstyle.cli import cli
+    from vidstyle.fast.runtime import RUNTIMES
+
+    opt = next(p for p in cli.commands["run"].params if p.name == "runtime")
+    assert tuple(opt.type.choices) == RUNTIMES

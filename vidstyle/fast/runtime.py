@@ -130,8 +130,9 @@ class InferenceNet(nn.Module):
                 )
             gammas.append(b.norm.gamma.detach().float().clone())
             betas.append(b.norm.beta.detach().float().clone())
-        self.gammas = gammas
-        self.betas = betas
+        # frozen parameters, so that .to(device) moves them with the conv weights
+        self.gammas = nn.ParameterList(nn.Parameter(g, requires_grad=False) for g in gammas)
+        self.betas = nn.ParameterList(nn.Parameter(b, requires_grad=False) for b in betas)
         # strides: the resolution factor (1, 2, 4) of each layer's output
         factors, f = [], 1
         for s in self.specs:
@@ -696,7 +697,7 @@ class FastStylizer:
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) in [0, 1] at working size -> stylized (1, 3, H, W) with strength."""
         out = self.network(x, self.style_weights)
-        return blend_strength(out, x.to(out.dtype), self.config.fast.strength)
+        return blend_strength(out, x.to(out.device, out.dtype), self.config.fast.strength)
 
     def stylize_video_frame(
         self,
@@ -718,7 +719,7 @@ class FastStylizer:
             return self.stylize_tensor(x)
         hook = stabilizer.feature_hook(ctx) if stabilizer.feature_blend else None
         out = self.network(x, self.style_weights, hook)
-        out = blend_strength(out, x.to(out.dtype), self.config.fast.strength)
+        out = blend_strength(out, x.to(out.device, out.dtype), self.config.fast.strength)
         return stabilizer.apply(ctx, out) if output_blend else out
 
     def stylize_many(self, image: torch.Tensor, style_vectors: torch.Tensor) -> torch.Tensor:
@@ -732,7 +733,8 @@ class FastStylizer:
             raise ValueError(f"expected one image (1, 3, H, W), got {tuple(image.shape)}")
         sv = style_vectors.reshape(-1, self.model.net.num_styles).to(torch.float32)
         out = self.network(image, sv)
-        return blend_strength(out, image.to(out.dtype).expand_as(out), self.config.fast.strength)
+        return blend_strength(out, image.to(out.device, out.dtype).expand_as(out),
+                              self.config.fast.strength)
 
     def _prepare(self, rgb: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 -> (1, 3, h, w) float32 at the working size."""

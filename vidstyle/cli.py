@@ -324,7 +324,9 @@ def demo(output: Path | None, style: str, quiet: bool) -> None:
               help="Strength exponent epsilon: lambda_s = style_weight * 10**epsilon.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for checkpoints, logs, curves and the model.")
-@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--resume", is_flag=True,
+              help="Continue from the checkpoint in --out, with that run's settings (options "
+                   "given again override them; --max-minutes is per invocation).")
 @click.option("--add-style", default=None, help="NAME=IMAGE: add one style to --from MODEL.")
 @click.option("--from", "from_model", type=click.Path(path_type=Path), default=None)
 @click.option("--teacher", default=None,

@@ -11,8 +11,8 @@
 # with its own overrides (';' separates several fields), in $OUT/<name>/. At the end each
 # variant's small files are packed into $OUT/<name>.tar (the device returns at most 8 files)
 # and its checkpoint stays in $OUT/<name>/checkpoint.pt.
-# RESUME_FROM (optional) is a folder with <name>/checkpoint.pt per variant (e.g.
-# weights/checkpoints): each variant that has one there continues from it (resume=true;
+# RESUME_FROM (optional; relative to the repository root) is a folder with
+# <name>/checkpoint.pt per variant (e.g. weights/checkpoints): each variant that has one there continues from it (resume=true;
 # the settings that shape the run must match, see vidstyle.fast.train._RESUME_KEYS), the
 # others start fresh. A CPU dry run here:
 #   OUT=/tmp/dry VARIANTS="a:style_weight=100 b:style_weight=400" \
@@ -119,12 +119,14 @@ for v in $VARIANTS; do
   mkdir -p "$OUT/$name"
   resume=()
   if [ -n "${RESUME_FROM:-}" ] && [ -f "$RESUME_FROM/$name/checkpoint.pt" ]; then
-    cp "$RESUME_FROM/$name/checkpoint.pt" "$OUT/$name/checkpoint.pt"
-    if [ -f "$RESUME_FROM/$name/losses.jsonl" ]; then cp "$RESUME_FROM/$name/losses.jsonl" "$OUT/$name/"; fi
+    for f in checkpoint.pt losses.jsonl; do
+      src="$RESUME_FROM/$name/$f"
+      if [ -f "$src" ] && ! [ "$src" -ef "$OUT/$name/$f" ]; then cp "$src" "$OUT/$name/$f"; fi
+    done
     resume=(resume=true)
   fi
   # shellcheck disable=SC2086
-  "$PY" "$OUT/.train.py" "$OUT/$name" "$@" ${extra//;/ } "${resume[@]}" \
+  "$PY" "$OUT/.train.py" "$OUT/$name" "$@" ${extra//;/ } ${resume[@]+"${resume[@]}"} \
     >"$OUT/$name/stdout.log" 2>&1 &
   pids+=($!)
 done

@@ -354,9 +354,11 @@ def train(pairs: tuple[str, ...], **opts: object) -> None:
     from vidstyle.fast.train import train as run_train
 
     base = TrainConfig()
-    if opts.get("resume") and opts.get("out_dir") is not None:
-        # continue with the run's own settings; options given again override them
-        base = saved_config(str(opts["out_dir"])) or base
+    if opts.get("resume"):
+        # continue with the run's own settings (from --out, --set out_dir=... or the
+        # default folder); options given again override them
+        out_dir = opts.get("out_dir") or config_from_pairs(list(pairs), base).out_dir
+        base = saved_config(str(out_dir)) or base
     cfg = config_from_pairs(list(pairs), base)
     changes: dict[str, object] = {}
     for key, value in opts.items():

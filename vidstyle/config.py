@@ -118,7 +118,7 @@ class FastConfig(_Fingerprinted):
     size: int | None = None  # longest side; None keeps the input size
     strength: float = 1.0
     stability: float = 0.7  # flow stabilization strength (see vidstyle.fast.stabilize)
-    runtime: str = "auto"  # auto | eager | bf16 | compile | openvino
+    runtime: str = "auto"  # auto | eager | bf16 | fp16 (CUDA) | compile | openvino
     tile: int = 0  # 0: automatic tiling only when a frame is too large
 
 

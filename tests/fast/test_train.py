@@ -212,7 +212,8 @@ def test_resume_from_the_command_line_keeps_the_runs_settings(
     train(first, loss_net=tiny_loss_net)
     assert saved_config(tiny_data["root"] / "nothing") is None
     stored = saved_config(first.out_dir)
-    first = dataclasses.replace(first, max_minutes=0.0)  # per invocation, not carried over
+    # per invocation, not carried over: the time limit, the device and the precision
+    first = dataclasses.replace(first, max_minutes=0.0, device="auto", precision="auto")
     assert stored == dataclasses.replace(first, resume=True)
 
     seen: list[TrainConfig] = []
@@ -222,7 +223,14 @@ def test_resume_from_the_command_line_keeps_the_runs_settings(
         return train(cfg, loss_net=tiny_loss_net)
 
     monkeypatch.setattr(train_mod, "train", fake_train)
-    res = CliRunner().invoke(cli, ["train", "--out", first.out_dir, "--resume", "--steps", "3"])
+    res = CliRunner().invoke(cli, ["train", "--out", first.out_dir, "--resume", "--steps", "3",
+                                   "--device", "cpu", "--set", "precision=fp32"])
     assert res.exit_code == 0, res.output
-    assert seen[0] == dataclasses.replace(first, resume=True, steps=3)
+    expect = dataclasses.replace(first, resume=True, steps=3, device="cpu", precision="fp32")
+    assert seen[0] == expect
     assert torch.load(Path(first.out_dir) / "checkpoint.pt", weights_only=True)["step"] == 3
+    # the folder may also come from --set out_dir=...
+    res = CliRunner().invoke(cli, ["train", "--set", f"out_dir={first.out_dir}", "--resume",
+                                   "--steps", "4", "--device", "cpu", "--set", "precision=fp32"])
+    assert res.exit_code == 0, res.output
+    assert seen[1] == dataclasses.replace(expect, steps=4)

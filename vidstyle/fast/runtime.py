@@ -24,9 +24,10 @@ is dropped (instance normalization cancels it) and the normalization runs as one
 
 Images are (B, 3, H, W) float32 RGB in [0, 1]; style weights are (B, S) float32 rows.
 
-Device: the network runs on the stylizer's device (CUDA when present: ``--device auto``);
-everything around it (decode, flow, stabilization blends, encode) stays on the CPU, and a
-runtime takes and returns CPU tensors, moving them at its edge. On CUDA "auto" measures
+Device: the network runs on the stylizer's device (CUDA when present: ``--device auto``),
+with the feature-level stabilization blend (a hook inside it); everything around it
+(decode, flow, output blend, encode) stays on the CPU, and a runtime takes and returns CPU
+tensors, moving them at its edge. On CUDA "auto" measures
 :data:`AUTO_CANDIDATES_CUDA` instead.
 """
 
@@ -926,6 +927,7 @@ def make_fast_stylizer(*, config: RunConfig, device: torch.device | str = "cpu")
 
 __all__ = [
     "AUTO_CANDIDATES",
+    "AUTO_CANDIDATES_CUDA",
     "DEFAULT_MODEL",
     "RUNTIMES",
     "FastStylizer",

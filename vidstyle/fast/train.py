@@ -975,13 +975,18 @@ def config_from_pairs(pairs: Sequence[str], base: TrainConfig | None = None) -> 
     return dataclasses.replace(cfg, **changes)
 
 
+#: Settings of one invocation (a time limit, the machine), not of the run: a resume does not
+#: inherit them from the checkpoint.
+_PER_INVOCATION = ("max_minutes", "device", "precision")
+
+
 def saved_config(out_dir: str | Path) -> TrainConfig | None:
     """The settings stored in ``out_dir/checkpoint.pt`` (None when there is none).
 
     What ``vidstyle train --out DIR --resume`` continues with: the run's own settings, so a
     resume needs no repeat of the original options (those given again override these).
     Fields newer than the checkpoint take their defaults; unknown old fields are ignored;
-    ``max_minutes`` (a limit of the invocation that wrote it) is not carried over.
+    the per-invocation settings (time limit, device, precision) are not carried over.
     """
     path = Path(out_dir) / "checkpoint.pt"
     if not path.is_file():
@@ -995,7 +1000,7 @@ def saved_config(out_dir: str | Path) -> TrainConfig | None:
     defaults = TrainConfig()
     values: dict[str, Any] = {}
     for key, value in stored.items():
-        if key not in fields or key == "max_minutes":  # a limit of that invocation only
+        if key not in fields or key in _PER_INVOCATION:
             continue
         if isinstance(getattr(defaults, key), tuple) and isinstance(value, list):
             value = tuple(value)

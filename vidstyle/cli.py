@@ -11,7 +11,9 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -106,53 +108,66 @@ def _int_list(_ctx, _param, value: str | None):  # noqa: ANN001, ANN202
         raise click.BadParameter("expected comma-separated integers, e.g. 1,10,20,40") from exc
 
 
+_STYLIZE_OPTIONS = [
+    click.option("--style", default=None, help="Style name (see `vidstyle styles`), image path, "
+                 "or a mix such as starry:0.6,wave:0.4 (fast method)."),
+    click.option("--method", type=click.Choice(["optim", "fast"]), default=None,
+                 help="optim: Gatys optimization (slow, best); fast: feed-forward network."),
+    click.option("--pipeline", type=click.Path(path_type=Path), default=None,
+                 help="Pipeline definition (TOML) instead of the method's built-in one."),
+    click.option("--size", type=int, default=None, help="Longest side of the output in pixels."),
+    click.option("--iters", type=int, default=None, help="Optimizer iterations per frame."),
+    click.option("--style-weight", type=float, default=None),
+    click.option("--content-weight", type=float, default=None),
+    click.option("--tv-weight", type=float, default=None),
+    click.option("--style-scale", type=float, default=None,
+                 help="Style image size relative to the output (stroke size)."),
+    click.option("--init", type=click.Choice(["content", "style", "noise"]), default=None),
+    click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default=None),
+    click.option("--preserve-color", is_flag=True, default=None,
+                 help="Luminance-only transfer: keep the input's colours."),
+    click.option("--multiscale", type=int, default=None,
+                 help="Coarse-to-fine levels (0 = auto, 1 = single scale)."),
+    click.option("--temporal", type=click.Choice(["none", "short", "long"]), default=None,
+                 help="Temporal consistency for video (optim method)."),
+    click.option("--passes", type=int, default=None, help="Multi-pass count (temporal long)."),
+    click.option("--temporal-weight", type=float, default=None),
+    click.option("--long-term", callback=_int_list, default=None,
+                 help="Long-term frame offsets, e.g. 1,10,20,40."),
+    click.option("--flow", type=click.Choice(["dis", "deepflow", "dualtvl1", "raft"]),
+                 default=None),
+    click.option("--flow-scale", type=float, default=None),
+    click.option("--flow-weights", type=click.Path(path_type=Path), default=None),
+    click.option("--strength", type=float, default=None, help="Fast method: style strength 0..1."),
+    click.option("--stability", type=float, default=None,
+                 help="Fast method: temporal stability 0..1 (default 0.7; 0 = off): how much of "
+                      "the flow-warped previous frame's network features and output is kept."),
+    click.option("--runtime",
+                 type=click.Choice(["auto", "eager", "bf16", "fp16", "compile", "openvino"]),
+                 default=None, help="Fast method: inference runtime (auto = fastest measured; "
+                                    "fp16 is for CUDA)."),
+    click.option("--model", type=click.Path(path_type=Path), default=None,
+                 help="Fast method: a model file from `vidstyle train` (default: shipped)."),
+    click.option("--tile", type=int, default=None,
+                 help="Fast method: tile size in pixels for huge frames (0 = automatic)."),
+    click.option("--max-frames", type=int, default=None, help="Stylize only the first N frames."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None),
+    click.option("--seed", type=int, default=None, help="Random seed (runs are repeatable)."),
+]
+
+
+def _stylize_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The stylization options shared by ``run`` and ``batch``."""
+    for option in reversed(_STYLIZE_OPTIONS):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output file (default: INPUT_<style>_<method>.<ext> beside the input).")
-@click.option("--style", default=None, help="Style name (see `vidstyle styles`), image path, "
-              "or a mix such as starry:0.6,wave:0.4 (fast method).")
-@click.option("--method", type=click.Choice(["optim", "fast"]), default=None,
-              help="optim: Gatys optimization (slow, best); fast: feed-forward network.")
-@click.option("--pipeline", type=click.Path(path_type=Path), default=None,
-              help="Pipeline definition (TOML) instead of the method's built-in one.")
-@click.option("--size", type=int, default=None, help="Longest side of the output in pixels.")
-@click.option("--iters", type=int, default=None, help="Optimizer iterations per frame.")
-@click.option("--style-weight", type=float, default=None)
-@click.option("--content-weight", type=float, default=None)
-@click.option("--tv-weight", type=float, default=None)
-@click.option("--style-scale", type=float, default=None,
-              help="Style image size relative to the output (stroke size).")
-@click.option("--init", type=click.Choice(["content", "style", "noise"]), default=None)
-@click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default=None)
-@click.option("--preserve-color", is_flag=True, default=None,
-              help="Luminance-only transfer: keep the input's colours.")
-@click.option("--multiscale", type=int, default=None,
-              help="Coarse-to-fine levels (0 = auto, 1 = single scale).")
-@click.option("--temporal", type=click.Choice(["none", "short", "long"]), default=None,
-              help="Temporal consistency for video (optim method).")
-@click.option("--passes", type=int, default=None, help="Multi-pass count (temporal long).")
-@click.option("--temporal-weight", type=float, default=None)
-@click.option("--long-term", callback=_int_list, default=None,
-              help="Long-term frame offsets, e.g. 1,10,20,40.")
-@click.option("--flow", type=click.Choice(["dis", "deepflow", "dualtvl1", "raft"]), default=None)
-@click.option("--flow-scale", type=float, default=None)
-@click.option("--flow-weights", type=click.Path(path_type=Path), default=None)
-@click.option("--strength", type=float, default=None, help="Fast method: style strength 0..1.")
-@click.option("--stability", type=float, default=None,
-              help="Fast method: temporal stability 0..1 (default 0.7; 0 = off): how much of "
-                   "the flow-warped previous frame's network features and output is kept.")
-@click.option("--runtime",
-              type=click.Choice(["auto", "eager", "bf16", "fp16", "compile", "openvino"]),
-              default=None, help="Fast method: inference runtime (auto = fastest measured; "
-                                 "fp16 is for CUDA).")
-@click.option("--model", type=click.Path(path_type=Path), default=None,
-              help="Fast method: a model file from `vidstyle train` (default: shipped).")
-@click.option("--tile", type=int, default=None,
-              help="Fast method: tile size in pixels for huge frames (0 = automatic).")
-@click.option("--max-frames", type=int, default=None, help="Stylize only the first N frames.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
-@click.option("--seed", type=int, default=None, help="Random seed (runs are repeatable).")
+@_stylize_options
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
               help="Work directory for resumable artifacts (default: beside the output).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -166,17 +181,9 @@ def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: 
       vidstyle run photo.jpg -o out.png --style scream --size 512 --iters 300
       vidstyle run clip.mp4 --method optim --temporal long --passes 3
     """
-    from vidstyle.pipeline import load_config
     from vidstyle.pipeline import run as run_pipeline
 
-    if opts.get("flow_weights") is not None:
-        opts["flow_weights"] = str(opts["flow_weights"])
-    if opts.get("method") is None and pipeline is None:
-        from vidstyle.stylize import default_method
-
-        opts["method"] = default_method(str(opts.get("style") or RunConfig.style))
-    cfg = load_config(RunConfig(), pipeline, opts.get("method"))
-    cfg = _apply_overrides(cfg, **opts)
+    cfg = _run_config(pipeline, opts)
     output = output or _default_output(input_path, cfg.style, cfg.method)
     with _Progress(quiet) as bar:
         result = run_pipeline(input_path, output, cfg, work_dir=work_dir, progress=bar)
@@ -185,6 +192,63 @@ def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: 
     else:
         click.echo(f"wrote {result.output} ({result.frames} frame(s); {result.computed} "
                    f"computed, {result.reused} reused from {result.work_dir})")
+
+
+def _run_config(pipeline: Path | None, opts: dict[str, object]) -> RunConfig:
+    """The RunConfig of the stylization options (``_STYLIZE_OPTIONS``) and a pipeline file."""
+    from vidstyle.pipeline import load_config
+
+    if opts.get("flow_weights") is not None:
+        opts["flow_weights"] = str(opts["flow_weights"])
+    if opts.get("method") is None and pipeline is None:
+        from vidstyle.stylize import default_method
+
+        opts["method"] = default_method(str(opts.get("style") or RunConfig.style))
+    cfg = load_config(RunConfig(), pipeline, opts.get("method"))  # type: ignore[arg-type]
+    return _apply_overrides(cfg, **opts)
+
+
+@cli.command()
+@click.argument("in_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@_stylize_options
+@click.option("--keep-work", is_flag=True,
+              help="Keep each item's work directory (finished frames) after it is done.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, quiet: bool,
+          **opts: object) -> None:
+    """Stylize every video and image under IN_DIR into OUT_DIR (same relative paths).
+
+    Resumable: run the same command again after a crash or kill and finished items are
+    skipped (a receipt in OUT_DIR/.vidstyle-batch/ records each one's settings and
+    output); an interrupted video continues from its finished frames (optim method).
+    Changed settings, a changed input or a deleted output are redone. A bad input is
+    reported and the others go on; the exit code is then 1.
+
+    \b
+    Examples:
+      vidstyle batch clips/ styled/ --style starry
+      vidstyle batch photos/ photos_wave/ --style wave --method optim --size 768
+    """
+    from vidstyle.batch import run_batch
+
+    cfg = _run_config(pipeline, opts)
+
+    def on_item(i: int, n: int, item, status: str) -> None:  # noqa: ANN001
+        if status != "start":
+            shown = "already done, skipped" if status == "skip" else status
+            click.echo(f"[{i}/{n}] {item.rel}: {shown}", err=status.startswith("failed"))
+
+    with _Progress(quiet) as bar:
+        res = run_batch(in_dir, out_dir, cfg, keep_work=keep_work, progress=bar,
+                        on_item=on_item)
+    click.echo(f"{len(res.done)} done, {len(res.skipped)} already done, "
+               f"{len(res.failed)} failed, of {res.total} in {in_dir}")
+    if res.failed:
+        from vidstyle.errors import InputError
+
+        raise InputError(f"{len(res.failed)} item(s) failed (listed above); fix or remove "
+                         "them and run the same command again")
 
 
 class _Progress:

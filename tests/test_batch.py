@@ -1,0 +1,184 @@
+"""`vidstyle batch`: folder in, folder out, resumable, redoes exactly what changed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.media.helpers import make_clip
+from vidstyle.batch import STATE_DIR, plan_batch, run_batch
+from vidstyle.cli import cli
+from vidstyle.config import FastConfig, RunConfig
+from vidstyle.errors import UsageError
+from vidstyle.media import iter_frames
+from vidstyle.stylize import make_stylizer
+
+
+def _config(**fast: object) -> RunConfig:
+    return RunConfig(style="wave", method="fast", device="cpu",
+                     fast=FastConfig(size=64, **fast))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def in_dir(tmp_path: Path, data_dir: Path) -> Path:
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    shutil.copy(data_dir / "content" / "chicago.jpg", d / "a.jpg")
+    make_clip(d / "sub" / "clip.mp4", n=6, size=(80, 48))
+    shutil.copy(data_dir / "content" / "chicago.jpg", d / ".hidden.jpg")  # ignored
+    (d / "notes.txt").write_text("not media")  # ignored
+    return d
+
+
+class _Counting:
+    """A stylizer factory that counts the stylizers it makes (one per computed item)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, **kw: object):  # noqa: ANN204
+        self.calls += 1
+        return make_stylizer(**kw)
+
+
+def test_mirrors_the_folder_then_skips_what_is_done(in_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    count = _Counting()
+    res = run_batch(in_dir, out, _config(), stylizer_factory=count)
+    assert res.done == [Path("a.jpg"), Path("sub/clip.mp4")] and not res.failed
+    assert (out / "a.jpg").is_file() and (out / "sub" / "clip.mp4").is_file()
+    assert len(list(iter_frames(out / "sub" / "clip.mp4"))) == 6
+    assert (out / STATE_DIR / "receipts" / "sub" / "clip.mp4.json").is_file()
+    assert not (out / STATE_DIR / "work" / "sub" / "clip.mp4").exists()  # cleaned up
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+    again = run_batch(in_dir, out, _config(), stylizer_factory=count)
+    assert again.skipped == res.done and again.done == [] and count.calls == 2
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+def test_redoes_exactly_what_changed(in_dir: Path, tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "out"
+    run_batch(in_dir, out, _config())
+    shutil.copy(data_dir / "content" / "golden_gate.jpg", in_dir / "a.jpg")  # new input
+    (out / "sub" / "clip.mp4").unlink()  # lost output
+    assert run_batch(in_dir, out, _config()).done == [Path("a.jpg"), Path("sub/clip.mp4")]
+    with (out / "a.jpg").open("ab") as f:  # altered output
+        f.write(b"x")
+    res = run_batch(in_dir, out, _config())
+    assert res.done == [Path("a.jpg")] and res.skipped == [Path("sub/clip.mp4")]
+    res = run_batch(in_dir, out, _config(strength=0.5))  # other settings: all redone
+    assert res.done == [Path("a.jpg"), Path("sub/clip.mp4")]
+
+
+def test_interrupted_item_leaves_no_partial_output_and_resumes(in_dir: Path,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "out"
+
+    def progress(ev) -> None:  # noqa: ANN001 - the kill arrives during the clip
+        if ev.stage == "stylize" and ev.done == 3 and ev.total == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(in_dir, out, _config(), progress=progress)
+    assert (out / "a.jpg").is_file()
+    leftovers = [p.name for p in (out / "sub").iterdir()] if (out / "sub").exists() else []
+    assert leftovers == []  # neither the output nor a partial file
+    res = run_batch(in_dir, out, _config())
+    assert res.skipped == [Path("a.jpg")] and res.done == [Path("sub/clip.mp4")]
+
+
+def test_a_bad_input_is_reported_and_the_rest_goes_on(in_dir: Path, tmp_path: Path) -> None:
+    (in_dir / "broken.png").write_text("not a picture")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["batch", str(in_dir), str(out), "--style", "wave",
+                                   "--size", "64", "--device", "cpu", "-q"])
+    assert res.exit_code == 1
+    assert "Traceback" not in res.output
+    assert "broken.png: failed:" in res.output and "1 item(s) failed" in res.output
+    assert (out / "a.jpg").is_file() and (out / "sub" / "clip.mp4").is_file()
+    assert not (out / "broken.png").exists()
+
+
+def test_output_folder_inside_the_input_is_not_read_back(in_dir: Path) -> None:
+    out = in_dir / "styled"
+    run_batch(in_dir, out, _config())
+    assert [i.rel for i in plan_batch(in_dir, out)] == [Path("a.jpg"), Path("sub/clip.mp4")]
+
+
+def test_bad_folders_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        plan_batch(tmp_path / "missing", tmp_path / "out")
+    with pytest.raises(UsageError, match="differ"):
+        plan_batch(tmp_path, tmp_path)
+    res = CliRunner().invoke(cli, ["batch", str(tmp_path / "missing"), str(tmp_path / "o")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_an_interrupted_optim_video_continues_from_its_finished_frames(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    make_clip(src / "clip.mp4", n=5, size=(64, 40))
+    out = tmp_path / "out"
+    cfg = RunConfig(style="wave", method="optim", device="cpu")
+    cfg = cfg.replace(optim=cfg.optim.replace(size=40, iters=4, multiscale=1, seed=1))
+
+    def kill_after_3(ev) -> None:  # noqa: ANN001
+        if ev.stage == "stylize" and ev.iteration is None and ev.done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(src, out, cfg, progress=kill_after_3)
+    work = out / STATE_DIR / "work" / "clip.mp4"
+    assert len(list(work.rglob("frame_*.png"))) == 3 and not (out / "clip.mp4").exists()
+    stylized: list[int] = []
+
+    def record(ev) -> None:  # noqa: ANN001 - optimizer iterations only for computed frames
+        if ev.iteration == 1:
+            stylized.append(ev.done)
+
+    res = run_batch(src, out, cfg, progress=record)
+    assert res.done == [Path("clip.mp4")] and len(stylized) == 2  # frames 4 and 5 only
+    assert len(list(iter_frames(out / "clip.mp4"))) == 5 and not work.exists()
+
+
+def test_kill_9_mid_batch_then_the_same_command_finishes(tmp_path: Path, data_dir: Path) -> None:
+    """A real crash: SIGKILL while the second item (a video, optim method) is half done.
+    The rerun skips the first item, reuses the finished frames of the second, and leaves
+    no partial files."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(data_dir / "content" / "chicago.jpg", src / "a.jpg")
+    make_clip(src / "b.mp4", n=8, size=(64, 40))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vidstyle", "batch", str(src), str(out), "--style", "wave",
+           "--method", "optim", "--size", "40", "--iters", "6", "--multiscale", "1",
+           "--seed", "3", "--device", "cpu", "--quiet"]
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    work = out / STATE_DIR / "work" / "b.mp4"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(work.rglob("frame_*.png"))) >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the batch finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (out / "a.jpg").is_file() and not (out / "b.mp4").exists()
+    done = len(list(work.rglob("frame_*.png")))
+
+    res = CliRunner().invoke(cli, cmd[3:])
+    assert res.exit_code == 0, res.output
+    assert "a.jpg: already done" in res.output and "b.mp4: done" in res.output
+    assert len(list(iter_frames(out / "b.mp4"))) == 8 and done >= 3
+    assert sorted(p.name for p in out.iterdir()) == [STATE_DIR, "a.jpg", "b.mp4"]

@@ -114,6 +114,13 @@ def test_output_folder_inside_the_input_is_not_read_back(in_dir: Path) -> None:
     assert [i.rel for i in plan_batch(in_dir, out)] == [Path("a.jpg"), Path("sub/clip.mp4")]
 
 
+def test_two_inputs_for_one_output_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "x.mpg").write_bytes(b"")  # not writable as .mpg: becomes x.mpg.mp4
+    (tmp_path / "x.mpg.mp4").write_bytes(b"")
+    with pytest.raises(UsageError, match="both be written"):
+        plan_batch(tmp_path, tmp_path / "out")
+
+
 def test_bad_folders_are_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not exist"):
         plan_batch(tmp_path / "missing", tmp_path / "out")

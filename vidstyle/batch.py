@@ -2,13 +2,15 @@
 
 ``run_batch(in_dir, out_dir, config)`` mirrors the media files of ``in_dir`` (recursively,
 hidden files and folders skipped) into ``out_dir`` with the same relative paths and
-suffixes (videos in a container vidstyle does not write, e.g. ``.mpg``, become ``.mp4``). Each
+suffixes (a video in a container vidstyle does not write gets ``.mp4`` appended:
+``a.mpg`` -> ``a.mpg.mp4``). Each
 finished item leaves a receipt, ``out_dir/.vidstyle-batch/<relative path>.json``, holding
-the item's fingerprint (the stylization and encoding settings, the input's and style/model
-files' SHA-256, the vidstyle version) and the output's size and SHA-256. A later run skips
-an item only when its receipt, its fingerprint and its output all still match; anything
-else is (re)computed, so changed settings, a changed input or a deleted or altered output
-are redone and nothing else is.
+the item's fingerprint (the stylization and encoding settings, the style/model files'
+SHA-256, the vidstyle version) and the input's and output's size, modification time and
+SHA-256. A later run skips an item only when its fingerprint and both files still match
+(a file whose size and modification time are unchanged is taken as unchanged, as black's
+cache does; otherwise its SHA-256 decides); anything else is (re)computed, so changed
+settings, a changed input or a deleted or altered output are redone and nothing else is.
 
 Crash or kill safety comes from the single-item pipeline (:func:`vidstyle.pipeline.run`):
 outputs appear atomically when complete, and the optimization method keeps finished
@@ -75,8 +77,10 @@ def _is_media(path: Path) -> bool:
             or path.suffix.lower() in READ_ONLY_VIDEO_SUFFIXES)
 
 
-def _output_suffix(path: Path) -> str:
-    return path.suffix if media.is_image_path(path) or media.is_video_path(path) else ".mp4"
+def _output_name(path: Path) -> str:
+    if media.is_image_path(path) or media.is_video_path(path):
+        return path.name
+    return path.name + ".mp4"
 
 
 def _walk(root: Path, skip: Path) -> Iterator[Path]:
@@ -99,10 +103,15 @@ def plan_batch(in_dir: str | Path, out_dir: str | Path) -> list[BatchItem]:
     if dst.resolve() == src.resolve():
         raise UsageError("the output folder must differ from the input folder")
     state = dst / STATE_DIR
-    items = []
+    items: list[BatchItem] = []
+    claimed: dict[Path, Path] = {}
     for p in _walk(src, dst.resolve()):
         rel = p.relative_to(src)
-        out_rel = rel.with_suffix(_output_suffix(p))
+        out_rel = rel.with_name(_output_name(p))
+        if out_rel in claimed:
+            raise UsageError(f"{claimed[out_rel]} and {rel} would both be written to "
+                             f"{out_rel}: rename one")
+        claimed[out_rel] = rel
         items.append(BatchItem(
             rel=rel,
             input=p,
@@ -133,22 +142,30 @@ def settings_fingerprint(config: RunConfig) -> str:
                           config.max_frames, styles, model, __version__)
 
 
-def _output_record(path: Path) -> dict[str, Any]:
-    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
+def _file_record(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
+
+
+def _unchanged(path: Path, record: Any) -> bool:
+    """Whether ``path`` still is the file ``record`` (from :func:`_file_record`) describes."""
+    if not isinstance(record, dict) or not path.is_file():
+        return False
+    st = path.stat()
+    if st.st_size != record.get("size"):
+        return False
+    return st.st_mtime_ns == record.get("mtime_ns") or sha256_file(path) == record.get("sha256")
 
 
 def is_done(item: BatchItem, settings: str) -> bool:
     """Whether ``item``'s receipt matches ``settings``, its input and its output."""
     try:
         receipt = json.loads(item.receipt.read_text())
-        if receipt.get("settings") != settings or not item.output.is_file():
-            return False
-        if receipt.get("output_size") != item.output.stat().st_size:
-            return False  # cheap check first
-        return (receipt.get("input_sha256") == sha256_file(item.input)
-                and receipt.get("output_sha256") == sha256_file(item.output))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError):
         return False
+    return (isinstance(receipt, dict) and receipt.get("settings") == settings
+            and _unchanged(item.input, receipt.get("input"))
+            and _unchanged(item.output, receipt.get("output")))
 
 
 def run_batch(
@@ -178,17 +195,15 @@ def run_batch(
             continue
         note(i, len(items), item, "start")
         try:
+            source = _file_record(item.input)  # before: the input may change meanwhile
             item.output.parent.mkdir(parents=True, exist_ok=True)
             res = run(item.input, item.output, config, work_dir=item.work_dir,
                       progress=progress, stylizer_factory=stylizer_factory)
-            record = _output_record(res.output)
             receipt = {
                 "settings": settings,
-                "input": str(item.rel),
-                "input_sha256": sha256_file(item.input),
-                "output": str(res.output.relative_to(Path(out_dir))),
-                "output_size": record["size"],
-                "output_sha256": record["sha256"],
+                "item": str(item.rel),
+                "input": source,
+                "output": _file_record(res.output),
                 "frames": res.frames,
                 "vidstyle": __version__,
             }

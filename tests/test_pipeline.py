@@ -150,3 +150,15 @@ def test_builtin_pipeline_files_match_config_defaults():
     assert optim.flow == base.flow and optim.temporal == base.temporal
     fast = load_config(base, None, "fast")
     assert fast.method == "fast" and fast.fast == base.fast and fast.encode == base.encode
+
+
+def test_partial_outputs_with_glob_characters_in_the_name_are_swept(tmp_path):
+    from vidstyle.pipeline import _sweep_partial_outputs
+
+    out = tmp_path / "A [1].jpg"
+    left = tmp_path / ".A [1].k3j2.part.jpg"  # what a killed encode leaves (hidden_temp_path)
+    left.write_bytes(b"partial")
+    keep = tmp_path / ".A 1.k3j2.part.jpg"  # another output's partial file
+    keep.write_bytes(b"other")
+    _sweep_partial_outputs(out)
+    assert not left.exists() and keep.exists()

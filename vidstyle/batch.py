@@ -34,8 +34,10 @@ from typing import Any
 
 from vidstyle import __version__, media
 from vidstyle.config import RunConfig, fingerprint_of
-from vidstyle.errors import UsageError, VidstyleError
+from vidstyle.device import pick_device
+from vidstyle.errors import InputError, UsageError, VidstyleError
 from vidstyle.pipeline import ProgressFn, run
+from vidstyle.stylize import make_stylizer
 from vidstyle.workdir import atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
@@ -84,11 +86,18 @@ def _output_name(path: Path) -> str:
 
 
 def _walk(root: Path, skip: Path) -> Iterator[Path]:
-    for p in sorted(root.iterdir()):
+    """Media files under ``root`` in sorted order: hidden entries, folder symlinks (no
+    loops), ``skip`` and earlier batch output folders (they hold STATE_DIR) left out."""
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as e:
+        raise InputError(f"cannot read folder {root}: {e.strerror or e}") from None
+    for p in entries:
         if p.name.startswith(".") or p.resolve() == skip:
             continue
         if p.is_dir():
-            yield from _walk(p, skip)
+            if not p.is_symlink() and not (p / STATE_DIR).is_dir():
+                yield from _walk(p, skip)
         elif p.is_file() and _is_media(p):
             yield p
 
@@ -104,14 +113,15 @@ def plan_batch(in_dir: str | Path, out_dir: str | Path) -> list[BatchItem]:
         raise UsageError("the output folder must differ from the input folder")
     state = dst / STATE_DIR
     items: list[BatchItem] = []
-    claimed: dict[Path, Path] = {}
+    claimed: dict[str, Path] = {}
     for p in _walk(src, dst.resolve()):
         rel = p.relative_to(src)
         out_rel = rel.with_name(_output_name(p))
-        if out_rel in claimed:
-            raise UsageError(f"{claimed[out_rel]} and {rel} would both be written to "
+        key = str(out_rel).casefold()  # case-insensitive output drives
+        if key in claimed:
+            raise UsageError(f"{claimed[key]} and {rel} would both be written to "
                              f"{out_rel}: rename one")
-        claimed[out_rel] = rel
+        claimed[key] = rel
         items.append(BatchItem(
             rel=rel,
             input=p,
@@ -128,44 +138,71 @@ def _file_identity(spec: str) -> str:
     return f"sha256:{sha256_file(p)}" if p.is_file() else spec
 
 
-def settings_fingerprint(config: RunConfig) -> str:
-    """Everything of ``config`` that shapes an output file, with the style images and the
-    fast model given by their content (a file replaced in place changes it)."""
-    styles = []
-    for part in config.style.split(","):
+def _style_identity(style: str) -> list[tuple[str, str]]:
+    """(file identity, weight) of each part of a style spec: a whole-string file path, or
+    a comma list of ``name[:weight]`` (fast mixes)."""
+    if Path(style).expanduser().is_file():
+        return [(_file_identity(style), "")]
+    parts = []
+    for part in style.split(","):
         name, sep, weight = part.strip().rpartition(":")
-        if not sep or not name:  # no weight (or a bare path)
+        if not sep or not name:
             name, weight = part.strip(), ""
-        styles.append((_file_identity(name), weight))
-    model = _file_identity(config.fast.model) if config.fast.model else "shipped-default"
+        parts.append((_file_identity(name), weight))
+    return parts
+
+
+def _model_identity(config: RunConfig) -> str:
+    if config.method != "fast":
+        return ""
+    if config.fast.model:
+        return _file_identity(config.fast.model)
+    from vidstyle.fast.model_io import DEFAULT_MODEL, DEFAULT_WEIGHTS_DIR, read_manifest
+
+    entry = read_manifest().get("models", {}).get(DEFAULT_MODEL, {})
+    return _file_identity(str(DEFAULT_WEIGHTS_DIR / entry.get("file", f"{DEFAULT_MODEL}.pt")))
+
+
+def settings_fingerprint(config: RunConfig) -> str:
+    """Everything of ``config`` that shapes an output file, with the style images, the fast
+    model and flow weights given by their content (a file replaced in place changes it).
+    Not the device."""
+    weights = config.flow.weights_path
+    flow_weights = _file_identity(weights) if weights else ""
     return fingerprint_of("batch", config.stylize_fingerprint(), config.encode,
-                          config.max_frames, styles, model, __version__)
+                          config.max_frames, _style_identity(config.style),
+                          _model_identity(config), flow_weights, __version__)
+
+
+def _stat_key(path: Path) -> list[int]:
+    st = path.stat()  # ctime and inode: a rewrite changes them even when mtime is restored
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 def _file_record(path: Path) -> dict[str, Any]:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
+    return {"stat": _stat_key(path), "sha256": sha256_file(path)}
 
 
 def _unchanged(path: Path, record: Any) -> bool:
-    """Whether ``path`` still is the file ``record`` (from :func:`_file_record`) describes."""
+    """Whether ``path`` still is the file ``record`` (from :func:`_file_record`) describes:
+    the same size, and the same stat key or else the same SHA-256."""
     if not isinstance(record, dict) or not path.is_file():
         return False
-    st = path.stat()
-    if st.st_size != record.get("size"):
+    key, old = _stat_key(path), record.get("stat")
+    if not isinstance(old, list) or len(old) != 4 or key[0] != old[0]:
         return False
-    return st.st_mtime_ns == record.get("mtime_ns") or sha256_file(path) == record.get("sha256")
+    return key == old or sha256_file(path) == record.get("sha256")
 
 
 def is_done(item: BatchItem, settings: str) -> bool:
     """Whether ``item``'s receipt matches ``settings``, its input and its output."""
     try:
         receipt = json.loads(item.receipt.read_text())
+        return (isinstance(receipt, dict) and receipt.get("settings") == settings
+                and _unchanged(item.input, receipt.get("input"))
+                and _unchanged(item.output, receipt.get("output")))
     except (OSError, ValueError):
         return False
-    return (isinstance(receipt, dict) and receipt.get("settings") == settings
-            and _unchanged(item.input, receipt.get("input"))
-            and _unchanged(item.output, receipt.get("output")))
 
 
 def run_batch(
@@ -186,10 +223,14 @@ def run_batch(
     """
     items = plan_batch(in_dir, out_dir)
     settings = settings_fingerprint(config)
+    # settings errors (unknown style, bad size, missing weights) once, before any item
+    (stylizer_factory or make_stylizer)(config=config, device=pick_device(config.device))
     result = BatchResult()
     note = on_item or (lambda *_: None)
     for i, item in enumerate(items, 1):
         if is_done(item, settings):
+            if item.work_dir.exists() and not keep_work:  # killed before its clean-up
+                shutil.rmtree(item.work_dir, ignore_errors=True)
             result.skipped.append(item.rel)
             note(i, len(items), item, "skip")
             continue
@@ -208,8 +249,11 @@ def run_batch(
                 "vidstyle": __version__,
             }
             atomic_write_bytes(item.receipt, json.dumps(receipt, indent=1).encode())
-        except VidstyleError as e:
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        except (VidstyleError, OSError) as e:
+            if isinstance(e, OSError):
+                reason = f"{e.strerror or e}: {e.filename or item.output}"
+            else:
+                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             result.failed[item.rel] = reason
             log.info("%s: %s", item.rel, reason)
             note(i, len(items), item, f"failed: {reason}")

@@ -234,12 +234,15 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, q
 
     cfg = _run_config(pipeline, opts)
 
-    def on_item(i: int, n: int, item, status: str) -> None:  # noqa: ANN001
-        if status != "start":
+    with _Progress(quiet) as bar:
+
+        def on_item(i: int, n: int, item, status: str) -> None:  # noqa: ANN001
+            if status == "start":
+                bar.reset()  # fresh bars (totals) for each item
+                return
             shown = "already done, skipped" if status == "skip" else status
             click.echo(f"[{i}/{n}] {item.rel}: {shown}", err=status.startswith("failed"))
 
-    with _Progress(quiet) as bar:
         res = run_batch(in_dir, out_dir, cfg, keep_work=keep_work, progress=bar,
                         on_item=on_item)
     click.echo(f"{len(res.done)} done, {len(res.skipped)} already done, "
@@ -262,8 +265,13 @@ class _Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Close the bars; the next events open new ones."""
         for bar in self.bars.values():
             bar.close()  # type: ignore[attr-defined]
+        self.bars.clear()
 
     def __call__(self, ev) -> None:  # noqa: ANN001
         if self.quiet:

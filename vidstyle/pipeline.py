@@ -11,6 +11,7 @@ so a killed run resumes at the first unfinished frame and a changed setting reco
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -264,7 +265,8 @@ def _stylize_frames(frames: Iterator, stylizer: Any, stage: Any, total: int | No
 
 def _sweep_partial_outputs(output: Path) -> None:
     """Remove temp files a killed earlier run to the same output left behind."""
-    for p in output.parent.glob(f".{output.stem}.*.part{output.suffix}"):
+    pattern = f".{glob.escape(output.stem)}.*.part{glob.escape(output.suffix)}"
+    for p in output.parent.glob(pattern):
         log.info("removing leftover partial output %s", p)
         p.unlink(missing_ok=True)
 

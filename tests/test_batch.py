@@ -159,6 +159,40 @@ def test_an_interrupted_optim_video_continues_from_its_finished_frames(tmp_path:
     assert len(list(iter_frames(out / "clip.mp4"))) == 5 and not work.exists()
 
 
+def _start_batch_and_wait(src: Path, out: Path, item: str, frames: int) -> tuple[
+        subprocess.Popen, list[str]]:
+    """Start `vidstyle batch` (optim method) in a subprocess; return once ``frames`` frames
+    of ``item`` are finished. Also returns the command's arguments after the program."""
+    cmd = [sys.executable, "-m", "vidstyle", "batch", str(src), str(out), "--style", "wave",
+           "--method", "optim", "--size", "40", "--iters", "6", "--multiscale", "1",
+           "--seed", "3", "--device", "cpu", "--quiet"]
+    repo = Path(__file__).resolve().parents[1]
+    # a background shell starts children with SIGINT ignored; give this one the default
+    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    work = out / STATE_DIR / "work" / item
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(work.rglob("frame_*.png"))) >= frames:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the batch finished before it could be interrupted"
+    return proc, cmd[3:]
+
+
+def test_ctrl_c_stops_the_batch_with_one_line(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    make_clip(src / "b.mp4", n=8, size=(64, 40))
+    proc, _ = _start_batch_and_wait(src, tmp_path / "out", "b.mp4", 2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err, err
+    assert not (tmp_path / "out" / "b.mp4").exists()
+
+
 def test_kill_9_mid_batch_then_the_same_command_finishes(tmp_path: Path, data_dir: Path) -> None:
     """A real crash: SIGKILL while the second item (a video, optim method) is half done.
     The rerun skips the first item, reuses the finished frames of the second, and leaves
@@ -168,25 +202,14 @@ def test_kill_9_mid_batch_then_the_same_command_finishes(tmp_path: Path, data_di
     shutil.copy(data_dir / "content" / "chicago.jpg", src / "a.jpg")
     make_clip(src / "b.mp4", n=8, size=(64, 40))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "vidstyle", "batch", str(src), str(out), "--style", "wave",
-           "--method", "optim", "--size", "40", "--iters", "6", "--multiscale", "1",
-           "--seed", "3", "--device", "cpu", "--quiet"]
-    repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    work = out / STATE_DIR / "work" / "b.mp4"
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if len(list(work.rglob("frame_*.png"))) >= 3:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the batch finished before it could be killed"
+    proc, args = _start_batch_and_wait(src, out, "b.mp4", 3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    work = out / STATE_DIR / "work" / "b.mp4"
     assert (out / "a.jpg").is_file() and not (out / "b.mp4").exists()
     done = len(list(work.rglob("frame_*.png")))
 
-    res = CliRunner().invoke(cli, cmd[3:])
+    res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert "a.jpg: already done" in res.output and "b.mp4: done" in res.output
     assert len(list(iter_frames(out / "b.mp4"))) == 8 and done >= 3

@@ -116,6 +116,21 @@ def test_output_folder_inside_the_input_is_not_read_back(in_dir: Path) -> None:
     assert [i.rel for i in plan_batch(in_dir, out)] == [Path("a.jpg"), Path("sub/clip.mp4")]
 
 
+def test_animated_gif_becomes_a_video(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8))
+              for _ in range(4)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    res = run_batch(src, tmp_path / "out", _config())
+    assert res.done == [Path("anim.gif")]
+    assert len(list(iter_frames(tmp_path / "out" / "anim.gif.mp4"))) == 4
+
+
 def test_two_inputs_for_one_output_are_refused(tmp_path: Path) -> None:
     (tmp_path / "x.mpg").write_bytes(b"")  # not writable as .mpg: becomes x.mpg.mp4
     (tmp_path / "x.mpg.mp4").write_bytes(b"")

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 STATE_DIR = ".vidstyle-batch"
 #: Video suffixes read besides the writable ones (vidstyle.media.VIDEO_SUFFIXES); their
 #: outputs are .mp4.
-READ_ONLY_VIDEO_SUFFIXES = (".mpg", ".mpeg", ".ts", ".m2ts", ".flv", ".wmv", ".3gp", ".ogv")
+READ_ONLY_VIDEO_SUFFIXES = (".mpg", ".mpeg", ".ts", ".m2ts", ".flv", ".wmv", ".3gp", ".ogv",
+                            ".gif")
 
 
 @dataclass(frozen=True)

@@ -131,3 +131,30 @@ def test_raft_never_downloads(tmp_path, monkeypatch):
     torch.save({"foo": torch.zeros(1)}, bad)
     with pytest.raises(WeightsError, match="state dict"):
         RaftFlow(preset="small", weights_path=bad).estimate(x, x)
+
+
+def test_opencv_backends_reuse_a_frames_grayscale_conversion(monkeypatch) -> None:
+    """Video callers estimate both directions per pair and reuse each frame in the next
+    pair: each frame is converted once, a modified or new tensor again."""
+    import vidstyle.flow.estimate as est
+
+    g = torch.Generator().manual_seed(0)
+    a, b, c = (torch.rand(1, 3, 48, 64, generator=g) for _ in range(3))
+    reference = est.make_flow("dis", preset="fast").estimate(a, b)
+    calls: list[int] = []
+    real = est.to_gray_uint8
+    monkeypatch.setattr(est, "to_gray_uint8", lambda x: calls.append(1) or real(x))
+    flow = est.make_flow("dis", preset="fast")
+    f_ab, f_ba = flow.estimate(a, b), flow.estimate(b, a)
+    f_bc = flow.estimate(b, c)
+    assert len(calls) == 3  # a, b, c once each
+    assert torch.equal(f_ab, reference)
+    c.mul_(0.5)  # modified in place: converted again
+    flow.estimate(b, c)
+    assert len(calls) == 4
+    assert f_ba.shape == f_bc.shape == (1, 2, 48, 64)
+    with torch.inference_mode():  # what the video pipeline passes: no version counters
+        d, e = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 48, 64)
+        flow.estimate(d, e)
+        flow.estimate(e, d)
+    assert len(calls) == 6

@@ -134,12 +134,30 @@ def to_gray_uint8(frames: torch.Tensor) -> list[np.ndarray]:
     return out
 
 
+def _version(t: torch.Tensor) -> int:
+    """The tensor's in-place modification counter; -1 for inference-mode tensors, which
+    have none (frames are never modified in place in this package)."""
+    return -1 if t.is_inference() else t._version
+
+
 class _OpenCVEstimator(_Estimator):
     """A backend around an OpenCV ``DenseOpticalFlow`` object (created lazily)."""
 
     def __init__(self, *, scale: float = 1.0) -> None:
         super().__init__(scale=scale)
         self._algo: Any = None
+        # the grayscale conversions of the last two frames: video callers estimate both
+        # directions per pair and reuse each frame in the next pair (4 conversions -> 1)
+        self._gray_cache: list[tuple[torch.Tensor, int, list[np.ndarray]]] = []
+
+    def _gray(self, frames: torch.Tensor) -> list[np.ndarray]:
+        version = _version(frames)
+        for t, v, gray in self._gray_cache:
+            if t is frames and v == version:  # the same tensor, not modified since
+                return gray
+        gray = to_gray_uint8(frames)
+        self._gray_cache = [(frames, version, gray), *self._gray_cache[:1]]
+        return gray
 
     def _create(self) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -158,7 +176,7 @@ class _OpenCVEstimator(_Estimator):
             self._algo = self._create()
         sh, sw = _reduced_size(h, w, self.scale)
         flows = []
-        for ga, gb in zip(to_gray_uint8(a), to_gray_uint8(b), strict=True):
+        for ga, gb in zip(self._gray(a), self._gray(b), strict=True):
             if (sh, sw) != (h, w):
                 ga = cv2.resize(ga, (sw, sh), interpolation=cv2.INTER_AREA)
                 gb = cv2.resize(gb, (sw, sh), interpolation=cv2.INTER_AREA)

@@ -278,3 +278,17 @@ def test_replacing_a_style_image_in_place_redoes_everything(in_dir: Path, tmp_pa
     assert run_batch(src, out, cfg.replace(device="auto")).skipped == [Path("a.jpg")]
     shutil.copy(data_dir / "styles" / "udnie.jpg", style)
     assert run_batch(src, out, cfg).done == [Path("a.jpg")]
+
+
+def test_dry_run_lists_without_stylizing(in_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["batch", str(in_dir), str(out), "--style", "wave", "--size", "64", "--device",
+            "cpu", "-q"]
+    res = CliRunner().invoke(cli, [*args, "--dry-run"])
+    assert res.exit_code == 0 and "2 to do, 0 done" in res.output
+    assert not out.exists()
+    run_batch(in_dir, out, _config())
+    (out / "a.jpg").unlink()
+    res = CliRunner().invoke(cli, [*args, "--dry-run"])
+    assert "a.jpg: to do" in res.output and "sub/clip.mp4: done" in res.output
+    assert "1 to do, 1 done" in res.output

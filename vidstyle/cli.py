@@ -214,9 +214,11 @@ def _run_config(pipeline: Path | None, opts: dict[str, object]) -> RunConfig:
 @_stylize_options
 @click.option("--keep-work", is_flag=True,
               help="Keep each item's work directory (finished frames) after it is done.")
+@click.option("--dry-run", is_flag=True,
+              help="Only list each item as done or to do; stylize nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, quiet: bool,
-          **opts: object) -> None:
+def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, dry_run: bool,
+          quiet: bool, **opts: object) -> None:
     """Stylize every video and image under IN_DIR into OUT_DIR (same relative paths).
 
     Resumable: run the same command again after a crash or kill and finished items are
@@ -230,9 +232,19 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, q
       vidstyle batch clips/ styled/ --style starry
       vidstyle batch photos/ photos_wave/ --style wave --method optim --size 768
     """
-    from vidstyle.batch import run_batch
+    from vidstyle.batch import is_done, plan_batch, run_batch, settings_fingerprint
 
     cfg = _run_config(pipeline, opts)
+    if dry_run:
+        items, settings = plan_batch(in_dir, out_dir), settings_fingerprint(cfg)
+        todo = 0
+        for i, item in enumerate(items, 1):
+            done = is_done(item, settings)
+            todo += not done
+            click.echo(f"[{i}/{len(items)}] {item.rel}: "
+                       f"{'done' if done else 'to do -> ' + str(item.output)}")
+        click.echo(f"{todo} to do, {len(items) - todo} done, of {len(items)} in {in_dir}")
+        return
 
     with _Progress(quiet) as bar:
 

@@ -158,10 +158,11 @@ def _model_identity(config: RunConfig) -> str:
         return ""
     if config.fast.model:
         return _file_identity(config.fast.model)
-    from vidstyle.fast.model_io import DEFAULT_MODEL, DEFAULT_WEIGHTS_DIR, read_manifest
+    from vidstyle.fast.model_io import DEFAULT_MODEL, read_manifest
 
-    entry = read_manifest().get("models", {}).get(DEFAULT_MODEL, {})
-    return _file_identity(str(DEFAULT_WEIGHTS_DIR / entry.get("file", f"{DEFAULT_MODEL}.pt")))
+    # the shipped file only loads when it matches its manifest SHA-256 (load_shipped)
+    sha = read_manifest().get("models", {}).get(DEFAULT_MODEL, {}).get("sha256", "")
+    return f"sha256:{sha}"
 
 
 def settings_fingerprint(config: RunConfig) -> str:

@@ -695,9 +695,10 @@ class FastStylizer:
         """Whether frames of ``size`` (h, w) run untiled on a runtime with feature hooks."""
         return not self._tile_for(*size) and self.runtime(size).supports_hooks
 
-    def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """(1, 3, H, W) in [0, 1] at working size -> stylized (1, 3, H, W) with strength."""
-        out = self.network(x, self.style_weights)
+    def stylize_tensor(self, x: torch.Tensor, hook: FeatureHook | None = None) -> torch.Tensor:
+        """(1, 3, H, W) in [0, 1] at working size -> stylized (1, 3, H, W) with strength.
+        ``hook``: see :meth:`network`."""
+        out = self.network(x, self.style_weights, hook)
         return blend_strength(out, x.to(out.device, out.dtype), self.config.fast.strength)
 
     def stylize_video_frame(
@@ -719,8 +720,7 @@ class FastStylizer:
         if stabilizer is None or ctx is None:
             return self.stylize_tensor(x)
         hook = stabilizer.feature_hook(ctx) if stabilizer.feature_blend else None
-        out = self.network(x, self.style_weights, hook)
-        out = blend_strength(out, x.to(out.device, out.dtype), self.config.fast.strength)
+        out = self.stylize_tensor(x, hook)
         return stabilizer.apply(ctx, out) if output_blend else out
 
     def stylize_many(self, image: torch.Tensor, style_vectors: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import subprocess
 import sys
@@ -210,21 +209,22 @@ def time_network(fn: Callable[[], Any], repeats: int) -> float:
     return best
 
 
-#: CPU time (all threads of this process) per frame of the last :func:`end_to_end` run, ms.
-LAST_CPU_MS: list[float] = [math.nan]
-
-
-def end_to_end(st: FastStylizer, frames: int, out_dir: Path) -> float:
-    """Frames per second of ``run_stream`` on the benchmark clip (also records the CPU time
-    per frame in :data:`LAST_CPU_MS`: at 12 fps two cores have 167 ms of CPU a frame)."""
+def end_to_end_cpu(st: FastStylizer, frames: int, out_dir: Path) -> tuple[float, float]:
+    """(frames per second, CPU ms per frame of all this process's threads) of ``run_stream``
+    on the benchmark clip (at 12 fps two cores have 167 ms of CPU a frame)."""
     src = DATA / CLIP
     out = out_dir / "bench.mp4"
     t0, c0 = time.perf_counter(), time.process_time()
     n = st.run_stream(src, out, info=probe(src), encode=EncodeConfig(), max_frames=frames)
     dt = time.perf_counter() - t0
-    LAST_CPU_MS[0] = (time.process_time() - c0) * 1e3 / max(n, 1)
+    cpu_ms = (time.process_time() - c0) * 1e3 / max(n, 1)
     out.unlink(missing_ok=True)
-    return n / dt
+    return n / dt, cpu_ms
+
+
+def end_to_end(st: FastStylizer, frames: int, out_dir: Path) -> float:
+    """Frames per second of ``run_stream`` on the benchmark clip."""
+    return end_to_end_cpu(st, frames, out_dir)[0]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -274,19 +274,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res["network_gflops"] = res["gflop_per_frame"] / net_s
     res["peak_fp32_gflops"] = conv_peak(torch.float32)
     res["peak_bf16_gflops"] = conv_peak(torch.bfloat16)
-    peak = res["peak_bf16_gflops"] if ch.name in ("bf16", "compile", "openvino") else \
-        res["peak_fp32_gflops"]
+    precision = "bf16" if ch.name in ("bf16", "compile", "openvino") else "fp32"
+    peak = res[f"peak_{precision}_gflops"]
     res["efficiency_vs_peak"] = res["network_gflops"] / peak
     res["gemm_fp32_gflops"] = gemm_peak(torch.float32)
     res["gemm_bf16_gflops"] = gemm_peak(torch.bfloat16)
-    gemm = res["gemm_bf16_gflops"] if ch.name in ("bf16", "compile", "openvino") else \
-        res["gemm_fp32_gflops"]
+    gemm = res[f"gemm_{precision}_gflops"]
     res["efficiency_vs_gemm"] = res["network_gflops"] / gemm
 
     with tempfile.TemporaryDirectory() as tmp:
-        res["fps_ours"] = end_to_end(st, frames, Path(tmp))
-        res["cpu_ms_per_frame_ours"] = LAST_CPU_MS[0]
-        res["cpu_utilization_ours"] = LAST_CPU_MS[0] * res["fps_ours"] / 1e3
+        res["fps_ours"], res["cpu_ms_per_frame_ours"] = end_to_end_cpu(st, frames, Path(tmp))
+        res["cpu_utilization_ours"] = res["cpu_ms_per_frame_ours"] * res["fps_ours"] / 1e3
         if a.also:
             cfg2 = dataclasses.replace(cfg, fast=dataclasses.replace(cfg.fast, model=a.also))
             st2 = make_fast_stylizer(config=cfg2, device="cpu")

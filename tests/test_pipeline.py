@@ -17,7 +17,7 @@ from tests.media.helpers import make_clip
 from vidstyle.config import OptimConfig, RunConfig
 from vidstyle.errors import UsageError
 from vidstyle.media import iter_frames
-from vidstyle.pipeline import PipelineSpec, load_config, run
+from vidstyle.pipeline import PIPELINES_DIR, PipelineSpec, load_config, run
 from vidstyle.workdir import load_png
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +143,9 @@ def test_still_image_is_one_frame_video(tmp_path, data_dir):
 
 
 def test_builtin_pipeline_files_match_config_defaults():
-    """pipelines/*.toml are the documented defaults: loading them changes nothing."""
+    """vidstyle/data/pipelines/*.toml are the documented defaults: loading them changes
+    nothing."""
+    assert {p.name for p in PIPELINES_DIR.glob("*.toml")} == {"fast.toml", "optim.toml"}
     base = RunConfig()
     optim = load_config(base, None, "optim")
     assert optim.optim == base.optim and optim.encode == base.encode

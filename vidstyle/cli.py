@@ -429,7 +429,7 @@ def train(pairs: tuple[str, ...], **opts: object) -> None:
       vidstyle train --styles starry,scream,wave --content-dir photos/ --steps 10000 \\
           --size 256 --batch 8 --out runs/mine
       vidstyle train --out runs/mine --resume
-      vidstyle train --add-style mine=painting.jpg --from weights/fast7.pt \\
+      vidstyle train --add-style mine=painting.jpg --from vidstyle/data/weights/fast7.pt \\
           --content-dir photos/ --out runs/added
       vidstyle train --teacher fast7 --set outer_kernel=5 --set style_weight=0 \\
           --set content_weight=0 --content-dir photos/ --out runs/k5

@@ -114,7 +114,7 @@ class EncodeConfig(_Fingerprinted):
 class FastConfig(_Fingerprinted):
     """Feed-forward network settings (inference)."""
 
-    model: str | None = None  # None: the shipped model in weights/
+    model: str | None = None  # None: the shipped model (vidstyle/data/weights/)
     size: int | None = None  # longest side; None keeps the input size
     strength: float = 1.0
     stability: float = 0.7  # flow stabilization strength (see vidstyle.fast.stabilize)

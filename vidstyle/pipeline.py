@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import glob
 import logging
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import torch
 
 from vidstyle import __version__
@@ -36,7 +37,7 @@ from vidstyle.workdir import WorkDir, default_work_dir, load_png, save_png, sha2
 log = logging.getLogger(__name__)
 
 STAGE_KINDS = ("decode", "flow", "masks", "stylize", "encode")
-PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+PIPELINES_DIR = Path(str(files("vidstyle") / "data" / "pipelines"))  # package data
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ A model file is a ``torch.save`` of a plain dict that loads with ``weights_only=
      "style_names": [str, ...], "state_dict": {name: fp16/fp32 tensor},
      "info": {...}}          # training config, steps, losses: str/int/float/list/dict only
 
-``weights/manifest.toml`` holds one table per shipped model under ``[models.<name>]`` with
-at least ``file`` (relative to the manifest) and ``sha256``.
+``vidstyle/data/weights/manifest.toml`` (package data) holds one table per shipped model
+under ``[models.<name>]`` with at least ``file`` (relative to the manifest) and ``sha256``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,10 @@ log = logging.getLogger(__name__)
 
 FORMAT = "vidstyle.stylenet"
 VERSION = 1
-#: The repository's folder of shipped weights (holds manifest.toml).
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+#: The folder of shipped weights (holds manifest.toml): package data, so it is there in a
+#: wheel install as well as in a checkout. vidstyle is always installed as plain files (never
+#: imported from a zip), so the resource is a real folder.
+DEFAULT_WEIGHTS_DIR = Path(str(files("vidstyle") / "data" / "weights"))
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ def load_model(
 
 
 def read_manifest(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Parse ``weights/manifest.toml`` (default: the repository's); {} when it is absent."""
+    """Parse a weights manifest (default: the shipped one); {} when it is absent."""
     import tomllib
 
     p = Path(path) if path is not None else DEFAULT_WEIGHTS_DIR / "manifest.toml"

@@ -6,13 +6,21 @@ import dataclasses
 import json
 from pathlib import Path
 
+import click
 import pytest
 import torch
 
-from vidstyle.errors import UsageError
+from vidstyle.errors import InputError, Interrupted, UsageError
 from vidstyle.fast.model_io import load_model
 from vidstyle.fast.net import one_hot_styles
-from vidstyle.fast.train import TrainConfig, config_from_pairs, saved_config, train
+from vidstyle.fast.train import (
+    FLAGS,
+    TrainConfig,
+    config_from_pairs,
+    flag,
+    saved_config,
+    train,
+)
 
 
 def _config(data: dict[str, Path], out: str, **kw) -> TrainConfig:
@@ -234,3 +242,45 @@ def test_resume_from_the_command_line_keeps_the_runs_settings(
                                    "--steps", "4", "--device", "cpu", "--set", "precision=fp32"])
     assert res.exit_code == 0, res.output
     assert seen[1] == dataclasses.replace(expect, steps=4)
+
+
+def test_messages_name_the_command_line_options(tiny_data, tiny_loss_net) -> None:
+    """Errors and the Ctrl-C hint name what a user types (``--content-dir``, ``--resume``),
+    not TrainConfig fields (``content_dirs``, ``resume=true``)."""
+    with pytest.raises(InputError) as e:
+        train(_config(tiny_data, "none", content_dirs=()), loss_net=tiny_loss_net)
+    assert "--content-dir" in str(e.value) and "--video" in str(e.value)
+    assert "content_dirs" not in str(e.value)
+    with pytest.raises(UsageError) as e:
+        train(_config(tiny_data, "x", add_style="mine=a.jpg"), loss_net=tiny_loss_net)
+    assert "--add-style" in str(e.value) and "--from" in str(e.value)
+    assert "from_model" not in str(e.value)
+
+    def interrupt(_p) -> None:  # noqa: ANN001 - Ctrl-C during the first step's report
+        raise KeyboardInterrupt
+
+    cfg = _config(tiny_data, "stopped")
+    with pytest.raises(Interrupted) as e:
+        train(cfg, loss_net=tiny_loss_net, progress=interrupt)
+    assert f"--out {cfg.out_dir} --resume" in str(e.value)
+    assert "resume=true" not in str(e.value)
+    # the hint works: the checkpoint of step 1 is continued
+    res = train(dataclasses.replace(cfg, resume=True), loss_net=tiny_loss_net)
+    assert [r["step"] for r in _log(res.log_path)] == [1, 2, 3, 4]
+    with pytest.raises(UsageError) as e:
+        train(dataclasses.replace(cfg, resume=True, size=24, steps=6), loss_net=tiny_loss_net)
+    assert "--size" in str(e.value)
+
+
+def test_option_names_match_the_train_command() -> None:
+    """FLAGS (used in messages) is exactly the ``vidstyle train`` options of the fields."""
+    from vidstyle.cli import cli
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    options = {
+        p.name: max(p.opts, key=len)
+        for p in cli.commands["train"].params
+        if isinstance(p, click.Option) and p.name in fields
+    }
+    assert options == FLAGS
+    assert flag("content_dirs") == "--content-dir" and flag("lr") == "--set lr=..."

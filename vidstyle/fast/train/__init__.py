@@ -18,7 +18,7 @@ styles' outputs do not change.
 Modules, by responsibility:
 
 - :mod:`.config`: :class:`TrainConfig`, its checks, ``field=value`` parsing, the settings
-  stored in a checkpoint.
+  stored in a checkpoint, and the CLI option of each field (for messages).
 - :mod:`.data`: style images, the training crops (photos and video frames), held-out images.
 - :mod:`.objective`: the loss above, written once (training step and evaluation).
 - :mod:`.surgery`: adding a style row, training only it, initializing from a teacher.
@@ -34,8 +34,10 @@ from __future__ import annotations
 
 from .config import (
     DEFAULT_STYLES,
+    FLAGS,
     TrainConfig,
     config_from_pairs,
+    flag,
     saved_config,
     validate,
 )
@@ -70,6 +72,7 @@ from .surgery import extend_styles, init_from_teacher, train_only_last_style
 
 __all__ = [
     "DEFAULT_STYLES",
+    "FLAGS",
     "KIT_STYLE_FILES",
     "PACKAGED_STYLE_DIR",
     "LossNet",
@@ -80,6 +83,7 @@ __all__ = [
     "console_progress",
     "evaluate",
     "extend_styles",
+    "flag",
     "format_progress",
     "holdout_images",
     "init_from_teacher",

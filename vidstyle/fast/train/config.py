@@ -1,5 +1,10 @@
 """Settings of a training run: :class:`TrainConfig`, its checks, ``field=value`` parsing and
-the settings stored in a checkpoint."""
+the settings stored in a checkpoint.
+
+Messages name what the user typed: the ``vidstyle train`` option of a field
+(:data:`FLAGS`, e.g. ``content_dirs`` -> ``--content-dir``), or ``--set field=...`` for the
+fields without one.
+"""
 
 from __future__ import annotations
 
@@ -106,6 +111,33 @@ class TrainConfig:
         }
 
 
+#: The ``vidstyle train`` option of each TrainConfig field that has one (tests check this
+#: against the command); every other field is set with ``--set field=value``.
+FLAGS: dict[str, str] = {
+    "styles": "--styles",
+    "content_dirs": "--content-dir",
+    "videos": "--video",
+    "holdout_dirs": "--holdout-dir",
+    "steps": "--steps",
+    "size": "--size",
+    "batch": "--batch",
+    "style_weight": "--style-weight",
+    "style_exponent": "--style-exponent",
+    "out_dir": "--out",
+    "resume": "--resume",
+    "add_style": "--add-style",
+    "from_model": "--from",
+    "teacher": "--teacher",
+    "max_minutes": "--max-minutes",
+    "device": "--device",
+}
+
+
+def flag(field: str) -> str:
+    """How a user sets ``field``: its option (``--content-dir``) or ``--set field=...``."""
+    return FLAGS.get(field, f"--set {field}=...")
+
+
 #: The settings that shape a run: a resume must not change them.
 _RESUME_KEYS = (
     "styles",
@@ -123,21 +155,32 @@ _RESUME_KEYS = (
 
 
 def validate(config: TrainConfig) -> None:
-    """Raise UsageError for settings no run can use."""
+    """Raise UsageError (naming the options) for settings no run can use."""
     if config.size < 16 or config.batch < 1 or config.steps < 0 or config.lr <= 0:
-        raise UsageError("size >= 16, batch >= 1, steps >= 0 and lr > 0 are required")
+        raise UsageError(
+            f"{flag('size')} >= 16, {flag('batch')} >= 1, {flag('steps')} >= 0 and "
+            f"lr > 0 ({flag('lr')}) are required"
+        )
     if config.style_layer_weights and len(config.style_layer_weights) != len(config.style_layers):
-        raise UsageError("style_layer_weights needs one weight per style layer")
+        raise UsageError(
+            f"{flag('style_layer_weights')} needs one weight per style layer "
+            f"({len(config.style_layers)})"
+        )
     if bool(config.add_style) != bool(config.from_model):
-        raise UsageError("add_style and from_model go together")
+        raise UsageError(
+            f"{flag('add_style')} and {flag('from_model')} go together: "
+            f"{flag('add_style')} NAME=IMAGE {flag('from_model')} MODEL"
+        )
     if config.add_style and "=" not in config.add_style:
-        raise UsageError("add_style takes name=image")
+        raise UsageError(f"{flag('add_style')} takes NAME=IMAGE, got {config.add_style!r}")
     if config.model_dtype not in ("fp16", "fp32"):
-        raise UsageError("model_dtype must be fp16 or fp32")
+        raise UsageError(f"model_dtype must be fp16 or fp32 ({flag('model_dtype')})")
     if config.teacher and config.add_style:
-        raise UsageError("teacher and add_style do not go together")
+        raise UsageError(f"{flag('teacher')} and {flag('add_style')} do not go together")
     if config.teacher and config.distill_weight <= 0:
-        raise UsageError("distill_weight must be > 0 with a teacher")
+        raise UsageError(
+            f"distill_weight must be > 0 with {flag('teacher')} ({flag('distill_weight')})"
+        )
 
 
 # --- key=value pairs (``--set``, ``python -m vidstyle.fast.train``) ----------------------

@@ -12,7 +12,7 @@ from PIL import Image
 
 from vidstyle.errors import InputError, StyleError
 
-from .config import TrainConfig
+from .config import TrainConfig, flag
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def resolve_style(spec: str, style_dirs: Sequence[str] = ()) -> tuple[str, Path]
         for c in candidates:
             if c.is_file():
                 return name, c
-    raise StyleError(f"unknown style {name!r}: no image found (use name=path)")
+    raise StyleError(f"unknown style {name!r}: no image found (give NAME=IMAGE)")
 
 
 def _load_rgb(path: Path) -> Image.Image:
@@ -99,7 +99,7 @@ def list_images(dirs: Sequence[str], exclude: Sequence[str] = ()) -> list[Path]:
     for d in dirs:
         p = Path(d)
         if not p.is_dir():
-            raise InputError(f"content folder not found: {p}")
+            raise InputError(f"content folder not found: {p} ({flag('content_dirs')})")
         for f in sorted(p.rglob("*")):
             if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
                 if _under(f, ex):
@@ -140,7 +140,7 @@ def _video_files(items: Sequence[str]) -> list[Path]:
         elif p.is_file():
             out.append(p)
         else:
-            raise InputError(f"video not found: {p}")
+            raise InputError(f"video not found: {p} ({flag('videos')})")
     return out
 
 
@@ -177,7 +177,9 @@ def build_pool(config: TrainConfig, device: torch.device) -> ContentPool:
             continue
         pils += sample_video_frames(v, config.frames_per_video)
     if not pils:
-        raise InputError("no training images: give content_dirs and/or videos")
+        raise InputError(
+            f"no training images: give {flag('content_dirs')} and/or {flag('videos')}"
+        )
     images = [_pil_to_tensor(_resize_short(im, short)).to(device) for im in pils]
     log.info("training pool: %d photos + %d video frames", n_photos, len(pils) - n_photos)
     return ContentPool(images, config.size)

@@ -20,7 +20,7 @@ from vidstyle.fast import model_io
 from vidstyle.fast.net import StyleNet
 from vidstyle.vgg import load_vgg
 
-from .config import _RESUME_KEYS, TrainConfig, validate
+from .config import _RESUME_KEYS, TrainConfig, flag, validate
 from .data import build_pool, holdout_images, resolve_style
 from .objective import LossNet, evaluate, style_layer_weights, style_targets, training_terms
 from .report import (
@@ -41,7 +41,9 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     if precision == "bf16":
         return True
     if precision != "auto":
-        raise UsageError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+        raise UsageError(
+            f"precision must be auto, bf16 or fp32 ({flag('precision')}), got {precision!r}"
+        )
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     try:
@@ -168,7 +170,8 @@ def train(
         defaults = TrainConfig().to_dict()  # keys newer than the checkpoint: their default
         diff = [k for k in _RESUME_KEYS if old.get(k, defaults[k]) != config.to_dict()[k]]
         if diff or ck["style_names"] != list(style_names):
-            raise UsageError(f"cannot resume {ckpt_path}: settings changed ({', '.join(diff)})")
+            changed = ", ".join(flag(k) for k in diff) or "the styles"
+            raise UsageError(f"cannot resume {ckpt_path}: settings changed ({changed})")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["rng"])
@@ -250,7 +253,10 @@ def train(
                 save_checkpoint()
     except KeyboardInterrupt:
         save_checkpoint()
-        raise Interrupted(f"training interrupted at step {step}; resume with resume=true") from None
+        raise Interrupted(
+            f"training interrupted at step {step}; resume with "
+            f"{flag('out_dir')} {out_dir} {flag('resume')}"
+        ) from None
     finally:
         log_f.close()
     if count:  # the steps after the last log record (time limit, or steps % log_every)

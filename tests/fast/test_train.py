@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import click
@@ -284,3 +285,28 @@ def test_option_names_match_the_train_command() -> None:
     }
     assert options == FLAGS
     assert flag("content_dirs") == "--content-dir" and flag("lr") == "--set lr=..."
+
+
+def test_train_command_prints_progress_lines(
+    tiny_data, tiny_loss_net, monkeypatch, caplog
+) -> None:
+    """``vidstyle train`` shows progress as ordinary output ("step N/M loss=..."), not as
+    WARNING log records."""
+    from click.testing import CliRunner
+
+    import vidstyle.fast.train as train_mod
+    from vidstyle.cli import cli
+
+    def tiny_train(cfg: TrainConfig, progress=None):  # noqa: ANN001, ANN202
+        tiny = _config(tiny_data, "progress", steps=2, out_dir=cfg.out_dir)
+        return train(tiny, loss_net=tiny_loss_net, progress=progress)
+
+    monkeypatch.setattr(train_mod, "train", tiny_train)
+    out = tiny_data["root"] / "progress"
+    res = CliRunner().invoke(cli, ["train", "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert [ln.split()[1] for ln in lines if ln.startswith("step ")] == ["1/2", "2/2"]
+    assert all("loss=" in ln for ln in lines if ln.startswith("step "))
+    assert "WARNING" not in res.output
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -8,8 +8,10 @@ import logging
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vidstyle.errors import InputError, Interrupted, UsageError
 from vidstyle.fast.model_io import load_model
@@ -19,9 +21,14 @@ from vidstyle.fast.train import (
     TrainConfig,
     config_from_pairs,
     flag,
+    list_images,
     saved_config,
+    style_image,
+    style_targets,
     train,
 )
+from vidstyle.imageops import load_image
+from vidstyle.losses import gram
 
 
 def _config(data: dict[str, Path], out: str, **kw) -> TrainConfig:
@@ -310,3 +317,27 @@ def test_train_command_prints_progress_lines(
     assert all("loss=" in ln for ln in lines if ln.startswith("step "))
     assert "WARNING" not in res.output
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_transparent_style_gives_the_gram_targets_of_optimization(tmp_path, tiny_loss_net) -> None:
+    """Training reads images with the one loader (imageops.load_image: alpha composited on
+    white), so a transparent PNG style gives the same pixels and Gram targets as in
+    optimization (which Grams load_image's tensor at this size)."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (20, 28, 4), dtype=np.uint8)
+    rgba[:, :7, 3] = 0  # transparent, opaque and half-transparent columns
+    rgba[:, 7:14, 3] = 255
+    rgba[:, 14:, 3] = 128
+    path = tmp_path / "clear.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    optim_image = load_image(path)
+    assert torch.equal(style_image(path, 28), optim_image)
+    assert float(optim_image[0, :, :, :7].min()) == 1.0  # white where transparent
+    cfg = TrainConfig(style_layers=("a", "b"), style_size=28)
+    targets = style_targets(tiny_loss_net, [path], cfg, torch.device("cpu"))
+    feats = tiny_loss_net(optim_image, ["a", "b"])
+    for k in ("a", "b"):
+        torch.testing.assert_close(targets[k], gram(feats[k]), rtol=1e-6, atol=0)
+    # the one suffix table: .tif photos are training photos too
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "photo.tif")
+    assert [p.name for p in list_images([str(tmp_path)])] == ["clear.png", "photo.tif"]

@@ -1,4 +1,10 @@
-"""Inputs of a training run: style images, the pool of training crops, held-out images."""
+"""Inputs of a training run: style images, the pool of training crops, held-out images.
+
+Every image file is read with :func:`vidstyle.imageops.load_image` (the one loader: alpha
+composited on white, grayscale expanded), so a style gives the same Gram targets here as in
+optimization. Suffixes come from :mod:`vidstyle.media.common`. Resizing here is PIL bicubic
+on 8-bit images (the exact 8-bit values of the loaded image: ``k / 255`` -> ``k``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ import torch
 from PIL import Image
 
 from vidstyle.errors import InputError, StyleError
+from vidstyle.imageops import load_image
+from vidstyle.media.common import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 from .config import TrainConfig, flag
 
@@ -28,8 +36,6 @@ KIT_STYLE_FILES: dict[str, str] = {
     "udnie": "udnie.jpg",
     "woman_with_hat": "woman-with-hat-matisse.jpg",
 }
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
 
 
 def resolve_style(spec: str, style_dirs: Sequence[str] = ()) -> tuple[str, Path]:
@@ -55,12 +61,18 @@ def resolve_style(spec: str, style_dirs: Sequence[str] = ()) -> tuple[str, Path]
     raise StyleError(f"unknown style {name!r}: no image found (give NAME=IMAGE)")
 
 
-def _load_rgb(path: Path) -> Image.Image:
+def _to_pil(image: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) float in [0, 1] holding 8-bit values -> PIL RGB, exactly."""
+    arr = image[0].mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(np.ascontiguousarray(arr), "RGB")
+
+
+def _read_photo(path: Path) -> Image.Image:
+    """A training or held-out photo as PIL RGB (InputError when unreadable)."""
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except OSError as e:
-        raise InputError(f"cannot read image {path}: {e}") from e
+        return _to_pil(load_image(path))
+    except StyleError as e:  # load_image speaks of styles; this is a content photo
+        raise InputError(str(e)) from e
 
 
 def _resize_short(im: Image.Image, short: int) -> Image.Image:
@@ -82,8 +94,9 @@ def _pil_to_tensor(im: Image.Image) -> torch.Tensor:
 
 def style_image(path: Path, long_side: int) -> torch.Tensor:
     """The style image at ``path`` for its Gram targets: (1, 3, H, W) float in [0, 1] with
-    max(H, W) == ``long_side``."""
-    im = _resize_long(_load_rgb(path), long_side)
+    max(H, W) == ``long_side`` (the pixels of :func:`~vidstyle.imageops.load_image` when it
+    already is). StyleError if unreadable."""
+    im = _resize_long(_to_pil(load_image(path)), long_side)
     return _pil_to_tensor(im).unsqueeze(0).float().div_(255.0)
 
 
@@ -170,7 +183,7 @@ def build_pool(config: TrainConfig, device: torch.device) -> ContentPool:
     """The photos of ``content_dirs`` and frames of ``videos`` (never the held-out ones)."""
     short = round(config.size * 1.25)
     files = list_images(config.content_dirs, exclude=config.holdout_dirs)
-    pils: list[Image.Image] = [_load_rgb(f) for f in files]
+    pils: list[Image.Image] = [_read_photo(f) for f in files]
     n_photos = len(pils)
     for v in _video_files(config.videos):
         if _under(v, [Path(d).resolve() for d in config.holdout_dirs]):
@@ -199,6 +212,6 @@ def holdout_images(config: TrainConfig) -> list[torch.Tensor]:
     pick = [files[round(i * (len(files) - 1) / max(1, n - 1))] for i in range(n)]
     out = []
     for f in pick:
-        im = _resize_long(_load_rgb(f), config.eval_size)
+        im = _resize_long(_read_photo(f), config.eval_size)
         out.append(_pil_to_tensor(im).unsqueeze(0).float().div_(255.0))
     return out

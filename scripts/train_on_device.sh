@@ -13,7 +13,7 @@
 # and its checkpoint stays in $OUT/<name>/checkpoint.pt.
 # RESUME_FROM (optional; relative to the repository root) is a folder with
 # <name>/checkpoint.pt per variant (e.g. weights/checkpoints): each variant that has one there continues from it (resume=true;
-# the settings that shape the run must match, see vidstyle.fast.train._RESUME_KEYS), the
+# the settings that shape the run must match, see vidstyle.fast.train.config._RESUME_KEYS), the
 # others start fresh. A CPU dry run here:
 #   OUT=/tmp/dry VARIANTS="a:style_weight=100 b:style_weight=400" \
 #     bash scripts/train_on_device.sh steps=3 size=64 batch=2 eval_size=96 device=cpu

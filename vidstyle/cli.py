@@ -434,7 +434,7 @@ def train(pairs: tuple[str, ...], **opts: object) -> None:
       vidstyle train --teacher fast7 --set outer_kernel=5 --set style_weight=0 \\
           --set content_weight=0 --content-dir photos/ --out runs/k5
     """
-    from vidstyle.fast.train import TrainConfig, config_from_pairs, saved_config
+    from vidstyle.fast.train import TrainConfig, config_from_pairs, format_progress, saved_config
     from vidstyle.fast.train import train as run_train
 
     base = TrainConfig()
@@ -457,9 +457,8 @@ def train(pairs: tuple[str, ...], **opts: object) -> None:
         changes[key] = value
     cfg = dataclasses.replace(cfg, **changes)
 
-    def report(p) -> None:  # noqa: ANN001
-        losses = " ".join(f"{k}={v:.3g}" for k, v in p.losses.items())
-        log.warning("step %d/%d %s", p.step, p.total_steps, losses)
+    def report(p) -> None:  # noqa: ANN001 - a TrainProgress, every log_every steps
+        click.echo(format_progress(p))
 
     result = run_train(cfg, progress=report)
     click.echo(f"model {result.model_path} (sha256 {result.model_sha256[:12]}..., "

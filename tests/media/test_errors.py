@@ -144,3 +144,22 @@ def test_bad_inputs_raise_and_write_nothing(data_dir, tmp_path, clips, case):
     msg = str(e.value)
     assert "\n" not in msg and src.name in msg
     assert _leftovers(out_dir) == []
+
+
+def _mode(path):
+    return path.stat().st_mode & 0o777
+
+
+def test_finished_outputs_get_the_umask_mode(clips, tmp_path, umask_022):
+    """Video and image outputs were left with mkstemp's 0o600 whatever the umask."""
+    from vidstyle.media import write_image
+
+    video = transcode(clips["odd"], tmp_path / "out.mp4")
+    still = tmp_path / "still.png"
+    info = probe(clips["odd"])
+    with MediaWriter(still, source=info) as w:
+        w.write(next(iter_frames(clips["odd"])))
+    direct = write_image(tmp_path / "direct.jpg", synthetic_rgb(0, 32, 24))
+    for p in (video, still, direct):
+        assert _mode(p) == umask_022, p.name
+    assert _leftovers(tmp_path) == ["direct.jpg", "out.mp4", "still.png"]

@@ -5,7 +5,6 @@ colour-matrix choice and hidden temp paths for atomic writes.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OutputError
+from ..fileio import create_temp_beside
 
 #: Still-image suffixes (read and written with Pillow).
 IMAGE_SUFFIXES: dict[str, str] = {
@@ -104,18 +104,18 @@ def yuv_matrix(colorspace: int, width: int, height: int) -> str:
 
 
 def hidden_temp_path(final: Path) -> Path:
-    """Create an empty hidden temp file next to ``final`` with the same suffix; return its path.
+    """Create an empty hidden temp file ``.<stem>.<random>.part<suffix>`` next to ``final``.
 
-    Raises OutputError when the directory cannot be written.
+    The file has the mode a plainly created file gets (``0o666`` less the umask), so the
+    finished output, ``os.replace``d from it, does too. The ``.<stem>.*.part<suffix>``
+    naming is relied on by the sweep of partial outputs left by killed runs. Raises
+    OutputError when the directory cannot be written.
     """
     parent = final.parent
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{final.suffix}",
-                                    dir=parent)
+        return create_temp_beside(final, prefix=f".{final.stem}.", suffix=f".part{final.suffix}")
     except OSError as e:
         raise OutputError(f"cannot write in output directory {parent}: {e.strerror}") from None
-    os.close(fd)
-    return Path(name)
 
 
 def remove_quietly(path: Path | None) -> None:

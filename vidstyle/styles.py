@@ -13,8 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from vidstyle.errors import StyleError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+from vidstyle.media.common import is_image_path
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def list_styles() -> list[StyleInfo]:
     user = os.environ.get("VIDSTYLE_STYLES")
     if user and Path(user).is_dir():
         for p in sorted(Path(user).iterdir()):
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            if is_image_path(p) and p.is_file():
                 styles[p.stem] = StyleInfo(p.stem, p, source=f"$VIDSTYLE_STYLES ({user})")
     return list(styles.values())
 
@@ -68,7 +67,7 @@ def resolve_style(spec: str) -> StyleInfo:
     if spec in by_name:
         return by_name[spec]
     p = Path(spec).expanduser()
-    if p.suffix.lower() in IMAGE_SUFFIXES or os.sep in spec:
+    if is_image_path(p) or os.sep in spec:
         if not p.exists():
             raise StyleError(f"style image not found: {spec}")
         if not p.is_file():

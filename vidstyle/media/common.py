@@ -1,4 +1,5 @@
-"""Types and small helpers shared by the media modules: the Frame type, suffix tables,
+"""Types and small helpers shared by the media modules: the Frame type, the suffix tables
+(the one list of image and video suffixes for all of vidstyle),
 colour-matrix choice and hidden temp paths for atomic writes.
 """
 
@@ -35,6 +36,12 @@ VIDEO_SUFFIXES: dict[str, str] = {
     ".avi": "avi",
 }
 
+#: Video suffixes that are read (decoded with PyAV) but never written; an output made
+#: from one of them gets a writable suffix (``a.mpg`` -> ``a.mpg.mp4`` in a batch).
+READ_ONLY_VIDEO_SUFFIXES: tuple[str, ...] = (
+    ".mpg", ".mpeg", ".ts", ".m2ts", ".flv", ".wmv", ".3gp", ".ogv", ".gif",
+)
+
 #: Still-image formats whose files can carry an alpha channel.
 ALPHA_IMAGE_FORMATS = frozenset({"PNG", "WEBP", "TIFF"})
 
@@ -47,6 +54,14 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
 def is_video_path(path: str | os.PathLike[str]) -> bool:
     """True when the suffix is a writable video container (.mp4 .m4v .mov .mkv .webm .avi)."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def is_media_path(path: str | os.PathLike[str]) -> bool:
+    """True when the suffix is one vidstyle reads: a still image, or a writable or
+    read-only video suffix (:data:`READ_ONLY_VIDEO_SUFFIXES`)."""
+    suffix = Path(path).suffix.lower()
+    return (suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES
+            or suffix in READ_ONLY_VIDEO_SUFFIXES)
 
 
 @dataclass

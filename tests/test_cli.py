@@ -73,18 +73,37 @@ def test_bad_inputs(case, media_dir, tmp_path):
     assert_clean_error(invoke("run", str(src), "-o", str(out), *FAST), out)
 
 
-def test_unknown_style(media_dir, tmp_path):
+@pytest.mark.parametrize("method", ["optim", "fast"])
+def test_unknown_style_is_a_usage_error(media_dir, tmp_path, method):
     out = tmp_path / "out.mp4"
-    r = invoke("run", str(media_dir["clip"]), "-o", str(out), "--style", "nosuchstyle", *FAST)
-    assert_clean_error(r, out)
-    assert "unknown style" in r.stderr
+    args = FAST if method == "optim" else ["--method", "fast", "--size", "32", "--quiet"]
+    r = invoke("run", str(media_dir["clip"]), "-o", str(out), "--style", "nosuchstyle", *args)
+    assert_clean_error(r, out, code=2)
+    assert "nosuchstyle" in r.stderr
 
 
 def test_unreadable_style_image(media_dir, tmp_path):
+    """A style image that exists but cannot be read is not a usage error: exit code 1."""
     out = tmp_path / "out.mp4"
     r = invoke("run", str(media_dir["clip"]), "-o", str(out), "--style",
                str(media_dir["bad_style"]), *FAST)
-    assert_clean_error(r, out)
+    assert_clean_error(r, out, code=1)
+
+
+@pytest.mark.parametrize("case", ["suffix", "no_suffix", "missing_folder", "folder_as_file"])
+def test_bad_output_path_is_a_usage_error(media_dir, tmp_path, case):
+    out = {
+        "suffix": tmp_path / "out.xyz",
+        "no_suffix": tmp_path / "out",
+        "missing_folder": tmp_path / "no" / "such" / "out.mp4",
+        "folder_as_file": tmp_path / "adir.mp4",
+    }[case]
+    if case == "folder_as_file":
+        out.mkdir()
+    r = invoke("run", str(media_dir["clip"]), "-o", str(out), *FAST)
+    assert_clean_error(r, None, code=2)
+    assert str(out.parent if case == "missing_folder" else out.name) in r.stderr
+    assert not (tmp_path / "no").exists()
 
 
 def test_unwritable_output(media_dir, tmp_path):

@@ -24,11 +24,25 @@ class InputError(VidstyleError):
 
 
 class OutputError(VidstyleError):
-    """The output cannot be written (unwritable directory, unsupported suffix)."""
+    """The output cannot be written (unwritable directory, failed encode). Exit code 1."""
+
+
+class OutputPathError(OutputError, UsageError):
+    """The output path itself is wrong: unsupported suffix, missing folder, a folder given
+    as the file. A usage error: exit code 2."""
 
 
 class StyleError(VidstyleError):
-    """Unknown style name or unreadable style image."""
+    """A bad ``--style`` value: unknown style name, bad or negative weights. A usage
+    error: exit code 2 (:class:`StyleImageError` covers unreadable style images)."""
+
+    exit_code = 2
+
+
+class StyleImageError(StyleError):
+    """A style image that is missing or cannot be read. Exit code 1."""
+
+    exit_code = 1
 
 
 class WeightsError(VidstyleError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from vidstyle.errors import StyleError
+from vidstyle.errors import StyleError, StyleImageError
 from vidstyle.media.common import is_image_path
 
 
@@ -62,16 +62,20 @@ def list_styles() -> list[StyleInfo]:
 
 
 def resolve_style(spec: str) -> StyleInfo:
-    """A style name or an image path -> StyleInfo. Raises StyleError if neither."""
+    """A style name or an image path -> StyleInfo.
+
+    Raises StyleError (exit code 2) for an unknown name, StyleImageError for an image path
+    that does not exist or is not a file.
+    """
     by_name = {s.name: s for s in list_styles()}
     if spec in by_name:
         return by_name[spec]
     p = Path(spec).expanduser()
     if is_image_path(p) or os.sep in spec:
         if not p.exists():
-            raise StyleError(f"style image not found: {spec}")
+            raise StyleImageError(f"style image not found: {spec}")
         if not p.is_file():
-            raise StyleError(f"style image is not a file: {spec}")
+            raise StyleImageError(f"style image is not a file: {spec}")
         return StyleInfo(p.stem, p.resolve(), source=str(p))
     names = ", ".join(sorted(by_name))
     raise StyleError(f"unknown style {spec!r}: use one of {names}, or an image path")

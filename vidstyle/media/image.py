@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import InputError, OutputError
+from ..errors import InputError, OutputError, OutputPathError
 from .common import (
     ALPHA_IMAGE_FORMATS,
     IMAGE_SUFFIXES,
@@ -108,12 +108,13 @@ def write_image(
     """Write ``rgb`` ((H, W, 3) uint8) to ``path`` atomically; the format follows the suffix.
 
     ``alpha`` ((H, W) uint8) is written for png/webp/tiff and ignored for jpg/bmp.
-    Returns the final path. Raises OutputError for an unsupported suffix or a failed write.
+    Returns the final path. Raises OutputPathError (exit code 2) for an unsupported suffix,
+    OutputError for a failed write.
     """
     p = Path(path)
     fmt = IMAGE_SUFFIXES.get(p.suffix.lower())
     if fmt is None:
-        raise OutputError(
+        raise OutputPathError(
             f"unsupported image suffix '{p.suffix}' (use {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     rgb = np.asarray(rgb)

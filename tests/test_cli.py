@@ -88,6 +88,7 @@ def test_unreadable_style_image(media_dir, tmp_path):
     r = invoke("run", str(media_dir["clip"]), "-o", str(out), "--style",
                str(media_dir["bad_style"]), *FAST)
     assert_clean_error(r, out, code=1)
+    assert "Error" not in r.stderr and "not an image" in r.stderr  # words, no class name
 
 
 @pytest.mark.parametrize("case", ["suffix", "no_suffix", "missing_folder", "folder_as_file"])

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from vidstyle.errors import InputError, OutputError
+from vidstyle.errors import InputError, OutputError, describe
 from vidstyle.fileio import atomic_write_bytes
 from vidstyle.flow.consistency import CUT_THRESHOLD, consistency_mask, cut_score
 from vidstyle.flow.estimate import FlowEstimator, make_flow
@@ -65,8 +65,10 @@ def _read_rgb(path: Path) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             arr = np.array(im.convert("RGB"))
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{path} is not an image PIL can read") from exc
     except OSError as exc:
-        raise InputError(f"cannot read image {path}: {exc}") from exc
+        raise InputError(f"cannot read image {path}: {describe(exc)}") from exc
     return torch.from_numpy(arr).permute(2, 0, 1)[None].float().div_(255.0)
 
 

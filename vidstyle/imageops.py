@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from vidstyle.errors import StyleImageError
+from vidstyle.errors import StyleImageError, describe
 
 
 def fit_longest(h: int, w: int, longest: int) -> tuple[int, int]:
@@ -62,8 +62,12 @@ def load_image(path: str | Path) -> torch.Tensor:
             rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError as exc:
         raise StyleImageError(f"image not found: {path}") from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise StyleImageError(f"cannot read image {path}: {exc.__class__.__name__}") from exc
+    except UnidentifiedImageError as exc:
+        raise StyleImageError(f"{path} is not an image PIL can read") from exc
+    except (OSError, ValueError) as exc:
+        raise StyleImageError(
+            f"cannot decode image {path} (truncated or corrupt file): {describe(exc)}"
+        ) from exc
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
 

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
-from ..errors import InputError, OutputError
+from ..errors import InputError, OutputError, describe
 from ..fileio import create_temp_beside
 
 #: Still-image suffixes (read and written with Pillow).
@@ -130,7 +131,15 @@ def hidden_temp_path(final: Path) -> Path:
     try:
         return create_temp_beside(final, prefix=f".{final.stem}.", suffix=f".part{final.suffix}")
     except OSError as e:
-        raise OutputError(f"cannot write in output directory {parent}: {e.strerror}") from None
+        raise OutputError(f"cannot write in output directory {parent}: {reason(e)}") from None
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, in words, for a one-line message (see :func:`vidstyle.errors.describe`);
+    an FFmpeg error gives FFmpeg's text ("Invalid data found when processing input")."""
+    if isinstance(exc, av.FFmpegError) and exc.strerror:
+        return str(exc.strerror)
+    return describe(exc)
 
 
 def remove_quietly(path: Path | None) -> None:

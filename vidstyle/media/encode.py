@@ -53,6 +53,7 @@ from .common import (
     VIDEO_SUFFIXES,
     Frame,
     hidden_temp_path,
+    reason,
     remove_quietly,
     yuv_matrix,
 )
@@ -365,7 +366,7 @@ class MediaWriter:
             self._count += 1
         except av.FFmpegError as e:
             self.abort()
-            raise OutputError(f"encoding {self.path} failed: {e}") from None
+            raise OutputError(f"encoding {self.path} failed: {reason(e)}") from None
 
     def _resolve_pts(self, pts: int | None, tb: Fraction | None) -> int:
         if pts is not None:
@@ -428,9 +429,10 @@ class MediaWriter:
                 self._teardown()
                 if mode == "copy":
                     logger.info("copying audio into %s failed (%s); transcoding instead",
-                                self.path.name, e)
+                                self.path.name, reason(e))
         self._closed = True
-        raise OutputError(f"cannot start writing {self.path}: {last_err}")
+        why = reason(last_err) if last_err is not None else "unknown error"
+        raise OutputError(f"cannot start writing {self.path}: {why}")
 
     def _setup(self, spec: _ContainerSpec, w: int, h: int, fps: Fraction, tb: Fraction,
                audio_mode: str | None) -> None:
@@ -517,7 +519,7 @@ class MediaWriter:
             return self.path
         except (av.FFmpegError, OSError) as e:
             self.abort()
-            raise OutputError(f"finishing {self.path} failed: {e}") from None
+            raise OutputError(f"finishing {self.path} failed: {reason(e)}") from None
         except BaseException:
             self.abort()
             raise

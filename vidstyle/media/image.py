@@ -30,6 +30,7 @@ from .common import (
     Frame,
     check_input_path,
     hidden_temp_path,
+    reason,
     remove_quietly,
 )
 
@@ -61,8 +62,11 @@ def open_image(path: str | os.PathLike[str]) -> tuple[Image.Image, str]:
                 upright = im.copy()
     except UnidentifiedImageError:
         raise InputError(f"not an image file Pillow can read: {p}") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise InputError(f"cannot read image {p}: {e}") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"image {p} is too large to decode safely") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        why = reason(e)
+        raise InputError(f"cannot decode image {p} (truncated or corrupt file): {why}") from None
     return upright, fmt
 
 
@@ -135,7 +139,7 @@ def write_image(
         os.replace(tmp, p)
     except OSError as e:
         remove_quietly(tmp)
-        raise OutputError(f"cannot write image {p}: {e}") from None
+        raise OutputError(f"cannot write image {p}: {reason(e)}") from None
     except BaseException:
         remove_quietly(tmp)
         raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 import math
 import os
@@ -25,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from vidstyle.errors import InputError, OutputError, describe
+from vidstyle import media
+from vidstyle.errors import InputError, OutputError, UsageError, describe
 from vidstyle.fileio import atomic_write_bytes
 from vidstyle.flow.consistency import CUT_THRESHOLD, consistency_mask, cut_score
 from vidstyle.flow.estimate import FlowEstimator, make_flow
@@ -331,6 +333,53 @@ def warp_error(
     finite = [e for e in per if math.isfinite(e)]
     mean = float(np.mean(finite)) if finite else float("nan")
     return WarpErrorResult(per_frame=tuple(per), consistent=tuple(cons), mean=mean)
+
+
+def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """True when (w, h) ``a`` is (w, h) ``b`` scaled, up to the rounding of a resize
+    (2 px plus 1 % on the dimension derived from the other)."""
+    (aw, ah), (bw, bh) = a, b
+    return abs(bh * aw / bw - ah) <= 2 + 0.01 * ah or abs(bw * ah / bh - aw) <= 2 + 0.01 * aw
+
+
+def warp_error_of_files(
+    stylized: str | os.PathLike[str],
+    source: str | os.PathLike[str],
+    *,
+    flow: FlowEstimator,
+    on_pair: Callable[[int, float], None] | None = None,
+) -> WarpErrorResult:
+    """:func:`warp_error` of the video file ``stylized`` against the clip it was made from.
+
+    A clip stylized with ``--size`` or ``--max-frames`` is smaller or shorter than its
+    source. Then the source frames are resized to the stylized size (the flow, estimated
+    on the source, is then on the stylized grid) and only the first min(N_stylized,
+    N_source) frames of both are compared (``--max-frames`` keeps the first frames); each
+    adjustment is logged as a warning. Raises UsageError when the two clips' aspect ratios
+    differ (the stylized clip was not made from ``source`` by resizing), InputError for
+    unreadable files or fewer than two common frames.
+    """
+    a, b = media.probe(stylized), media.probe(source)
+    if (a.width, a.height) != (b.width, b.height):
+        if not _same_aspect((a.width, a.height), (b.width, b.height)):
+            raise UsageError(
+                f"{a.path.name} is {a.width}x{a.height} but its source {b.path.name} is "
+                f"{b.width}x{b.height}, another shape: compare a stylized clip with the clip "
+                "it was made from"
+            )
+        log.warning("source %s is %dx%d, stylized %dx%d: source frames are resized to %dx%d "
+                    "and the flow is estimated at that size", b.path.name, b.width, b.height,
+                    a.width, a.height, a.width, a.height)
+    n = min(a.frame_count, b.frame_count)
+    if a.frame_count != b.frame_count:
+        log.warning("%s has %d frames, its source %s %d: comparing the first %d of each",
+                    a.path.name, a.frame_count, b.path.name, b.frame_count, n)
+    return warp_error(
+        itertools.islice((f.rgb for f in media.iter_frames(stylized)), n),
+        itertools.islice((f.rgb for f in media.iter_frames(source)), n),
+        flow=flow,
+        on_pair=on_pair,
+    )
 
 
 # ------------------------------------------------------------------------- shot cuts

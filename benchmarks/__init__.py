@@ -6,15 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vidstyle.fileio import atomic_write_text
+
 #: Where the benchmarks write their JSON results and pictures.
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically (parent folders created)."""
-    from vidstyle.workdir import atomic_write_bytes
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
     return path

@@ -197,7 +197,7 @@ def contact_sheet(
 
 
 def _save(img: Image.Image, path: Path) -> None:
-    from vidstyle.workdir import atomic_path
+    from vidstyle.fileio import atomic_path
 
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")

@@ -21,3 +21,14 @@ def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"test data kit not found at {DATA}")
     return DATA
+
+
+@pytest.fixture()
+def umask_022():
+    """Run the test under umask 022 (the old umask is restored); yields the mode a plainly
+    created file gets then, 0o644."""
+    old = os.umask(0o022)
+    try:
+        yield 0o644
+    finally:
+        os.umask(old)

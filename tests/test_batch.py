@@ -292,3 +292,21 @@ def test_dry_run_lists_without_stylizing(in_dir: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, [*args, "--dry-run"])
     assert "a.jpg: to do" in res.output and "sub/clip.mp4: done" in res.output
     assert "1 to do, 1 done" in res.output
+
+
+def test_plan_picks_media_by_the_media_suffix_table(tmp_path: Path) -> None:
+    """Images, writable and read-only videos are items (the latter get .mp4 appended);
+    other files are not."""
+    from vidstyle.media import IMAGE_SUFFIXES, READ_ONLY_VIDEO_SUFFIXES, VIDEO_SUFFIXES
+
+    src = tmp_path / "in"
+    src.mkdir()
+    names = [f"f{i}{s}" for i, s in enumerate(sorted(
+        set(IMAGE_SUFFIXES) | set(VIDEO_SUFFIXES) | set(READ_ONLY_VIDEO_SUFFIXES)))]
+    for name in [*names, "notes.txt", "flow.npz", "model.pt"]:
+        (src / name).write_bytes(b"x")
+    items = plan_batch(src, tmp_path / "out")
+    assert sorted(i.rel.name for i in items) == sorted(names)
+    for item in items:
+        read_only = item.input.suffix in READ_ONLY_VIDEO_SUFFIXES
+        assert item.output.name == item.rel.name + (".mp4" if read_only else "")

@@ -73,18 +73,38 @@ def test_bad_inputs(case, media_dir, tmp_path):
     assert_clean_error(invoke("run", str(src), "-o", str(out), *FAST), out)
 
 
-def test_unknown_style(media_dir, tmp_path):
+@pytest.mark.parametrize("method", ["optim", "fast"])
+def test_unknown_style_is_a_usage_error(media_dir, tmp_path, method):
     out = tmp_path / "out.mp4"
-    r = invoke("run", str(media_dir["clip"]), "-o", str(out), "--style", "nosuchstyle", *FAST)
-    assert_clean_error(r, out)
-    assert "unknown style" in r.stderr
+    args = FAST if method == "optim" else ["--method", "fast", "--size", "32", "--quiet"]
+    r = invoke("run", str(media_dir["clip"]), "-o", str(out), "--style", "nosuchstyle", *args)
+    assert_clean_error(r, out, code=2)
+    assert "nosuchstyle" in r.stderr
 
 
 def test_unreadable_style_image(media_dir, tmp_path):
+    """A style image that exists but cannot be read is not a usage error: exit code 1."""
     out = tmp_path / "out.mp4"
     r = invoke("run", str(media_dir["clip"]), "-o", str(out), "--style",
                str(media_dir["bad_style"]), *FAST)
-    assert_clean_error(r, out)
+    assert_clean_error(r, out, code=1)
+    assert "Error" not in r.stderr and "not an image" in r.stderr  # words, no class name
+
+
+@pytest.mark.parametrize("case", ["suffix", "no_suffix", "missing_folder", "folder_as_file"])
+def test_bad_output_path_is_a_usage_error(media_dir, tmp_path, case):
+    out = {
+        "suffix": tmp_path / "out.xyz",
+        "no_suffix": tmp_path / "out",
+        "missing_folder": tmp_path / "no" / "such" / "out.mp4",
+        "folder_as_file": tmp_path / "adir.mp4",
+    }[case]
+    if case == "folder_as_file":
+        out.mkdir()
+    r = invoke("run", str(media_dir["clip"]), "-o", str(out), *FAST)
+    assert_clean_error(r, None, code=2)
+    assert str(out.parent if case == "missing_folder" else out.name) in r.stderr
+    assert not (tmp_path / "no").exists()
 
 
 def test_unwritable_output(media_dir, tmp_path):
@@ -194,6 +214,35 @@ def test_eval_warp_error_orders_stable_below_flicker(tmp_path):
     assert float(stable.output.split()[2]) < float(noisy.output.split()[2])
     assert (tmp_path / "e.png").is_file() and (tmp_path / "e.csv").is_file()
 
+
+
+def test_eval_warp_error_of_a_clip_made_with_size_and_max_frames(tmp_path, caplog):
+    """It failed with a bare "sizes differ": the source is now resized to the stylized
+    size and cut to its length, and both are logged."""
+    import logging
+
+    src = make_clip(tmp_path / "src.mp4", n=8, size=(96, 64))
+    out = tmp_path / "styled.mp4"
+    r = invoke("run", str(src), "-o", str(out), "--method", "fast", "--style", "wave",
+               "--size", "48", "--max-frames", "5", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    with caplog.at_level(logging.WARNING, logger="vidstyle.evaluate"):
+        ev = invoke("eval", "warp-error", str(out), "--source", str(src),
+                    "--csv", str(tmp_path / "e.csv"))
+    assert ev.exit_code == 0, ev.stderr
+    assert "over 4 frame pairs" in ev.output  # 5 common frames
+    assert float(ev.output.split()[2]) >= 0
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "resized to 48x32" in logged and "first 5" in logged
+    assert len((tmp_path / "e.csv").read_text().splitlines()) == 1 + 4 + 1
+
+
+def test_eval_warp_error_of_another_shape_is_a_usage_error(tmp_path):
+    src = make_clip(tmp_path / "src.mp4", n=4, size=(96, 64))
+    other = make_clip(tmp_path / "other.mp4", n=4, size=(64, 64))
+    r = invoke("eval", "warp-error", str(other), "--source", str(src))
+    assert_clean_error(r, None, code=2)
+    assert "96x64" in r.stderr and "64x64" in r.stderr
 
 def test_video_to_still_image_output_is_a_usage_error(media_dir, tmp_path):
     out = tmp_path / "frame.png"

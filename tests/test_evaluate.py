@@ -160,3 +160,13 @@ def test_line_plot_handles_nan():
     assert img.size == (800, 400)
     res = WarpErrorResult(per_frame=(0.1, float("nan")), consistent=(1.0, 0.0), mean=0.1)
     assert res.mean == 0.1
+
+
+def test_same_aspect_allows_resize_rounding_only():
+    from vidstyle.evaluate import _same_aspect
+
+    for stylized, source in [((64, 52), (176, 144)), ((48, 32), (96, 64)),
+                             ((32, 18), (1920, 1080)), ((512, 288), (1920, 1080))]:
+        assert _same_aspect(stylized, source), (stylized, source)
+    for stylized, source in [((64, 64), (96, 64)), ((64, 96), (96, 64)), ((40, 32), (96, 64))]:
+        assert not _same_aspect(stylized, source), (stylized, source)

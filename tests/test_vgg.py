@@ -13,7 +13,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from tests.test_weights import converted_home
+from tests.weights._home import converted_home
 from vidstyle.errors import UsageError, WeightsError
 from vidstyle.vgg import (
     CAFFE_MEAN_BGR,
@@ -29,7 +29,7 @@ from vidstyle.vgg import (
 
 @pytest.fixture(scope="session")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return converted_home(tmp_path_factory)  # shared with test_weights: converts once
+    return converted_home(tmp_path_factory)  # shared with tests/weights: converts once
 
 
 def _tiny(preprocessing: str = "torchvision", pool: str = "max") -> VGGFeatures:

@@ -36,18 +36,14 @@ from vidstyle import __version__, media
 from vidstyle.config import RunConfig, fingerprint_of
 from vidstyle.device import pick_device
 from vidstyle.errors import InputError, UsageError, VidstyleError
+from vidstyle.fileio import atomic_write_bytes, sha256_file
 from vidstyle.pipeline import ProgressFn, run
 from vidstyle.stylize import make_stylizer
-from vidstyle.workdir import atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
 #: Folder inside OUT_DIR with the receipts and the work directories.
 STATE_DIR = ".vidstyle-batch"
-#: Video suffixes read besides the writable ones (vidstyle.media.VIDEO_SUFFIXES); their
-#: outputs are .mp4.
-READ_ONLY_VIDEO_SUFFIXES = (".mpg", ".mpeg", ".ts", ".m2ts", ".flv", ".wmv", ".3gp", ".ogv",
-                            ".gif")
 
 
 @dataclass(frozen=True)
@@ -75,11 +71,6 @@ class BatchResult:
         return len(self.done) + len(self.skipped) + len(self.failed)
 
 
-def _is_media(path: Path) -> bool:
-    return (media.is_image_path(path) or media.is_video_path(path)
-            or path.suffix.lower() in READ_ONLY_VIDEO_SUFFIXES)
-
-
 def _output_name(path: Path) -> str:
     if media.is_image_path(path) or media.is_video_path(path):
         return path.name
@@ -99,7 +90,7 @@ def _walk(root: Path, skip: Path) -> Iterator[Path]:
         if p.is_dir():
             if not p.is_symlink() and not (p / STATE_DIR).is_dir():
                 yield from _walk(p, skip)
-        elif p.is_file() and _is_media(p):
+        elif p.is_file() and media.is_media_path(p):
             yield p
 
 

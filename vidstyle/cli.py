@@ -487,21 +487,17 @@ def warp_error_cmd(stylized: Path, source: Path, flow_method: str, csv_path: Pat
                    plot_path: Path | None) -> None:
     """Temporal warping error (Lai et al. 2018) of STYLIZED against its --source.
 
+    A clip made with --size or --max-frames is compared with the source resized to its
+    size and cut to its length (a warning says so).
+
     \b
     Example:
       vidstyle eval warp-error out.mp4 --source clip.mp4 --plot err.png
     """
-    from vidstyle import media
-    from vidstyle.evaluate import warp_error
+    from vidstyle.evaluate import warp_error_of_files
     from vidstyle.flow import make_flow
 
-    a, b = media.probe(stylized), media.probe(source)
-    if (a.width, a.height) != (b.width, b.height):
-        from vidstyle.errors import UsageError
-
-        raise UsageError(f"sizes differ: {a.width}x{a.height} vs {b.width}x{b.height}")
-    res = warp_error((f.rgb for f in media.iter_frames(stylized)),
-                     (f.rgb for f in media.iter_frames(source)), flow=make_flow(flow_method))
+    res = warp_error_of_files(stylized, source, flow=make_flow(flow_method))
     if csv_path:
         res.to_csv(csv_path)
     if plot_path:

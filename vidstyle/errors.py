@@ -6,6 +6,8 @@ reaching the CLI is a bug and is reported as such.
 
 from __future__ import annotations
 
+import os
+
 
 class VidstyleError(Exception):
     """Base of every error the user can cause or fix. Exit code 1."""
@@ -24,11 +26,25 @@ class InputError(VidstyleError):
 
 
 class OutputError(VidstyleError):
-    """The output cannot be written (unwritable directory, unsupported suffix)."""
+    """The output cannot be written (unwritable directory, failed encode). Exit code 1."""
+
+
+class OutputPathError(OutputError, UsageError):
+    """The output path itself is wrong: unsupported suffix, missing folder, a folder given
+    as the file. A usage error: exit code 2."""
 
 
 class StyleError(VidstyleError):
-    """Unknown style name or unreadable style image."""
+    """A bad ``--style`` value: unknown style name, bad or negative weights. A usage
+    error: exit code 2 (:class:`StyleImageError` covers unreadable style images)."""
+
+    exit_code = 2
+
+
+class StyleImageError(StyleError):
+    """A style image that is missing or cannot be read. Exit code 1."""
+
+    exit_code = 1
 
 
 class WeightsError(VidstyleError):
@@ -39,3 +55,18 @@ class Interrupted(VidstyleError):
     """The run was interrupted (Ctrl-C); finished work is kept for resume."""
 
     exit_code = 130
+
+
+def describe(exc: BaseException) -> str:
+    """What ``exc`` says went wrong, in words, for a one-line message.
+
+    No exception class name, no ``[Errno N]`` and no repeated file name: an OSError gives
+    its ``strerror`` ("Permission denied"), one made from a bare errno number the text of
+    that number; anything else its message (first line), or "unknown error" without one.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if len(exc.args) == 1 and type(exc.args[0]) is int:
+        return os.strerror(exc.args[0])
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "unknown error"

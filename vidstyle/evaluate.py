@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from vidstyle.errors import InputError, OutputError
+from vidstyle import media
+from vidstyle.errors import InputError, OutputError, UsageError, describe
+from vidstyle.fileio import atomic_write_bytes
 from vidstyle.flow.consistency import CUT_THRESHOLD, consistency_mask, cut_score
 from vidstyle.flow.estimate import FlowEstimator, make_flow
 from vidstyle.flow.io import read_flo
@@ -65,8 +67,10 @@ def _read_rgb(path: Path) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             arr = np.array(im.convert("RGB"))
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{path} is not an image PIL can read") from exc
     except OSError as exc:
-        raise InputError(f"cannot read image {path}: {exc}") from exc
+        raise InputError(f"cannot read image {path}: {describe(exc)}") from exc
     return torch.from_numpy(arr).permute(2, 0, 1)[None].float().div_(255.0)
 
 
@@ -275,7 +279,7 @@ class WarpErrorResult:
         for t, (e, c) in enumerate(zip(self.per_frame, self.consistent, strict=True)):
             w.writerow([t, f"{e:.8g}", f"{c:.6f}"])
         w.writerow(["mean", f"{self.mean:.8g}", ""])
-        _atomic_write_bytes(path, buf.getvalue().encode())
+        _write_output(path, buf.getvalue().encode())
 
     def plot_png(self, path: str | os.PathLike[str], *, title: str = "warping error") -> None:
         """Draw E_t against t as a line plot PNG with axes and labels (atomically)."""
@@ -287,7 +291,7 @@ class WarpErrorResult:
         )
         buf = io.BytesIO()
         img.save(buf, format="PNG")
-        _atomic_write_bytes(path, buf.getvalue())
+        _write_output(path, buf.getvalue())
 
 
 def warp_error(
@@ -331,6 +335,53 @@ def warp_error(
     return WarpErrorResult(per_frame=tuple(per), consistent=tuple(cons), mean=mean)
 
 
+def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """True when (w, h) ``a`` is (w, h) ``b`` scaled, up to the rounding of a resize
+    (2 px plus 1 % on the dimension derived from the other)."""
+    (aw, ah), (bw, bh) = a, b
+    return abs(bh * aw / bw - ah) <= 2 + 0.01 * ah or abs(bw * ah / bh - aw) <= 2 + 0.01 * aw
+
+
+def warp_error_of_files(
+    stylized: str | os.PathLike[str],
+    source: str | os.PathLike[str],
+    *,
+    flow: FlowEstimator,
+    on_pair: Callable[[int, float], None] | None = None,
+) -> WarpErrorResult:
+    """:func:`warp_error` of the video file ``stylized`` against the clip it was made from.
+
+    A clip stylized with ``--size`` or ``--max-frames`` is smaller or shorter than its
+    source. Then the source frames are resized to the stylized size (the flow, estimated
+    on the source, is then on the stylized grid) and only the first min(N_stylized,
+    N_source) frames of both are compared (``--max-frames`` keeps the first frames); each
+    adjustment is logged as a warning. Raises UsageError when the two clips' aspect ratios
+    differ (the stylized clip was not made from ``source`` by resizing), InputError for
+    unreadable files or fewer than two common frames.
+    """
+    a, b = media.probe(stylized), media.probe(source)
+    if (a.width, a.height) != (b.width, b.height):
+        if not _same_aspect((a.width, a.height), (b.width, b.height)):
+            raise UsageError(
+                f"{a.path.name} is {a.width}x{a.height} but its source {b.path.name} is "
+                f"{b.width}x{b.height}, another shape: compare a stylized clip with the clip "
+                "it was made from"
+            )
+        log.warning("source %s is %dx%d, stylized %dx%d: source frames are resized to %dx%d "
+                    "and the flow is estimated at that size", b.path.name, b.width, b.height,
+                    a.width, a.height, a.width, a.height)
+    n = min(a.frame_count, b.frame_count)
+    if a.frame_count != b.frame_count:
+        log.warning("%s has %d frames, its source %s %d: comparing the first %d of each",
+                    a.path.name, a.frame_count, b.path.name, b.frame_count, n)
+    return warp_error(
+        itertools.islice((f.rgb for f in media.iter_frames(stylized)), n),
+        itertools.islice((f.rgb for f in media.iter_frames(source)), n),
+        flow=flow,
+        on_pair=on_pair,
+    )
+
+
 # ------------------------------------------------------------------------- shot cuts
 
 
@@ -361,18 +412,17 @@ def find_cuts(
 # --------------------------------------------------------------------------- helpers
 
 
-def _atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def _write_output(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically; OutputError when it cannot be written.
+
+    The folder must exist (it is not created for a report file).
+    """
     path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write_bytes(path, data)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from vidstyle.errors import StyleError
+from vidstyle.errors import StyleImageError, describe
 
 
 def fit_longest(h: int, w: int, longest: int) -> tuple[int, int]:
@@ -51,7 +51,7 @@ def resize_longest(image: torch.Tensor, longest: int) -> torch.Tensor:
 
 def load_image(path: str | Path) -> torch.Tensor:
     """Read any PIL-readable image as (1, 3, H, W) float RGB in [0, 1] (alpha composited on
-    white, grayscale expanded). Raises StyleError with a one-line message when unreadable."""
+    white, grayscale expanded). Raises StyleImageError (one line) when missing or unreadable."""
     try:
         with Image.open(path) as im:
             im.load()
@@ -61,9 +61,13 @@ def load_image(path: str | Path) -> torch.Tensor:
                 im = Image.alpha_composite(bg, im)
             rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError as exc:
-        raise StyleError(f"image not found: {path}") from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise StyleError(f"cannot read image {path}: {exc.__class__.__name__}") from exc
+        raise StyleImageError(f"image not found: {path}") from exc
+    except UnidentifiedImageError as exc:
+        raise StyleImageError(f"{path} is not an image PIL can read") from exc
+    except (OSError, ValueError) as exc:
+        raise StyleImageError(
+            f"cannot decode image {path} (truncated or corrupt file): {describe(exc)}"
+        ) from exc
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
 

@@ -4,67 +4,26 @@ Layout: ``<work>/<stage>/fingerprint`` holds the stage's fingerprint; per-unit a
 (``frame_000012.png``, ``flow_000012_fw.npz``) live beside it. A stage directory whose
 stored fingerprint differs from the current one is emptied before use, so stale work is
 never reused; matching artifacts are skipped, so a killed run resumes at the first
-unfinished unit. Every file is written to a temp file in the same folder and then
-``os.replace``d, so a kill never leaves a half-written artifact under its final name.
+unfinished unit. Every file is written through :func:`vidstyle.fileio.atomic_path`, so a
+kill never leaves a half-written artifact under its final name.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+# atomic_path and sha256_file live in vidstyle.fileio; re-exported here for old callers.
+from vidstyle.fileio import atomic_path as atomic_path
+from vidstyle.fileio import atomic_write_bytes
+from vidstyle.fileio import sha256_file as sha256_file
+
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def atomic_path(path: str | Path, suffix: str | None = None):
-    """Yield a temp path beside ``path``; on success it is ``os.replace``d onto ``path``.
-
-    On any exception (KeyboardInterrupt included) the temp file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
-    )
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_png(path: str | Path, rgb: np.ndarray) -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidstyle.fast.model_io import DEFAULT_WEIGHTS_DIR, load_shipped, read_manifest, sha256_file
+from vidstyle.fast.model_io import DEFAULT_WEIGHTS_DIR, load_shipped, read_manifest
 from vidstyle.fast.net import one_hot_styles
 from vidstyle.fast.train import DEFAULT_STYLES
+from vidstyle.fileio import sha256_file
 
 MANIFEST = DEFAULT_WEIGHTS_DIR / "manifest.toml"
 

@@ -123,8 +123,10 @@ def test_raft_code_path_with_random_weights(tmp_path):
 def test_raft_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     x = torch.rand(1, 3, 64, 80)
-    with pytest.raises(WeightsError, match="never downloads"):
+    with pytest.raises(WeightsError, match="never downloads") as err:
         make_flow("raft", preset="small").estimate(x, x)
+    # The hint names the CLI flag, not the library parameter.
+    assert "--flow-weights" in str(err.value) and "weights_path" not in str(err.value)
     with pytest.raises(WeightsError, match="not found"):
         make_flow("raft", weights_path=tmp_path / "none.pth").estimate(x, x)
     bad = tmp_path / "bad.pth"

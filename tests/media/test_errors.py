@@ -144,3 +144,99 @@ def test_bad_inputs_raise_and_write_nothing(data_dir, tmp_path, clips, case):
     msg = str(e.value)
     assert "\n" not in msg and src.name in msg
     assert _leftovers(out_dir) == []
+
+
+def _mode(path):
+    return path.stat().st_mode & 0o777
+
+
+def test_finished_outputs_get_the_umask_mode(clips, tmp_path, umask_022):
+    """Video and image outputs were left with mkstemp's 0o600 whatever the umask."""
+    from vidstyle.media import write_image
+
+    video = transcode(clips["odd"], tmp_path / "out.mp4")
+    still = tmp_path / "still.png"
+    info = probe(clips["odd"])
+    with MediaWriter(still, source=info) as w:
+        w.write(next(iter_frames(clips["odd"])))
+    direct = write_image(tmp_path / "direct.jpg", synthetic_rgb(0, 32, 24))
+    for p in (video, still, direct):
+        assert _mode(p) == umask_022, p.name
+    assert _leftovers(tmp_path) == ["direct.jpg", "out.mp4", "still.png"]
+
+
+_LEAKS = ("Error", "Exception", "[Errno", "errno")
+
+
+def _says_what_in_words(message: str) -> None:
+    assert "\n" not in message
+    for leak in _LEAKS:
+        assert leak not in message, message
+
+
+def test_write_failures_are_told_in_words(clips, tmp_path, monkeypatch):
+    """An OSError/FFmpeg error reached the message as "[Errno 28] ..." with the path again."""
+    import av
+    from PIL import Image
+
+    from vidstyle.media import write_image
+
+    def disk_full(self, fp, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(fp))
+
+    with monkeypatch.context() as m:
+        m.setattr(Image.Image, "save", disk_full)
+        with pytest.raises(OutputError) as e:
+            write_image(tmp_path / "x.png", synthetic_rgb(0, 16, 16))
+    _says_what_in_words(str(e.value))
+    assert str(e.value).endswith(": No space left on device")
+
+    info = probe(clips["odd"])
+    real_open = av.open
+
+    def refuse_writing(file, mode="r", **kwargs):
+        if mode == "w":
+            raise av.error.PermissionError(13, "Permission denied", file)
+        return real_open(file, mode, **kwargs)
+
+    monkeypatch.setattr(av, "open", refuse_writing)
+    with pytest.raises(OutputError) as e:
+        with MediaWriter(tmp_path / "v.mp4", source=info) as w:
+            w.write(next(iter_frames(clips["odd"])))
+    _says_what_in_words(str(e.value))
+    assert str(e.value).endswith(": Permission denied")
+    assert _leftovers(tmp_path) == []
+
+
+def test_unreadable_images_are_told_in_words(tmp_path, data_dir):
+    from vidstyle.errors import StyleImageError
+    from vidstyle.imageops import load_image
+    from vidstyle.media import read_image
+
+    text = tmp_path / "text.jpg"
+    text.write_text("hello, not an image\n")
+    trunc = tmp_path / "trunc.jpg"
+    trunc.write_bytes((data_dir / "content" / "tubingen.jpg").read_bytes()[:3000])
+    for path, words in ((text, "not an image"), (trunc, "truncated")):
+        with pytest.raises(StyleImageError) as e:  # style images
+            load_image(path)
+        _says_what_in_words(str(e.value))
+        assert words in str(e.value)
+        with pytest.raises(InputError) as e:  # inputs
+            read_image(path)
+        _says_what_in_words(str(e.value))
+        assert words in str(e.value)
+
+
+def test_describe_and_reason():
+    import av
+
+    from vidstyle.errors import describe
+    from vidstyle.media.common import reason
+
+    assert describe(OSError(13, "Permission denied", "/x")) == "Permission denied"
+    assert describe(OSError(101)) == os.strerror(101)
+    assert describe(OSError("image file is truncated")) == "image file is truncated"
+    assert describe(ValueError()) == "unknown error"
+    bad = av.error.InvalidDataError(1094995529, "Invalid data found when processing input", "f")
+    assert reason(bad) == "Invalid data found when processing input"

@@ -13,11 +13,9 @@ under ``[models.<name>]`` with at least ``file`` (relative to the manifest) and 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -28,7 +26,7 @@ import torch
 
 from vidstyle.errors import StyleError, WeightsError
 from vidstyle.fast.net import StyleNet
-from vidstyle.workdir import atomic_path
+from vidstyle.fileio import atomic_path, atomic_write_text, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +55,8 @@ class LoadedModel:
             raise StyleError(f"unknown style {name!r} for this model (known: {known})") from None
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _atomic_torch_save(obj: object, path: Path) -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically (see :func:`vidstyle.fileio.atomic_path`)."""
     with atomic_path(path, suffix=".tmp") as tmp:
         torch.save(obj, tmp)
 
@@ -231,12 +221,7 @@ def write_manifest_entry(
     text = dumps_toml(
         data, header="Shipped weights: file (relative to this manifest), sha256, how each was made."
     )
-    mp.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=mp.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, mp)
+    atomic_write_text(mp, text)
 
 
 #: The shipped model used when no --model is given.

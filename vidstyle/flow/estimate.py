@@ -346,7 +346,8 @@ class RaftFlow(_Estimator):
             if not cached.is_file():
                 raise WeightsError(
                     f"RAFT {self.preset} weights not found at {cached}; vidstyle never "
-                    f"downloads them: fetch {enum.url} there, or pass weights_path"
+                    f"downloads them: fetch {enum.url} there, or give a RAFT weights file "
+                    "with --flow-weights"
                 )
             try:
                 model = build(weights=enum, progress=False)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vidstyle.errors import InputError, OutputError
-from vidstyle.workdir import atomic_path
+from vidstyle.fileio import atomic_path
 
 FLO_MAGIC = 202021.25
 _FLO_MAGIC_BYTES = np.array([FLO_MAGIC], "<f4").tobytes()

@@ -3,7 +3,15 @@
 Videos go through PyAV (FFmpeg), stills through Pillow; both give the same :class:`Frame`.
 """
 
-from .common import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Frame, is_image_path, is_video_path
+from .common import (
+    IMAGE_SUFFIXES,
+    READ_ONLY_VIDEO_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Frame,
+    is_image_path,
+    is_media_path,
+    is_video_path,
+)
 from .decode import iter_frames
 from .encode import X264_PRESETS, MediaWriter, check_output_path
 from .image import read_image, write_image
@@ -11,6 +19,7 @@ from .probe import MediaInfo, probe
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "READ_ONLY_VIDEO_SUFFIXES",
     "VIDEO_SUFFIXES",
     "X264_PRESETS",
     "Frame",
@@ -18,6 +27,7 @@ __all__ = [
     "MediaWriter",
     "check_output_path",
     "is_image_path",
+    "is_media_path",
     "is_video_path",
     "iter_frames",
     "probe",

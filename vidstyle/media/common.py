@@ -1,18 +1,20 @@
-"""Types and small helpers shared by the media modules: the Frame type, suffix tables,
+"""Types and small helpers shared by the media modules: the Frame type, the suffix tables
+(the one list of image and video suffixes for all of vidstyle),
 colour-matrix choice and hidden temp paths for atomic writes.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
-from ..errors import InputError, OutputError
+from ..errors import InputError, OutputError, describe
+from ..fileio import create_temp_beside
 
 #: Still-image suffixes (read and written with Pillow).
 IMAGE_SUFFIXES: dict[str, str] = {
@@ -35,6 +37,12 @@ VIDEO_SUFFIXES: dict[str, str] = {
     ".avi": "avi",
 }
 
+#: Video suffixes that are read (decoded with PyAV) but never written; an output made
+#: from one of them gets a writable suffix (``a.mpg`` -> ``a.mpg.mp4`` in a batch).
+READ_ONLY_VIDEO_SUFFIXES: tuple[str, ...] = (
+    ".mpg", ".mpeg", ".ts", ".m2ts", ".flv", ".wmv", ".3gp", ".ogv", ".gif",
+)
+
 #: Still-image formats whose files can carry an alpha channel.
 ALPHA_IMAGE_FORMATS = frozenset({"PNG", "WEBP", "TIFF"})
 
@@ -47,6 +55,14 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
 def is_video_path(path: str | os.PathLike[str]) -> bool:
     """True when the suffix is a writable video container (.mp4 .m4v .mov .mkv .webm .avi)."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def is_media_path(path: str | os.PathLike[str]) -> bool:
+    """True when the suffix is one vidstyle reads: a still image, or a writable or
+    read-only video suffix (:data:`READ_ONLY_VIDEO_SUFFIXES`)."""
+    suffix = Path(path).suffix.lower()
+    return (suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES
+            or suffix in READ_ONLY_VIDEO_SUFFIXES)
 
 
 @dataclass
@@ -104,18 +120,26 @@ def yuv_matrix(colorspace: int, width: int, height: int) -> str:
 
 
 def hidden_temp_path(final: Path) -> Path:
-    """Create an empty hidden temp file next to ``final`` with the same suffix; return its path.
+    """Create an empty hidden temp file ``.<stem>.<random>.part<suffix>`` next to ``final``.
 
-    Raises OutputError when the directory cannot be written.
+    The file has the mode a plainly created file gets (``0o666`` less the umask), so the
+    finished output, ``os.replace``d from it, does too. The ``.<stem>.*.part<suffix>``
+    naming is relied on by the sweep of partial outputs left by killed runs. Raises
+    OutputError when the directory cannot be written.
     """
     parent = final.parent
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{final.suffix}",
-                                    dir=parent)
+        return create_temp_beside(final, prefix=f".{final.stem}.", suffix=f".part{final.suffix}")
     except OSError as e:
-        raise OutputError(f"cannot write in output directory {parent}: {e.strerror}") from None
-    os.close(fd)
-    return Path(name)
+        raise OutputError(f"cannot write in output directory {parent}: {reason(e)}") from None
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, in words, for a one-line message (see :func:`vidstyle.errors.describe`);
+    an FFmpeg error gives FFmpeg's text ("Invalid data found when processing input")."""
+    if isinstance(exc, av.FFmpegError) and exc.strerror:
+        return str(exc.strerror)
+    return describe(exc)
 
 
 def remove_quietly(path: Path | None) -> None:

@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from ..errors import InputError
-from .common import IMAGE_SUFFIXES, Frame, check_input_path, yuv_matrix
+from .common import IMAGE_SUFFIXES, Frame, check_input_path, reason, yuv_matrix
 from .image import read_image
 from .probe import is_image_demuxer, open_video_container, pick_video_stream
 
@@ -110,13 +110,13 @@ def iter_frames(path: str | os.PathLike[str], *, start: int = 0) -> Iterator[Fra
             except StopIteration:
                 break
             except av.FFmpegError as e:
-                stop_reason = str(e)
+                stop_reason = reason(e)
                 break
             try:
                 frames = vs.decode(packet)
             except av.FFmpegError as e:
                 bad_packets += 1
-                stop_reason = stop_reason or str(e)
+                stop_reason = stop_reason or reason(e)
                 continue
             yield from emit(frames)
         if stop_reason is not None:

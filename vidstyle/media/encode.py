@@ -47,12 +47,13 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..errors import OutputError, UsageError
+from ..errors import OutputError, OutputPathError, UsageError
 from .common import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     Frame,
     hidden_temp_path,
+    reason,
     remove_quietly,
     yuv_matrix,
 )
@@ -120,14 +121,15 @@ def check_output_path(path: str | os.PathLike[str], *, input_path: str | os.Path
     """Validate an output path before any heavy work; return it as an absolute Path.
 
     Raises:
-        OutputError: unsupported suffix, missing or unwritable directory, or the path is a
-            directory.
+        OutputPathError (a UsageError): unsupported suffix, missing folder, or the path is
+            a directory.
+        OutputError: the folder cannot be written.
         UsageError: the output is the input file (same resolved path or same inode).
     """
     p = Path(path)
     if p.suffix.lower() not in VIDEO_SUFFIXES and p.suffix.lower() not in IMAGE_SUFFIXES:
         shown = p.suffix or "(none)"
-        raise OutputError(f"unsupported output suffix {shown} for {p}; use one of {_SUPPORTED}")
+        raise OutputPathError(f"unsupported output suffix {shown} for {p}; use one of {_SUPPORTED}")
     out = p.expanduser().resolve()
     src = Path(input_path).expanduser().resolve()
     same = out == src
@@ -139,12 +141,12 @@ def check_output_path(path: str | os.PathLike[str], *, input_path: str | os.Path
     if same:
         raise UsageError(f"output {p} is the input file; choose another output name")
     if out.is_dir():
-        raise OutputError(f"output {p} is a directory; give a file name")
+        raise OutputPathError(f"output {p} is a directory; give a file name")
     parent = out.parent
     if not parent.exists():
-        raise OutputError(f"output directory does not exist: {parent}")
+        raise OutputPathError(f"output directory does not exist: {parent}")
     if not parent.is_dir():
-        raise OutputError(f"output directory is not a directory: {parent}")
+        raise OutputPathError(f"output directory is not a directory: {parent}")
     probe_file = hidden_temp_path(out)  # raises OutputError when not writable
     remove_quietly(probe_file)
     return out
@@ -253,7 +255,7 @@ class MediaWriter:
         preset: x264 preset name (speed); mapped to libvpx speed settings for VP9.
         copy_audio: carry the source's audio over (copied, or transcoded if needed).
 
-    The constructor touches no file. Raises OutputError for an unsupported suffix and
+    The constructor touches no file. Raises OutputPathError for an unsupported suffix and
     UsageError for a bad crf/preset.
     """
 
@@ -268,7 +270,7 @@ class MediaWriter:
             self._kind = "video"
             self._muxer = VIDEO_SUFFIXES[suffix]
         else:
-            raise OutputError(
+            raise OutputPathError(
                 f"unsupported output suffix {suffix or '(none)'} for {self.path}; "
                 f"use one of {_SUPPORTED}"
             )
@@ -364,7 +366,7 @@ class MediaWriter:
             self._count += 1
         except av.FFmpegError as e:
             self.abort()
-            raise OutputError(f"encoding {self.path} failed: {e}") from None
+            raise OutputError(f"encoding {self.path} failed: {reason(e)}") from None
 
     def _resolve_pts(self, pts: int | None, tb: Fraction | None) -> int:
         if pts is not None:
@@ -427,9 +429,10 @@ class MediaWriter:
                 self._teardown()
                 if mode == "copy":
                     logger.info("copying audio into %s failed (%s); transcoding instead",
-                                self.path.name, e)
+                                self.path.name, reason(e))
         self._closed = True
-        raise OutputError(f"cannot start writing {self.path}: {last_err}")
+        why = reason(last_err) if last_err is not None else "unknown error"
+        raise OutputError(f"cannot start writing {self.path}: {why}")
 
     def _setup(self, spec: _ContainerSpec, w: int, h: int, fps: Fraction, tb: Fraction,
                audio_mode: str | None) -> None:
@@ -516,7 +519,7 @@ class MediaWriter:
             return self.path
         except (av.FFmpegError, OSError) as e:
             self.abort()
-            raise OutputError(f"finishing {self.path} failed: {e}") from None
+            raise OutputError(f"finishing {self.path} failed: {reason(e)}") from None
         except BaseException:
             self.abort()
             raise

@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import InputError, OutputError
+from ..errors import InputError, OutputError, OutputPathError
 from .common import (
     ALPHA_IMAGE_FORMATS,
     IMAGE_SUFFIXES,
     Frame,
     check_input_path,
     hidden_temp_path,
+    reason,
     remove_quietly,
 )
 
@@ -61,8 +62,11 @@ def open_image(path: str | os.PathLike[str]) -> tuple[Image.Image, str]:
                 upright = im.copy()
     except UnidentifiedImageError:
         raise InputError(f"not an image file Pillow can read: {p}") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise InputError(f"cannot read image {p}: {e}") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"image {p} is too large to decode safely") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        why = reason(e)
+        raise InputError(f"cannot decode image {p} (truncated or corrupt file): {why}") from None
     return upright, fmt
 
 
@@ -108,12 +112,13 @@ def write_image(
     """Write ``rgb`` ((H, W, 3) uint8) to ``path`` atomically; the format follows the suffix.
 
     ``alpha`` ((H, W) uint8) is written for png/webp/tiff and ignored for jpg/bmp.
-    Returns the final path. Raises OutputError for an unsupported suffix or a failed write.
+    Returns the final path. Raises OutputPathError (exit code 2) for an unsupported suffix,
+    OutputError for a failed write.
     """
     p = Path(path)
     fmt = IMAGE_SUFFIXES.get(p.suffix.lower())
     if fmt is None:
-        raise OutputError(
+        raise OutputPathError(
             f"unsupported image suffix '{p.suffix}' (use {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     rgb = np.asarray(rgb)
@@ -134,7 +139,7 @@ def write_image(
         os.replace(tmp, p)
     except OSError as e:
         remove_quietly(tmp)
-        raise OutputError(f"cannot write image {p}: {e}") from None
+        raise OutputError(f"cannot write image {p}: {reason(e)}") from None
     except BaseException:
         remove_quietly(tmp)
         raise

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 
 from ..errors import InputError
-from .common import IMAGE_SUFFIXES, check_input_path
+from .common import IMAGE_SUFFIXES, check_input_path, reason
 from .image import image_has_alpha, open_image
 
 logger = logging.getLogger(__name__)
@@ -109,12 +109,11 @@ def open_video_container(p: Path) -> av.container.InputContainer:
     except av.error.EOFError:
         raise InputError(f"{p} is empty or truncated: no media data could be read") from None
     except av.FFmpegError as e:
-        reason = getattr(e, "strerror", None) or str(e)
         raise InputError(
-            f"{p} is not a readable media file (not media, or truncated/corrupt: {reason})"
+            f"{p} is not a readable media file (not media, or truncated/corrupt: {reason(e)})"
         ) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot open {p}: {e}") from None
+        raise InputError(f"cannot open {p}: {reason(e)}") from None
 
 
 def pick_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:

@@ -69,6 +69,7 @@ import torch
 
 from vidstyle.config import RunConfig, fingerprint_of
 from vidstyle.errors import InputError, UsageError
+from vidstyle.fileio import atomic_write_bytes, sha256_file
 from vidstyle.flow import (
     consistency_mask,
     is_cut,
@@ -82,7 +83,7 @@ from vidstyle.flow.estimate import FlowEstimator
 from vidstyle.imageops import load_image, resize
 from vidstyle.optim.image import GatysStylizer, IterationEvent, TemporalTerms
 from vidstyle.tensors import to_tensor, to_uint8
-from vidstyle.workdir import Stage, WorkDir, atomic_write_bytes, load_png, save_png, sha256_file
+from vidstyle.workdir import Stage, WorkDir, load_png, save_png
 
 log = logging.getLogger(__name__)
 

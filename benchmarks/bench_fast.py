@@ -40,7 +40,9 @@ from torch import nn  # noqa: E402
 
 from benchmarks import RESULTS, write_json  # noqa: E402
 from vidstyle.config import EncodeConfig, FastConfig, RunConfig  # noqa: E402
-from vidstyle.fast.runtime import FastStylizer, make_fast_stylizer  # noqa: E402
+from vidstyle.engine.stream import stream_frames  # noqa: E402
+from vidstyle.fast.stabilize import default_flow  # noqa: E402
+from vidstyle.fast.stylizer import FastStylizer, make_fast_stylizer  # noqa: E402
 from vidstyle.media import probe  # noqa: E402
 
 DATA = Path(os.environ.get("VIDSTYLE_TEST_DATA",
@@ -210,12 +212,17 @@ def time_network(fn: Callable[[], Any], repeats: int) -> float:
 
 
 def end_to_end_cpu(st: FastStylizer, frames: int, out_dir: Path) -> tuple[float, float]:
-    """(frames per second, CPU ms per frame of all this process's threads) of ``run_stream``
+    """(frames per second, CPU ms per frame of all this process's threads) of the engine's
+    stream (what ``vidstyle run`` does)
     on the benchmark clip (at 12 fps two cores have 167 ms of CPU a frame)."""
     src = DATA / CLIP
     out = out_dir / "bench.mp4"
     t0, c0 = time.perf_counter(), time.process_time()
-    n = st.run_stream(src, out, info=probe(src), encode=EncodeConfig(), max_frames=frames)
+    st.reset()
+    n = stream_frames(st, input_path=src, output_path=out, info=probe(src),
+                      encode=EncodeConfig(), max_frames=frames,
+                      flow=default_flow() if st.needs.flow else None, masks=True, cache=None,
+                      progress=lambda ev: None).frames
     dt = time.perf_counter() - t0
     cpu_ms = (time.process_time() - c0) * 1e3 / max(n, 1)
     out.unlink(missing_ok=True)
@@ -223,7 +230,7 @@ def end_to_end_cpu(st: FastStylizer, frames: int, out_dir: Path) -> tuple[float,
 
 
 def end_to_end(st: FastStylizer, frames: int, out_dir: Path) -> float:
-    """Frames per second of ``run_stream`` on the benchmark clip."""
+    """Frames per second of the engine's stream on the benchmark clip."""
     return end_to_end_cpu(st, frames, out_dir)[0]
 
 

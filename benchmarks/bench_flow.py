@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vidstyle.evaluate import evaluate_flow_dir
-from vidstyle.flow.estimate import DEFAULT_PRESET, make_flow, raft_cache_path
+from vidstyle.flow.estimate import make_flow, raft_cache_path
 
 DEFAULT_DATA = Path(
     os.environ.get(
@@ -56,7 +56,7 @@ def bench_flow(
         out = []
         for spec in specs:
             name, _, preset = spec.partition(":")
-            est = make_flow(name, preset=preset or DEFAULT_PRESET, scale=scale)
+            est = make_flow(name, preset=preset, scale=scale)
             rows = evaluate_flow_dir(root, [est], repeat=repeat if name == "dis" else 1, **kw)
             label = spec if scale == 1.0 else f"{spec}@{scale:g}"
             out += [{**r, "method": label} for r in rows]

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vidstyle.config import EncodeConfig
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("VIDSTYLE_TEST_DATA", REPO.parent / "shared" / "data"))
 
@@ -33,7 +35,7 @@ import sys
 from vidstyle.media import MediaWriter, iter_frames, probe
 src, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 info = probe(src)
-with MediaWriter(out, source=info, preset="veryfast") as w:
+with MediaWriter(out, source=info, encode=EncodeConfig(preset="veryfast")) as w:
     for f in iter_frames(src):
         if f.index >= n:
             break
@@ -51,7 +53,8 @@ def _make_clip(src: Path, out: Path, size: tuple[int, int], frames: int) -> Path
 
     info = probe(src)
     step = int(round(1 / (info.fps * info.time_base)))
-    with MediaWriter(out, source=info, preset="ultrafast", copy_audio=False) as w:
+    with MediaWriter(out, source=info,
+                     encode=EncodeConfig(preset="ultrafast", copy_audio=False)) as w:
         n = 0
         while n < frames:
             for f in iter_frames(src):
@@ -80,7 +83,7 @@ def _time_transcode(src: Path, out: Path, preset: str, frames: int) -> float:
     info = probe(src)
     t = time.perf_counter()
     n = 0
-    with MediaWriter(out, source=info, preset=preset) as w:
+    with MediaWriter(out, source=info, encode=EncodeConfig(preset=preset)) as w:
         for f in iter_frames(src):
             if f.index >= frames:
                 break

@@ -39,11 +39,11 @@ import torch
 from benchmarks import write_json
 from benchmarks.eval_temporal import DEFAULT_DATA, clip_frames, load_net, mode_config
 from vidstyle.config import OptimConfig, RunConfig
-from vidstyle.flow import make_flow, warp
-from vidstyle.imageops import resize
+from vidstyle.engine.clip import run_clip
+from vidstyle.flow import flow_from_config, make_flow, warp
+from vidstyle.imageops import resize, working_size
 from vidstyle.optim.image import GatysStylizer
 from vidstyle.optim.video import TemporalOptimStylizer
-from vidstyle.stylize import working_size
 from vidstyle.tensors import to_tensor
 from vidstyle.workdir import WorkDir
 
@@ -89,8 +89,9 @@ def seconds_per_frame(*, data: Path, sizes: list[int], frames: int, iters: int,
                 work = WorkDir(tmp)
                 stage = work.stage("stylize", "bench")
                 t0 = time.perf_counter()
-                st.run_stage(frames=clip_frames(data / CLIP, frames), stage=stage, work=work,
-                             n_frames=frames, progress=lambda ev: None)
+                run_clip(st, frames=clip_frames(data / CLIP, frames), stage=stage, work=work,
+                         n_frames=frames, progress=lambda ev: None,
+                         flow=flow_from_config(st.config.flow))
                 total = time.perf_counter() - t0
             s = st.stats
             row = {"size": size, "mode": mode if mode != "long" else "long+2p",
@@ -160,9 +161,9 @@ def rss_child(n: int, size: int, iters: int, data: Path) -> None:
     st = _stylizer(cfg, net, (sl, cl), data)
     with tempfile.TemporaryDirectory(prefix="vidstyle-rss-") as tmp:
         work = WorkDir(tmp)
-        st.run_stage(frames=lambda: _cycled(data / "video/vtest_000-010s.avi", n),
-                     stage=work.stage("stylize", "rss"), work=work, n_frames=n,
-                     progress=lambda ev: None)
+        run_clip(st, frames=lambda: _cycled(data / "video/vtest_000-010s.avi", n),
+                 stage=work.stage("stylize", "rss"), work=work, n_frames=n,
+                 progress=lambda ev: None, flow=flow_from_config(st.config.flow))
     hwm = next(line for line in Path("/proc/self/status").read_text().splitlines()
                if line.startswith("VmHWM"))
     print(json.dumps({"frames": n, "vmhwm_kb": int(hwm.split()[1]),

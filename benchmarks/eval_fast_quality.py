@@ -24,7 +24,7 @@ from PIL import Image
 from benchmarks import write_json
 from vidstyle.config import OptimConfig
 from vidstyle.fast.model_io import DEFAULT_MODEL
-from vidstyle.fast.runtime import resolve_model
+from vidstyle.fast.stylizer import resolve_model
 from vidstyle.imageops import load_image, resize_longest
 from vidstyle.optim.image import GatysStylizer
 from vidstyle.styles import resolve_style

@@ -5,7 +5,7 @@ Run: ``python -m benchmarks.eval_fast_temporal [--frames 60] [--size 640]
 
 For each clip (first ``--frames`` frames at longest side ``--size``) it stylizes every
 frame with the fast network (runtime "auto"), raw and then stabilized the way ``vidstyle
-run`` does it (:meth:`FastStylizer.stylize_video_frame`: feature-level and output blend;
+run`` does it (:func:`vidstyle.engine.stream.stylize_sequence`: feature-level and output blend;
 ``--output-only`` adds rows with the output blend alone) for each stability value, and
 measures
 
@@ -22,6 +22,7 @@ raw output's and the style loss at most 10 % higher. Writes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import os
 import time
@@ -34,7 +35,9 @@ import torch  # noqa: E402
 
 from benchmarks import RESULTS, write_json  # noqa: E402
 from vidstyle.config import FastConfig, RunConfig  # noqa: E402
+from vidstyle.engine.stream import stylize_sequence  # noqa: E402
 from vidstyle.evaluate import warp_error  # noqa: E402
+from vidstyle.fast.stabilize import default_flow  # noqa: E402
 from vidstyle.flow import make_flow  # noqa: E402
 from vidstyle.media import iter_frames  # noqa: E402
 
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--output-only", action="store_true",
                    help="also measure the output-only blend (no feature-level blending)")
     a = p.parse_args(argv)
-    from vidstyle.fast.runtime import make_fast_stylizer
+    from vidstyle.fast.stylizer import make_fast_stylizer
     from vidstyle.imageops import load_image, resize_longest
     from vidstyle.styles import resolve_style
 
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "load_average": list(os.getloadavg()), "clips": {}}
     for clip in CLIPS:
         t0 = time.perf_counter()
-        src = [st._prepare(f.rgb) for f in itertools.islice(iter_frames(DATA / clip), a.frames)]
+        src = [st.prepare(f.rgb) for f in itertools.islice(iter_frames(DATA / clip), a.frames)]
         raw = [st.stylize_tensor(x) for x in src]
         net_s = time.perf_counter() - t0
         rows = {"raw": {"warp_error": warp_error(raw, src, flow=judge).mean,
@@ -92,14 +95,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for s, features in itertools.product(values, (True, False)):
             if not features and not a.output_only:
                 continue
-            stab = st.make_stabilizer(s)
-            stab.feature_blend = features and st.supports_hooks(tuple(src[0].shape[-2:]))
+            st.config = dataclasses.replace(
+                st.config, fast=dataclasses.replace(st.config.fast, stability=s))
+            st.reset()
+            if not features:
+                st._first = False  # feature blend decided: off (output blend only)
             t1 = time.perf_counter()
-            frames = [st.stylize_video_frame(x, stab.prepare(x), stab) for x in src]
+            frames, cuts = stylize_sequence(st, src, flow=default_flow())
+            stab = st.stabilizer
+            assert stab is not None
             key = f"s={s:g}" + ("" if features else " output only")
             rows[key] = {"warp_error": warp_error(frames, src, flow=judge).mean,
                          "style_loss": style_losses(frames, style_img, a.style_every),
-                         "cuts": stab.cuts, "feature_blend": stab.feature_blend,
+                         "cuts": cuts, "feature_blend": stab.feature_blend,
                          "s_per_frame": (time.perf_counter() - t1) / len(src)}
         base = rows["raw"]
         for r in rows.values():

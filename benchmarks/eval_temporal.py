@@ -40,10 +40,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from benchmarks import RESULTS, write_json
 from vidstyle.config import OptimConfig, RunConfig, TemporalConfig
+from vidstyle.contracts import frame_unit
+from vidstyle.engine.clip import run_clip
 from vidstyle.evaluate import warp_error
-from vidstyle.flow import make_flow
+from vidstyle.flow import flow_from_config, make_flow
 from vidstyle.media import iter_frames
-from vidstyle.optim.video import TemporalOptimStylizer, frame_unit
+from vidstyle.optim.frame import load_loss_net
+from vidstyle.optim.video import TemporalOptimStylizer
 from vidstyle.tensors import to_tensor
 from vidstyle.workdir import WorkDir, load_png
 
@@ -54,7 +57,7 @@ MODE_COLOURS = {"none": (214, 39, 40), "short": (31, 119, 180), "long": (44, 160
 
 
 def clip_frames(path: Path, n: int, start: int = 0) -> Callable[[], Iterator[Any]]:
-    """A ``frames`` callable for ``run_stage``: ``n`` frames of ``path`` from ``start``,
+    """A ``frames`` callable for ``run_clip``: ``n`` frames of ``path`` from ``start``,
     renumbered from 0."""
 
     def frames() -> Iterator[Any]:
@@ -66,8 +69,6 @@ def clip_frames(path: Path, n: int, start: int = 0) -> Callable[[], Iterator[Any
 
 def load_net(device: str = "cpu") -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
     """The real VGG19 loss network with Gatys et al.'s layers."""
-    from vidstyle.stylize import load_loss_net
-
     return load_loss_net(RunConfig(), torch.device(device))
 
 
@@ -90,8 +91,8 @@ def stylize_clip(
     working-size source frames, seconds)."""
     stage = work.stage(name, stylizer.config.fingerprint() + stylizer.fingerprint())
     t0 = time.perf_counter()
-    stylizer.run_stage(frames=frames, stage=stage, work=work, n_frames=n,
-                       progress=progress or (lambda ev: None))
+    run_clip(stylizer, frames=frames, stage=stage, work=work, n_frames=n,
+             progress=progress or (lambda ev: None), flow=flow_from_config(stylizer.config.flow))
     seconds = time.perf_counter() - t0
     count = sum(1 for _ in stage.dir.glob("frame_*.png"))
     out = [load_png(stage.path(frame_unit(i))) for i in range(count)]

@@ -17,9 +17,9 @@ from tests.media.helpers import make_clip
 from vidstyle.batch import STATE_DIR, plan_batch, run_batch
 from vidstyle.cli import cli
 from vidstyle.config import FastConfig, RunConfig
-from vidstyle.errors import UsageError
+from vidstyle.engine import make_stylizer
+from vidstyle.errors import Interrupted, UsageError
 from vidstyle.media import iter_frames
-from vidstyle.stylize import make_stylizer
 
 
 def _config(**fast: object) -> RunConfig:
@@ -89,7 +89,7 @@ def test_interrupted_item_leaves_no_partial_output_and_resumes(in_dir: Path,
         if ev.stage == "stylize" and ev.done == 3 and ev.total == 6:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted):
         run_batch(in_dir, out, _config(), progress=progress)
     assert (out / "a.jpg").is_file()
     leftovers = [p.name for p in (out / "sub").iterdir()] if (out / "sub").exists() else []
@@ -159,7 +159,7 @@ def test_an_interrupted_optim_video_continues_from_its_finished_frames(tmp_path:
         if ev.stage == "stylize" and ev.iteration is None and ev.done == 3:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted):
         run_batch(src, out, cfg, progress=kill_after_3)
     work = out / STATE_DIR / "work" / "clip.mp4"
     assert len(list(work.rglob("frame_*.png"))) == 3 and not (out / "clip.mp4").exists()

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from tests.media.helpers import make_clip
 from vidstyle.cli import cli
+from vidstyle.config import EncodeConfig
 
 FAST = ["--method", "optim", "--size", "32", "--iters", "1", "--multiscale", "1", "--quiet"]
 
@@ -203,7 +204,7 @@ def test_eval_warp_error_orders_stable_below_flicker(tmp_path):
     src = make_clip(tmp_path / "src.mp4", n=8, size=(96, 64))
     flick = tmp_path / "flicker.mp4"
     rng = np.random.default_rng(0)
-    with MediaWriter(flick, source=probe(src), crf=10) as w:
+    with MediaWriter(flick, source=probe(src), encode=EncodeConfig(crf=10)) as w:
         for i in range(8):
             img = synthetic_rgb(i, 96, 64).astype(int) + int(rng.integers(-40, 40))
             w.write(np.clip(img, 0, 255).astype(np.uint8))

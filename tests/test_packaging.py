@@ -78,8 +78,8 @@ def test_installed_wheel_finds_its_package_data(installed: tuple[Path, Path],
     _, site = installed
     code = ("import vidstyle\n"
             "from vidstyle.fast.model_io import DEFAULT_WEIGHTS_DIR\n"
-            "from vidstyle.pipeline import PIPELINES_DIR\n"
-            "print(vidstyle.__file__, DEFAULT_WEIGHTS_DIR, PIPELINES_DIR, sep='\\n')\n")
+            "from vidstyle.engine.spec import pipelines_dir\n"
+            "print(vidstyle.__file__, DEFAULT_WEIGHTS_DIR, pipelines_dir(), sep='\\n')\n")
     res = _vidstyle(site, tmp_path, "-c", code)
     assert res.returncode == 0, res.stderr
     pkg = (site / "vidstyle").resolve()

@@ -1,4 +1,4 @@
-"""Resumable stage pipeline: kill -9 midway, rerun, same output; changed settings
+"""The engine's resumable stages: kill -9 midway, rerun, same output; changed settings
 recompute; pipeline files are data."""
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import pytest
 
 from tests.media.helpers import make_clip
 from vidstyle.config import OptimConfig, RunConfig
+from vidstyle.engine import PipelineSpec, build_config, run
+from vidstyle.engine.spec import pipelines_dir
 from vidstyle.errors import UsageError
 from vidstyle.media import iter_frames
-from vidstyle.pipeline import PIPELINES_DIR, PipelineSpec, load_config, run
 from vidstyle.workdir import load_png
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +73,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_frames(clip, tmp_path):
 
 
 def test_kill_9_then_resume_matches_uninterrupted(clip, tmp_path):
-    ref = run(clip, tmp_path / "ref.mp4", cfg(), work_dir=tmp_path / "ref_work")
+    ref = run(clip, tmp_path / "ref.mp4", cfg(), work_dir=tmp_path / "ref_work",
+              keep_work=True)
     assert ref.frames == N and ref.computed == N
 
     out, work = tmp_path / "resumed.mp4", tmp_path / "work"
@@ -84,7 +86,7 @@ def test_kill_9_then_resume_matches_uninterrupted(clip, tmp_path):
     assert 3 <= done < N
     assert not out.exists(), "a killed run must not leave an output file"
 
-    resumed = run(clip, out, cfg(), work_dir=work)
+    resumed = run(clip, out, cfg(), work_dir=work, keep_work=True)
     assert resumed.reused == done
     assert resumed.computed == N - done  # redoes at most the unfinished frame(s)
     a, b = frames_of(tmp_path / "ref_work" / "stylize"), frames_of(stage)
@@ -104,30 +106,32 @@ def test_kill_9_then_resume_matches_uninterrupted(clip, tmp_path):
 
 def test_changed_setting_recomputes_and_same_setting_reuses(clip, tmp_path):
     work = tmp_path / "w"
-    first = run(clip, tmp_path / "a.mp4", cfg(iters=2), work_dir=work)
-    again = run(clip, tmp_path / "b.mp4", cfg(iters=2), work_dir=work)
+    first = run(clip, tmp_path / "a.mp4", cfg(iters=2), work_dir=work, keep_work=True)
+    again = run(clip, tmp_path / "b.mp4", cfg(iters=2), work_dir=work, keep_work=True)
     assert first.computed == N and again.reused == N and again.computed == 0
-    changed = run(clip, tmp_path / "c.mp4", cfg(iters=3), work_dir=work)
+    changed = run(clip, tmp_path / "c.mp4", cfg(iters=3), work_dir=work, keep_work=True)
     assert changed.computed == N and changed.reused == 0
     style = run(clip, tmp_path / "d.mp4",
-                cfg(iters=3).replace(style="udnie"), work_dir=work)
+                cfg(iters=3).replace(style="udnie"), work_dir=work, keep_work=True)
     assert style.computed == N
 
 
 def test_pipeline_files_are_data(tmp_path):
-    for method in ("optim",):
+    for method in ("optim", "fast"):
         spec = PipelineSpec.builtin(method)
-        assert [s.kind for s in spec.stages][0] == "decode"
-        assert spec.stages[-1].kind == "encode"
+        assert [s.kind for s in spec.stages] == ["decode", "flow", "masks", "stylize", "encode"]
     p = tmp_path / "p.toml"
     p.write_text('name = "mine"\n[[stage]]\nkind = "decode"\n[[stage]]\nkind = "stylize"\n'
                  'method = "optim"\niters = 7\nsize = 99\n[[stage]]\nkind = "encode"\ncrf = 30\n')
-    c = load_config(RunConfig(), p, None)
-    assert (c.optim.iters, c.optim.size, c.encode.crf) == (7, 99, 30)
+    c, spec = build_config({}, pipeline=p)
+    assert (c.method, c.optim.iters, c.optim.size, c.encode.crf) == ("optim", 7, 99, 30)
+    assert not spec.has("flow")
+    c, _ = build_config({"--iters": 9}, pipeline=p)  # the command line wins
+    assert c.optim.iters == 9
     p.write_text('[[stage]]\nkind = "decode"\n[[stage]]\nkind = "stylize"\nbogus = 1\n'
                  '[[stage]]\nkind = "encode"\n')
     with pytest.raises(UsageError, match="bogus"):
-        load_config(RunConfig(), p, None)
+        build_config({"--method": "optim"}, pipeline=p)
     p.write_text('[[stage]]\nkind = "teleport"\n')
     with pytest.raises(UsageError, match="teleport"):
         PipelineSpec.from_toml(p)
@@ -142,20 +146,20 @@ def test_still_image_is_one_frame_video(tmp_path, data_dir):
     assert mp4.frames == 1
 
 
-def test_builtin_pipeline_files_match_config_defaults():
-    """vidstyle/data/pipelines/*.toml are the documented defaults: loading them changes
-    nothing."""
-    assert {p.name for p in PIPELINES_DIR.glob("*.toml")} == {"fast.toml", "optim.toml"}
-    base = RunConfig()
-    optim = load_config(base, None, "optim")
-    assert optim.optim == base.optim and optim.encode == base.encode
-    assert optim.flow == base.flow and optim.temporal == base.temporal
-    fast = load_config(base, None, "fast")
-    assert fast.method == "fast" and fast.fast == base.fast and fast.encode == base.encode
+def test_builtin_pipeline_files_hold_no_defaults():
+    """The config classes are the one home of defaults: a built-in pipeline restates none
+    of them (its stylize stage names only the method), so loading it changes nothing."""
+    assert {p.name for p in pipelines_dir().glob("*.toml")} == {"fast.toml", "optim.toml"}
+    for method in ("optim", "fast"):
+        spec = PipelineSpec.builtin(method)
+        assert {s.kind: dict(s.params) for s in spec.stages} == {
+            "decode": {}, "flow": {}, "masks": {}, "stylize": {"method": method}, "encode": {}}
+        base = RunConfig(method=method)
+        assert spec.configure(base) == base
 
 
 def test_partial_outputs_with_glob_characters_in_the_name_are_swept(tmp_path):
-    from vidstyle.pipeline import _sweep_partial_outputs
+    from vidstyle.engine import _sweep_partial_outputs
 
     out = tmp_path / "A [1].jpg"
     left = tmp_path / ".A [1].k3j2.part.jpg"  # what a killed encode leaves (hidden_temp_path)

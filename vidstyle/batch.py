@@ -12,14 +12,16 @@ SHA-256. A later run skips an item only when its fingerprint and both files stil
 cache does; otherwise its SHA-256 decides); anything else is (re)computed, so changed
 settings, a changed input or a deleted or altered output are redone and nothing else is.
 
-Crash or kill safety comes from the single-item pipeline (:func:`vidstyle.pipeline.run`):
+Crash or kill safety comes from the single-item engine (:func:`vidstyle.engine.run`):
 outputs appear atomically when complete, and the optimization method keeps finished
 frames in the item's work directory (``out_dir/.vidstyle-batch/work/<relative path>``),
 so a killed item resumes where it stopped; the work directory is removed once the item's
 receipt is written (``keep_work=True`` keeps it).
 
 A bad input (unreadable, no frames, ...) is recorded and the batch goes on; the returned
-:class:`BatchResult` lists the failures. KeyboardInterrupt stops the batch at once.
+:class:`BatchResult` lists the failures. KeyboardInterrupt stops the batch at once. An
+output file that exists without a receipt (not written by a batch) is never replaced
+unless ``overwrite=True``: that item fails with a message saying so.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from vidstyle import __version__, media
-from vidstyle.config import RunConfig, fingerprint_of
+from vidstyle.config import DEFAULT_MODEL, RunConfig, fingerprint_of
+from vidstyle.contracts import ProgressFn, StyleSpec
 from vidstyle.device import pick_device
-from vidstyle.errors import InputError, UsageError, VidstyleError
+from vidstyle.engine import make_stylizer, resolved, run
+from vidstyle.errors import InputError, Interrupted, UsageError, VidstyleError
+from vidstyle.fast.model_io import read_manifest
 from vidstyle.fileio import atomic_write_bytes, sha256_file
-from vidstyle.pipeline import ProgressFn, run
-from vidstyle.stylize import make_stylizer
+from vidstyle.styles import resolve_style
 
 log = logging.getLogger(__name__)
 
@@ -130,18 +134,11 @@ def _file_identity(spec: str) -> str:
     return f"sha256:{sha256_file(p)}" if p.is_file() else spec
 
 
-def _style_identity(style: str) -> list[tuple[str, str]]:
-    """(file identity, weight) of each part of a style spec: a whole-string file path, or
-    a comma list of ``name[:weight]`` (fast mixes)."""
-    if Path(style).expanduser().is_file():
-        return [(_file_identity(style), "")]
-    parts = []
-    for part in style.split(","):
-        name, sep, weight = part.strip().rpartition(":")
-        if not sep or not name:
-            name, weight = part.strip(), ""
-        parts.append((_file_identity(name), weight))
-    return parts
+def _style_identity(style: StyleSpec) -> list[tuple[str, str]]:
+    """(file identity, weight) of every style the spec uses: a named style by the content
+    of its image file, an image path by its content."""
+    return [(_file_identity(str(resolve_style(ref).path)), f"{weight!r}")
+            for mix in style.mixes() for ref, weight in mix.parts]
 
 
 def _model_identity(config: RunConfig) -> str:
@@ -149,8 +146,6 @@ def _model_identity(config: RunConfig) -> str:
         return ""
     if config.fast.model:
         return _file_identity(config.fast.model)
-    from vidstyle.fast.model_io import DEFAULT_MODEL, read_manifest
-
     # the shipped file only loads when it matches its manifest SHA-256 (load_shipped)
     sha = read_manifest().get("models", {}).get(DEFAULT_MODEL, {}).get("sha256", "")
     return f"sha256:{sha}"
@@ -204,6 +199,7 @@ def run_batch(
     config: RunConfig,
     *,
     keep_work: bool = False,
+    overwrite: bool = False,
     progress: ProgressFn | None = None,
     on_item: Callable[[int, int, BatchItem, str], None] | None = None,
     stylizer_factory: Callable[..., Any] | None = None,
@@ -214,6 +210,7 @@ def run_batch(
     after it ("done" or "failed: <reason>"); ``progress`` receives the per-frame events of
     the item being processed.
     """
+    config = resolved(config)
     items = plan_batch(in_dir, out_dir)
     settings = settings_fingerprint(config)
     # settings errors (unknown style, bad size, missing weights) once, before any item
@@ -230,9 +227,13 @@ def run_batch(
         note(i, len(items), item, "start")
         try:
             source = _file_record(item.input)  # before: the input may change meanwhile
+            if item.output.exists() and not (overwrite or item.receipt.is_file()):
+                raise UsageError(f"{item.output} exists and was not written by a batch: "
+                                 "remove it, or pass --overwrite")
             item.output.parent.mkdir(parents=True, exist_ok=True)
             res = run(item.input, item.output, config, work_dir=item.work_dir,
-                      progress=progress, stylizer_factory=stylizer_factory)
+                      progress=progress, stylizer_factory=stylizer_factory, overwrite=True,
+                      keep_work=True)
             receipt = {
                 "settings": settings,
                 "item": str(item.rel),
@@ -242,6 +243,8 @@ def run_batch(
                 "vidstyle": __version__,
             }
             atomic_write_bytes(item.receipt, json.dumps(receipt, indent=1).encode())
+        except Interrupted:
+            raise  # Ctrl-C stops the batch; the item's finished frames stay for the rerun
         except (VidstyleError, OSError) as e:
             if isinstance(e, OSError):
                 reason = f"{e.strerror or e}: {e.filename or item.output}"

@@ -13,13 +13,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import click
 
 from vidstyle import __version__
-from vidstyle.config import RunConfig
-from vidstyle.errors import Interrupted, VidstyleError
+from vidstyle.config import RunConfig, Setting, section_type, settings
+from vidstyle.errors import InputError, Interrupted, VidstyleError
 
 log = logging.getLogger("vidstyle")
 
@@ -31,6 +32,11 @@ class _Group(click.Group):
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
+        except Interrupted as exc:
+            if debug:
+                raise
+            click.echo(f"vidstyle: {exc}", err=True)
+            ctx.exit(exc.exit_code)
         except VidstyleError as exc:
             if debug:
                 raise
@@ -39,7 +45,7 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             if debug:
                 raise
-            click.echo("vidstyle: interrupted; finished work is kept, rerun to resume", err=True)
+            click.echo("vidstyle: interrupted", err=True)
             ctx.exit(Interrupted.exit_code)
         except MemoryError:
             click.echo("vidstyle: error: out of memory: try a smaller --size", err=True)
@@ -65,160 +71,224 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-def _default_output(input_path: Path, style: str, method: str) -> Path:
-    stem = Path(style).stem if ("/" in style or "." in style) else style.split(":")[0]
-    stem = stem.replace(",", "+")
-    return input_path.with_name(f"{input_path.stem}_{stem}_{method}{input_path.suffix}")
+# -- options generated from the config dataclasses ---------------------------------------
+
+#: Help sections, in order; options of other groups go under "Other".
+GROUPS = ("Common", "Output", "Video", "Fast network", "Optimization", "Run", "Other")
 
 
-def _apply_overrides(cfg: RunConfig, **opts: object) -> RunConfig:
-    """CLI options (those given, not None) override the pipeline's and defaults' values."""
-    optim_fields = {f.name for f in dataclasses.fields(cfg.optim)}
-    optim = {k: v for k, v in opts.items() if k in optim_fields and v is not None}
-    top = {k: v for k, v in opts.items() if k in ("style", "method", "device", "max_frames")
-           and v is not None}
-    temporal_map = {"temporal": "mode", "passes": "passes", "temporal_weight": "temporal_weight",
-                    "long_term": "long_term"}
-    temporal = {temporal_map[k]: v for k, v in opts.items() if k in temporal_map and v is not None}
-    flow = {k.removeprefix("flow_") if k != "flow" else "method": v for k, v in opts.items()
-            if k in ("flow", "flow_scale", "flow_weights") and v is not None}
-    fast_map = {"strength": "strength", "stability": "stability", "runtime": "runtime",
-                "model": "model", "tile": "tile"}
-    fast = {fast_map[k]: (str(v) if k == "model" else v) for k, v in opts.items()
-            if k in fast_map and v is not None}
-    if "size" in opts and opts["size"] is not None:
-        fast["size"] = opts["size"]
-    return dataclasses.replace(
-        cfg,
-        **top,
-        fast=dataclasses.replace(cfg.fast, **fast),
-        optim=dataclasses.replace(cfg.optim, **optim),
-        temporal=dataclasses.replace(cfg.temporal, **temporal),
-        flow=dataclasses.replace(cfg.flow, **{("weights_path" if k == "weights" else k): v
-                                              for k, v in flow.items()}),
-    )
+class _Option(click.Option):
+    """A click option with a help-section ``group`` and an ``example``."""
+
+    def __init__(self, *args: Any, group: str = "Other", example: str = "",
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group = group
+        self.example = example
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        rec = super().get_help_record(ctx)
+        if rec is None or not self.example:
+            return rec
+        return rec[0], f"{rec[1]}  e.g. {self.example}"
 
 
-def _int_list(_ctx, _param, value: str | None):  # noqa: ANN001, ANN202
+class _Command(click.Command):
+    """Prints options in sections (``_Option.group``)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            rec = param.get_help_record(ctx)
+            if rec is not None:
+                group = param.group if isinstance(param, _Option) else "Other"
+                sections.setdefault(group if group in GROUPS else "Other", []).append(rec)
+        for name in GROUPS:
+            if name in sections:
+                with formatter.section(f"{name} options"):
+                    formatter.write_dl(sections[name])
+
+
+def _param_name(flag: str) -> str:
+    return "cfg_" + flag.lstrip("-").replace("-", "_")
+
+
+def _comma_list(item: type) -> Callable[..., Any]:
+    def convert(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return tuple(item(v.strip()) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected a comma-separated list, e.g. "
+                                     f"{getattr(param, 'example', '')}") from None
+    return convert
+
+
+def _shown_default(s: Setting) -> str:
+    if s.flag == "--flow-preset":
+        return "the method's own"
+    if len(s.targets) > 1:  # one flag, a field per method: show each method's default
+        shown = {section: _text(getattr(section_type(section)(), name), "input size")
+                 for section, name in s.targets}
+        if len(set(shown.values())) == 1:
+            return next(iter(shown.values()))
+        return "; ".join(f"{k}: {v}" for k, v in shown.items())
+    return _text(s.default, "none")
+
+
+def _text(value: Any, none: str = "none") -> str:
     if value is None:
-        return None
-    try:
-        return tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError as exc:
-        raise click.BadParameter("expected comma-separated integers, e.g. 1,10,20,40") from exc
+        return none
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "the network's"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
-_STYLIZE_OPTIONS = [
-    click.option("--style", default=None, help="Style name (see `vidstyle styles`), image path, "
-                 "or a mix such as starry:0.6,wave:0.4 (fast method)."),
-    click.option("--method", type=click.Choice(["optim", "fast"]), default=None,
-                 help="optim: Gatys optimization (slow, best); fast: feed-forward network."),
-    click.option("--pipeline", type=click.Path(path_type=Path), default=None,
-                 help="Pipeline definition (TOML) instead of the method's built-in one."),
-    click.option("--size", type=int, default=None, help="Longest side of the output in pixels."),
-    click.option("--iters", type=int, default=None, help="Optimizer iterations per frame."),
-    click.option("--style-weight", type=float, default=None),
-    click.option("--content-weight", type=float, default=None),
-    click.option("--tv-weight", type=float, default=None),
-    click.option("--style-scale", type=float, default=None,
-                 help="Style image size relative to the output (stroke size)."),
-    click.option("--init", type=click.Choice(["content", "style", "noise"]), default=None),
-    click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default=None),
-    click.option("--preserve-color", is_flag=True, default=None,
-                 help="Luminance-only transfer: keep the input's colours."),
-    click.option("--multiscale", type=int, default=None,
-                 help="Coarse-to-fine levels (0 = auto, 1 = single scale)."),
-    click.option("--temporal", type=click.Choice(["none", "short", "long"]), default=None,
-                 help="Temporal consistency for video (optim method)."),
-    click.option("--passes", type=int, default=None, help="Multi-pass count (temporal long)."),
-    click.option("--temporal-weight", type=float, default=None),
-    click.option("--long-term", callback=_int_list, default=None,
-                 help="Long-term frame offsets, e.g. 1,10,20,40."),
-    click.option("--flow", type=click.Choice(["dis", "deepflow", "dualtvl1", "raft"]),
-                 default=None),
-    click.option("--flow-scale", type=float, default=None),
-    click.option("--flow-weights", type=click.Path(path_type=Path), default=None),
-    click.option("--strength", type=float, default=None, help="Fast method: style strength 0..1."),
-    click.option("--stability", type=float, default=None,
-                 help="Fast method: temporal stability 0..1 (default 0.7; 0 = off): how much of "
-                      "the flow-warped previous frame's network features and output is kept."),
-    click.option("--runtime",
-                 type=click.Choice(["auto", "eager", "bf16", "fp16", "compile", "openvino"]),
-                 default=None, help="Fast method: inference runtime (auto = fastest measured; "
-                                    "fp16 is for CUDA)."),
-    click.option("--model", type=click.Path(path_type=Path), default=None,
-                 help="Fast method: a model file from `vidstyle train` (default: shipped)."),
-    click.option("--tile", type=int, default=None,
-                 help="Fast method: tile size in pixels for huge frames (0 = automatic)."),
-    click.option("--max-frames", type=int, default=None, help="Stylize only the first N frames."),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None),
-    click.option("--seed", type=int, default=None, help="Random seed (runs are repeatable)."),
-]
+def _setting_option(s: Setting) -> Callable[..., Any]:
+    """The click option of one config setting (type, help, default shown, method)."""
+    hint = s.hint
+    args = [a for a in get_args(hint) if a is not type(None)]
+    base = args[0] if get_origin(hint) in (Union, UnionType) and len(args) == 1 else hint
+    kw: dict[str, Any] = {"default": None, "group": s.group, "metavar": s.metavar}
+    only = "" if len(s.methods) > 1 else f" ({s.methods[0]} method)"
+    help_text = f"{s.help}{only} [default: {_shown_default(s)}]"
+    example = ""
+    meta_example = _example_of(s)
+    decls = [s.flag, _param_name(s.flag)]
+    if base is bool:
+        if s.default is True:
+            decls = [f"{s.flag}/--no-{s.flag[2:]}", _param_name(s.flag)]
+            example = f"--no-{s.flag[2:]}"
+        else:
+            kw["is_flag"] = True
+            example = s.flag
+        kw.pop("metavar")
+    elif get_origin(base) is Literal:
+        kw["type"] = click.Choice([str(a) for a in get_args(base)])
+        kw.pop("metavar")
+    elif get_origin(base) is tuple:
+        kw["callback"] = _comma_list(get_args(base)[0])
+        kw["metavar"] = s.metavar or "LIST"
+    elif base in (int, float):
+        kw["type"] = base
+    if not example and meta_example:
+        example = f"{s.flag} {meta_example}"
+    return click.option(*decls, cls=_Option, help=help_text, example=example, **kw)
+
+
+def _example_of(s: Setting) -> str:
+    section, name = s.targets[-1]
+    f = next(f for f in dataclasses.fields(section_type(section)) if f.name == name)
+    return str(f.metadata.get("example", ""))
 
 
 def _stylize_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The stylization options shared by ``run`` and ``batch``."""
-    for option in reversed(_STYLIZE_OPTIONS):
+    """The stylization options shared by ``run`` and ``batch``, one per config setting."""
+    options = [_setting_option(s) for s in settings()]
+    options.append(click.option(
+        "--pipeline", type=click.Path(path_type=Path), default=None, cls=_Option,
+        group="Run", example="--pipeline my.toml",
+        help="Pipeline file (TOML): stages and overrides, instead of the method's built-in "
+             "one (see vidstyle/data/pipelines/)."))
+    for option in reversed(options):
         f = option(f)
     return f
 
 
-@cli.command()
+def _values(opts: dict[str, Any]) -> dict[str, Any]:
+    """Flag -> value of the config options given (None: not given); removes them from
+    ``opts``."""
+    values = {}
+    for s in settings():
+        value = opts.pop(_param_name(s.flag), None)
+        if s.flag == "--flow-weights" and value is not None:
+            value = str(value)
+        values[s.flag] = value
+    return values
+
+
+def _run_config(pipeline: Path | None, opts: dict[str, Any]) -> RunConfig:
+    """The RunConfig of the generated options and a pipeline file (validated)."""
+    from vidstyle.engine import build_config
+
+    cfg, _ = build_config(_values(opts), pipeline=pipeline)
+    return cfg
+
+
+def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--work-dir", type=click.Path(path_type=Path), default=None, cls=_Option,
+                     group="Run", example="--work-dir /scratch/w",
+                     help="Folder for resumable artifacts [default: .<output>.vidstyle-work "
+                          "beside the output]."),
+        click.option("--keep-work", is_flag=True, cls=_Option, group="Run",
+                     example="--keep-work",
+                     help="Keep the work folder (finished frames) after success."),
+        click.option("--overwrite", is_flag=True, cls=_Option, group="Output",
+                     example="--overwrite", help="Replace an existing output file."),
+        click.option("-q", "--quiet", is_flag=True, cls=_Option, group="Run",
+                     example="-q", help="No progress bars."),
+    ]):
+        f = option(f)
+    return f
+
+
+@cli.command(cls=_Command)
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output file (default: INPUT_<style>_<method>.<ext> beside the input).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), cls=_Option, group="Output",
+              example="-o out.mp4",
+              help="Output file [default: INPUT_<style>_<method>[_<changed settings>].<ext> "
+                   "beside the input].")
 @_stylize_options
-@click.option("--work-dir", type=click.Path(path_type=Path), default=None,
-              help="Work directory for resumable artifacts (default: beside the output).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@_run_options
 def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: Path | None,
-        quiet: bool, **opts: object) -> None:
+        keep_work: bool, overwrite: bool, quiet: bool, **opts: Any) -> None:
     """Stylize a video or a still image.
 
     \b
     Examples:
       vidstyle run clip.mp4 --style starry
-      vidstyle run photo.jpg -o out.png --style scream --size 512 --iters 300
-      vidstyle run clip.mp4 --method optim --temporal long --passes 3
+      vidstyle run photo.jpg -o out.png --style scream --size 512 --method optim
+      vidstyle run clip.mp4 --style my_painting.jpg --temporal long --passes 3
+      vidstyle run clip.mp4 --style starry:0.6,wave:0.4 --strength 0.8
     """
-    from vidstyle.pipeline import run as run_pipeline
+    from vidstyle.engine import PipelineSpec, default_output
+    from vidstyle.engine import run as run_engine
 
     cfg = _run_config(pipeline, opts)
-    output = output or _default_output(input_path, cfg.style, cfg.method)
+    spec = PipelineSpec.from_toml(pipeline) if pipeline else None
+    output = output or default_output(input_path, cfg)
     with _Progress(quiet) as bar:
-        result = run_pipeline(input_path, output, cfg, work_dir=work_dir, progress=bar)
+        result = run_engine(input_path, output, cfg, pipeline=spec, work_dir=work_dir,
+                            progress=bar, overwrite=overwrite, keep_work=keep_work)
     if result.work_dir is None:
         click.echo(f"wrote {result.output} ({result.frames} frame(s), method {cfg.method})")
     else:
-        click.echo(f"wrote {result.output} ({result.frames} frame(s); {result.computed} "
-                   f"computed, {result.reused} reused from {result.work_dir})")
+        click.echo(f"wrote {result.output} ({result.frames} frame(s), method {cfg.method}; "
+                   f"{result.computed} computed, {result.reused} reused; work kept in "
+                   f"{result.work_dir})")
 
 
-def _run_config(pipeline: Path | None, opts: dict[str, object]) -> RunConfig:
-    """The RunConfig of the stylization options (``_STYLIZE_OPTIONS``) and a pipeline file."""
-    from vidstyle.pipeline import load_config
-
-    if opts.get("flow_weights") is not None:
-        opts["flow_weights"] = str(opts["flow_weights"])
-    if opts.get("method") is None and pipeline is None:
-        from vidstyle.stylize import default_method
-
-        opts["method"] = default_method(str(opts.get("style") or RunConfig.style))
-    cfg = load_config(RunConfig(), pipeline, opts.get("method"))  # type: ignore[arg-type]
-    return _apply_overrides(cfg, **opts)
-
-
-@cli.command()
+@cli.command(cls=_Command)
 @click.argument("in_dir", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @_stylize_options
-@click.option("--keep-work", is_flag=True,
-              help="Keep each item's work directory (finished frames) after it is done.")
-@click.option("--dry-run", is_flag=True,
+@click.option("--keep-work", is_flag=True, cls=_Option, group="Run", example="--keep-work",
+              help="Keep each item's work folder (finished frames) after it is done.")
+@click.option("--dry-run", is_flag=True, cls=_Option, group="Run", example="--dry-run",
               help="Only list each item as done or to do; stylize nothing.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--overwrite", is_flag=True, cls=_Option, group="Output", example="--overwrite",
+              help="Replace output files that a batch did not write (a batch's own outputs "
+                   "are redone when their settings or input changed).")
+@click.option("-q", "--quiet", is_flag=True, cls=_Option, group="Run", example="-q",
+              help="No progress bars.")
 def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, dry_run: bool,
-          quiet: bool, **opts: object) -> None:
+          overwrite: bool, quiet: bool, **opts: Any) -> None:
     """Stylize every video and image under IN_DIR into OUT_DIR (same relative paths).
 
     Resumable: run the same command again after a crash or kill and finished items are
@@ -236,10 +306,10 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
 
     cfg = _run_config(pipeline, opts)
     if dry_run:
-        items, settings = plan_batch(in_dir, out_dir), settings_fingerprint(cfg)
+        items, settings_fp = plan_batch(in_dir, out_dir), settings_fingerprint(cfg)
         todo = 0
         for i, item in enumerate(items, 1):
-            done = is_done(item, settings)
+            done = is_done(item, settings_fp)
             todo += not done
             click.echo(f"[{i}/{len(items)}] {item.rel}: "
                        f"{'done' if done else 'to do -> ' + str(item.output)}")
@@ -248,20 +318,18 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
 
     with _Progress(quiet) as bar:
 
-        def on_item(i: int, n: int, item, status: str) -> None:  # noqa: ANN001
+        def on_item(i: int, n: int, item: Any, status: str) -> None:
             if status == "start":
                 bar.reset()  # fresh bars (totals) for each item
                 return
             shown = "already done, skipped" if status == "skip" else status
             click.echo(f"[{i}/{n}] {item.rel}: {shown}", err=status.startswith("failed"))
 
-        res = run_batch(in_dir, out_dir, cfg, keep_work=keep_work, progress=bar,
-                        on_item=on_item)
+        res = run_batch(in_dir, out_dir, cfg, keep_work=keep_work, overwrite=overwrite,
+                        progress=bar, on_item=on_item)
     click.echo(f"{len(res.done)} done, {len(res.skipped)} already done, "
                f"{len(res.failed)} failed, of {res.total} in {in_dir}")
     if res.failed:
-        from vidstyle.errors import InputError
-
         raise InputError(f"{len(res.failed)} item(s) failed (listed above); fix or remove "
                          "them and run the same command again")
 
@@ -332,24 +400,14 @@ def styles() -> None:
     Example:
       vidstyle styles
     """
+    from vidstyle.engine.spec import shipped_fast_styles
     from vidstyle.styles import list_styles
 
-    fast = _fast_styles()
+    fast = shipped_fast_styles()
     click.echo(f"{'name':<16} {'methods':<11} {'artist':<20} {'year':<8} source")
     for s in list_styles():
         methods = "optim,fast" if s.name in fast else "optim"
         click.echo(f"{s.name:<16} {methods:<11} {s.artist:<20} {s.year:<8} {s.source}")
-
-
-def _fast_styles() -> set[str]:
-    try:
-        from vidstyle.fast.model_io import shipped_style_names
-    except ImportError:
-        return set()
-    try:
-        return set(shipped_style_names())
-    except VidstyleError:
-        return set()
 
 
 @cli.command()
@@ -374,19 +432,20 @@ def setup(downloads: Path | None) -> None:
 @click.option("--style", default="starry", show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 def demo(output: Path | None, style: str, quiet: bool) -> None:
-    """Stylize the bundled Big Buck Bunny sample clip (with its audio).
+    """Stylize the bundled Big Buck Bunny sample clip (with its audio). The demo output
+    is replaced when it exists (it is the demo's own file).
 
     \b
     Example:
       vidstyle demo --style wave
     """
     from vidstyle.demo import demo_config, demo_input
-    from vidstyle.pipeline import run as run_pipeline
+    from vidstyle.engine import run as run_engine
 
     output = output or Path("vidstyle_demo.mp4")
     cfg = demo_config(style)
     with _Progress(quiet) as bar:
-        result = run_pipeline(demo_input(), output, cfg, progress=bar)
+        result = run_engine(demo_input(), output, cfg, progress=bar, overwrite=True)
     click.echo(f"demo written to {result.output.resolve()} ({result.frames} frames, "
                f"method {cfg.method}, style {style})")
 

@@ -1,4 +1,10 @@
-"""Frozen configuration dataclasses. Defaults live here once; the CLI reads them.
+"""Frozen configuration dataclasses: the one home of every default and valid value.
+
+Each field carries its help text, its command-line flag and the methods it applies to
+(``field(metadata=...)`` through :func:`setting`); :mod:`vidstyle.cli` generates its
+options from them and pipeline files override them. Values are checked in
+``__post_init__`` (a bad value is a :class:`~vidstyle.errors.UsageError` naming the flag),
+so a config that exists is valid and nothing runs on a bad setting.
 
 Every config has ``fingerprint()``: a short stable hash of its fields plus the package
 version, used to decide whether cached work is still valid.
@@ -9,10 +15,55 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from vidstyle import __version__
+from vidstyle.contracts import StyleMix, StyleSpec
+from vidstyle.errors import UsageError
+
+Method = Literal["optim", "fast"]
+METHODS: tuple[Method, ...] = get_args(Method)
+BOTH: tuple[Method, ...] = METHODS
+
+#: Longest side of a working frame, pixels (``--size``).
+MIN_SIZE, MAX_SIZE = 16, 8192
+
+FlowMethod = Literal["dis", "deepflow", "dualtvl1", "raft"]
+#: Presets each flow backend accepts, and the default of each (the stabilizer, temporal
+#: optimization and evaluation all use these).
+FLOW_PRESETS: dict[str, tuple[str, ...]] = {
+    "dis": ("ultrafast", "fast", "medium"),
+    "raft": ("large", "small"),
+    "deepflow": (),
+    "dualtvl1": (),
+}
+DEFAULT_FLOW_PRESET: dict[str, str | None] = {
+    "dis": "fast", "raft": "large", "deepflow": None, "dualtvl1": None,
+}
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")
+Runtime = Literal["auto", "eager", "bf16", "fp16", "compile", "openvino"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+#: The shipped fast model used when ``FastConfig.model`` is None.
+DEFAULT_MODEL = "fast7"
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = "",
+            methods: tuple[Method, ...] = BOTH, group: str = "", metavar: str | None = None,
+            example: str = "", default_factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with its help text, command-line ``flag`` (``""``: ``--name`` from
+    the field name; None: no flag, pipeline files only), the ``methods`` it applies to,
+    its ``group`` in the help and an ``example`` value."""
+    meta = {"help": help, "flag": flag, "methods": methods, "group": group,
+            "metavar": metavar, "example": example}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 def fingerprint_of(*parts: Any) -> str:
@@ -33,39 +84,155 @@ def fingerprint_of(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-class _Fingerprinted:
+def flag_of(f: dataclasses.Field) -> str | None:
+    """The command-line flag of a config field (``--style-weight``), or None."""
+    flag = f.metadata.get("flag", None)
+    if flag is None:
+        return None
+    return "--" + (flag or f.name.replace("_", "-"))
+
+
+class _Config:
+    """Shared behaviour: fingerprint, replace, type and range checks of the fields."""
+
     def fingerprint(self) -> str:
         return fingerprint_of(self)
 
     def replace(self, **changes: Any):  # noqa: ANN201 - returns same type
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
+    def _name(self, name: str) -> str:
+        f = next(f for f in dataclasses.fields(self) if f.name == name)  # type: ignore[arg-type]
+        return flag_of(f) or f"{type(self).__name__}.{name}"
+
+    def _check_types(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            fixed = coerce(value, hints[f.name], self._name(f.name))
+            if fixed is not value:
+                object.__setattr__(self, f.name, fixed)
+
+    def _range(self, name: str, lo: float | None = None, hi: float | None = None, *,
+               lo_open: bool = False) -> None:
+        v = getattr(self, name)
+        if v is None:
+            return
+        bad = (lo is not None and (v < lo or (lo_open and v == lo))) or (
+            hi is not None and v > hi) or (isinstance(v, float) and not math.isfinite(v))
+        if bad:
+            lo_s = "" if lo is None else (f"> {lo}" if lo_open else f">= {lo}")
+            hi_s = "" if hi is None else f"<= {hi}"
+            want = " and ".join(s for s in (lo_s, hi_s) if s)
+            raise UsageError(f"{self._name(name)} must be {want}, got {v}")
+
+
+def coerce(value: Any, hint: Any, name: str) -> Any:
+    """``value`` checked against the type ``hint`` (Literal, int, float, bool, str, tuples,
+    Optional, StyleSpec); lists become tuples, ints become floats, style texts are parsed.
+    Raises UsageError naming ``name``."""
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for a in inner:
+            try:
+                return coerce(value, a, name)
+            except UsageError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            raise UsageError(f"{name}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if hint is StyleSpec:
+        if isinstance(value, (str, StyleSpec)):
+            return StyleSpec.parse(value)
+        raise UsageError(f"{name}: expected a style, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise UsageError(f"{name}: expected a list, got {value!r}")
+        item = args[0]
+        items = tuple(coerce(v, item, name) for v in value)
+        return value if isinstance(value, tuple) and items == value else items
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UsageError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{name}: expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{name}: expected a number, got {value!r}")
+        return value if isinstance(value, float) else float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise UsageError(f"{name}: expected text, got {value!r}")
+        return value
+    return value
+
 
 @dataclass(frozen=True)
-class OptimConfig(_Fingerprinted):
+class OptimConfig(_Config):
     """Gatys et al. optimization settings (per frame).
 
     Layer defaults are Gatys et al. 2016 for VGG19 (style relu1_1..relu5_1, content
-    relu4_2) and Johnson et al. 2016 for VGG16; ``None`` means the network's default.
+    relu4_2) and Johnson et al. 2016 for VGG16; empty means the network's default.
     Weights are for Gram matrices normalized by C*H*W and mean-squared content error.
     """
 
-    vgg: str = "vgg19"
-    size: int = 512
-    iters: int = 300
-    style_weight: float = 30.0
-    content_weight: float = 1.0
-    tv_weight: float = 1e3
-    style_scale: float = 1.0
-    style_layers: tuple[str, ...] | None = None
-    content_layers: tuple[str, ...] | None = None
-    init: str = "content"
-    optimizer: str = "lbfgs"
-    lr: float = 0.02
-    preserve_color: bool = False
-    multiscale: int = 0
-    seed: int = 0
-    pool: str = "max"
+    vgg: Literal["vgg19", "vgg16"] = setting(
+        "vgg19", help="Loss network: vgg19 (Gatys) or vgg16 (Johnson).", methods=("optim",),
+        example="vgg16", group="Optimization")
+    size: int = setting(512, help="Longest side of the output in pixels.", methods=("optim",),
+                        example="768", group="Common")
+    iters: int = setting(300, help="Optimizer iterations per frame.", methods=("optim",),
+                         example="500", group="Optimization")
+    style_weight: float = setting(30.0, help="Weight of the style (Gram) loss.",
+                                  methods=("optim",), example="100", group="Optimization")
+    content_weight: float = setting(1.0, help="Weight of the content loss.",
+                                    methods=("optim",), example="5", group="Optimization")
+    tv_weight: float = setting(1e3, help="Weight of the total-variation smoothness loss.",
+                               methods=("optim",), example="0", group="Optimization")
+    style_scale: float = setting(1.0, help="Style image size relative to the output "
+                                 "(stroke size; > 0).", methods=("optim",),
+                                 example="0.5", group="Optimization")
+    style_layers: tuple[str, ...] = setting(
+        (), help="Style layers, e.g. relu1_1,relu2_1 (default: the network's).",
+        methods=("optim",),
+        example="relu2_1,relu3_1,relu4_1", group="Optimization", metavar="LAYERS")
+    content_layers: tuple[str, ...] = setting(
+        (), help="Content layers, e.g. relu4_2 (default: the network's).",
+        methods=("optim",), example="relu3_2", group="Optimization", metavar="LAYERS")
+    init: Literal["content", "style", "noise"] = setting(
+        "content", help="Start image of the optimization.", methods=("optim",),
+        example="noise", group="Optimization")
+    optimizer: Literal["lbfgs", "adam"] = setting(
+        "lbfgs", help="Optimizer.", methods=("optim",), example="adam", group="Optimization")
+    lr: float = setting(0.02, help="Adam learning rate.", methods=("optim",),
+                        example="0.05", group="Optimization")
+    preserve_color: bool = setting(False, help="Keep the input's colours (style the "
+                                   "luminance only).", methods=("optim",), group="Common")
+    multiscale: int = setting(0, help="Coarse-to-fine levels (0 = automatic, 1 = single "
+                              "scale).", methods=("optim",), example="1", group="Optimization")
+    seed: int = setting(0, help="Random seed (runs are repeatable).", methods=("optim",),
+                        example="7", group="Optimization")
+    pool: Literal["max", "avg"] = setting("max", help="VGG pooling.", methods=("optim",),
+                                          example="avg", group="Optimization")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._range("size", MIN_SIZE, MAX_SIZE)
+        self._range("iters", 1)
+        for name in ("style_weight", "content_weight", "tv_weight", "multiscale"):
+            self._range(name, 0)
+        self._range("style_scale", 0, 64, lo_open=True)
+        self._range("lr", 0, lo_open=True)
 
     def levels(self, longest: int) -> list[int]:
         """Longest side of each coarse-to-fine level ending at ``longest``.
@@ -80,66 +247,305 @@ class OptimConfig(_Fingerprinted):
         return sizes[::-1]
 
 
+TemporalMode = Literal["none", "short", "long"]
+
+
 @dataclass(frozen=True)
-class TemporalConfig(_Fingerprinted):
+class TemporalConfig(_Config):
     """Ruder et al. 2016 video settings for the optimization method."""
 
-    mode: str = "none"  # none | short | long
-    passes: int = 1
+    mode: TemporalMode = setting(
+        "none", flag="temporal", help="Temporal consistency for video: none, short (previous "
+        "frame) or long (long-term references).", methods=("optim",), example="long", group="Video")
+    passes: int = setting(1, help="Multi-pass count (alternating directions).",
+                          methods=("optim",), example="3", group="Video")
     # gamma of the temporal loss (RGB in [0, 1], content_weight 1, Caffe VGG features).
     # The paper's gamma/alpha = 200/5 on 0-255 pixels is 2.6e6 here; tuned to 1e8 with
     # benchmarks/eval_temporal.py, since warm-started frames get few iterations.
-    temporal_weight: float = 1e8
-    long_term: tuple[int, ...] = (1, 10, 20, 40)
-    blend_delta: float = 0.8  # tuned: long+passes <= short on vtest and bikes (RESULTS.md)
-    later_frame_iters: float = 0.5  # fraction of iters for warm-started frames
+    temporal_weight: float = setting(1e8, help="Weight of the temporal loss.",
+                                     methods=("optim",), example="5e7", group="Video")
+    long_term: tuple[int, ...] = setting(
+        (1, 10, 20, 40), help="Long-term frame offsets (--temporal long), e.g. 1,10,20,40.",
+        methods=("optim",), example="1,5,10", group="Video", metavar="OFFSETS")
+    # tuned: long+passes <= short on vtest and bikes (RESULTS.md)
+    blend_delta: float = setting(0.8, flag=None, help="Multi-pass blend delta.",
+                                 methods=("optim",))
+    later_frame_iters: float = setting(
+        0.5, flag=None, help="Fraction of --iters for warm-started frames.", methods=("optim",))
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._range("passes", 1)
+        self._range("temporal_weight", 0)
+        self._range("blend_delta", 0, 1)
+        self._range("later_frame_iters", 0, 1, lo_open=True)
+        if self.mode == "long" and (not self.long_term or min(self.long_term) < 1):
+            raise UsageError(f"--long-term offsets must be >= 1, got {self.long_term}")
 
 
 @dataclass(frozen=True)
-class FlowConfig(_Fingerprinted):
-    method: str = "dis"
-    preset: str = "fast"
-    scale: float = 1.0
-    weights_path: str | None = None
+class FlowConfig(_Config):
+    """Optical flow between neighbouring frames (temporal optimization, fast
+    stabilization, evaluation)."""
+
+    method: FlowMethod = setting("dis", flag="flow", help="Optical flow backend.",
+                                 example="deepflow", group="Video")
+    preset: str | None = setting(
+        None, flag="flow-preset", help="Flow preset: dis ultrafast|fast|medium (default "
+        "fast), raft large|small (default large); deepflow and dualtvl1 have none.",
+        example="medium", group="Video", metavar="PRESET")
+    scale: float = setting(1.0, flag="flow-scale", help="Estimate flow at this fraction of "
+                           "the frame size (0..1].", example="0.5", group="Video")
+    weights_path: str | None = setting(None, flag="flow-weights", help="RAFT weights file "
+                                       "(default: torchvision's cache).",
+                                       example="raft_large.pth", group="Video",
+                                       metavar="PATH")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._range("scale", 0, 1, lo_open=True)
+        presets = FLOW_PRESETS[self.method]
+        if self.preset is not None and self.preset not in presets:
+            have = f"use one of {', '.join(presets)}" if presets else "it has none"
+            raise UsageError(f"--flow {self.method} has no preset {self.preset!r}: {have}")
+        if self.weights_path is not None and self.method != "raft":
+            raise UsageError("--flow-weights applies to --flow raft only")
+
+    @property
+    def resolved_preset(self) -> str | None:
+        """The preset in effect (the method's default when None)."""
+        return self.preset if self.preset is not None else DEFAULT_FLOW_PRESET[self.method]
 
 
 @dataclass(frozen=True)
-class EncodeConfig(_Fingerprinted):
-    crf: int = 18
-    preset: str = "veryfast"
-    copy_audio: bool = True
+class EncodeConfig(_Config):
+    """Output encoding (video outputs; stills are written losslessly by suffix)."""
+
+    crf: int = setting(18, help="H.264 quality (0 = lossless .. 51; lower is better).",
+                       example="23", group="Output")
+    preset: str = setting("veryfast", flag="x264-preset", help="x264 speed preset.",
+                          example="slow", group="Output", metavar="PRESET")
+    copy_audio: bool = setting(True, flag="audio", help="Copy the input's audio.",
+                               group="Output")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._range("crf", 0, 51)
+        if self.preset not in X264_PRESETS:
+            raise UsageError(f"--x264-preset {self.preset!r}: use one of "
+                             f"{', '.join(X264_PRESETS)}")
 
 
 @dataclass(frozen=True)
-class FastConfig(_Fingerprinted):
+class FastConfig(_Config):
     """Feed-forward network settings (inference)."""
 
-    model: str | None = None  # None: the shipped model (vidstyle/data/weights/)
-    size: int | None = None  # longest side; None keeps the input size
-    strength: float = 1.0
-    stability: float = 0.7  # flow stabilization strength (see vidstyle.fast.stabilize)
-    runtime: str = "auto"  # auto | eager | bf16 | fp16 (CUDA) | compile | openvino
-    tile: int = 0  # 0: automatic tiling only when a frame is too large
+    model: str | None = setting(None, help="Model: a shipped name or a file from `vidstyle "
+                                "train` (default: the shipped fast7).", methods=("fast",),
+                                example="runs/mine/model.pt", group="Fast network", metavar="MODEL")
+    size: int | None = setting(None, help="Longest side of the output in pixels.",
+                               methods=("fast",), example="1280", group="Common")
+    strength: float = setting(1.0, help="Style strength 0..1 (blend with the input).",
+                              methods=("fast",), example="0.6", group="Fast network")
+    stability: float = setting(
+        0.7, help="Temporal stability 0..1 (0 = off): how much of the flow-warped previous "
+        "frame's network features and output is kept.", methods=("fast",),
+        example="0.9", group="Video")
+    runtime: Runtime = setting("auto", help="Inference runtime (auto = fastest measured; "
+                               "fp16 is for CUDA).", methods=("fast",),
+                               example="bf16", group="Fast network")
+    tile: int = setting(0, help="Tile size in pixels for huge frames (0 = automatic).",
+                        methods=("fast",), example="1024", group="Fast network")
+    preserve_color: bool = setting(False, help="Keep the input's colours (style the "
+                                   "luminance only).", methods=("fast",), group="Common")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._range("size", MIN_SIZE, MAX_SIZE)
+        self._range("strength", 0, 1)
+        self._range("stability", 0, 1)
+        if self.tile < 0 or 0 < self.tile < 64:
+            raise UsageError(f"--tile must be 0 (automatic) or >= 64 pixels, got {self.tile}")
 
 
 @dataclass(frozen=True)
-class RunConfig(_Fingerprinted):
+class RunConfig(_Config):
     """Everything a `vidstyle run` needs besides the paths."""
 
-    style: str = "starry"
-    method: str = "optim"
-    device: str = "auto"
+    style: StyleSpec = setting(
+        default_factory=lambda: StyleSpec(StyleMix((("starry", 1.0),))),
+        help="Style name (see `vidstyle styles`), image path, or a mix such as "
+        "starry:0.6,wave:0.4.", group="Common", metavar="STYLE",
+        example="starry:0.6,wave:0.4")
+    method: Literal["auto", "optim", "fast"] = setting(
+        "auto", help="auto: fast when the shipped network knows every style, else optim; "
+        "optim: Gatys optimization (slow, best); fast: feed-forward network.",
+        example="optim", group="Common")
+    device: Literal["auto", "cpu", "cuda"] = setting("auto", help="Compute device.",
+                                                     example="cpu", group="Common")
+    max_frames: int | None = setting(None, help="Stylize only the first N frames.",
+                                     example="30", group="Common", metavar="N")
     optim: OptimConfig = field(default_factory=OptimConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     fast: FastConfig = field(default_factory=FastConfig)
-    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._range("max_frames", 1)
 
     def stylize_fingerprint(self) -> str:
         """Fingerprint of what determines stylized frames (not encoding, device, limits)."""
         if self.method == "fast":
-            return fingerprint_of(self.method, self.style, self.fast)
+            flow = self.flow if self.fast.stability > 0 else None
+            return fingerprint_of(self.method, self.style, self.fast, flow)
         temporal = self.temporal if self.temporal.mode != "none" else None
         flow = self.flow if temporal is not None else None
         return fingerprint_of(self.method, self.style, self.optim, temporal, flow)
+
+    @property
+    def uses_flow(self) -> bool:
+        """Whether the chosen method needs optical flow with these settings."""
+        if self.method == "fast":
+            return self.fast.stability > 0
+        return self.method == "optim" and self.temporal.mode != "none"
+
+
+#: The sections of RunConfig whose fields are settings, in help order.
+SECTIONS: tuple[str, ...] = ("", "optim", "temporal", "flow", "fast", "encode")
+
+
+def section_type(section: str) -> type:
+    """The dataclass of a RunConfig section ("" = RunConfig's own fields)."""
+    if not section:
+        return RunConfig
+    return typing.get_type_hints(RunConfig)[section]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One command-line setting: its flag, the fields it sets, its type and help."""
+
+    flag: str
+    targets: tuple[tuple[str, str], ...]  # (section, field name)
+    hint: Any
+    default: Any
+    help: str
+    methods: tuple[Method, ...]
+    group: str
+    metavar: str | None
+
+
+def settings() -> list[Setting]:
+    """Every flagged setting of RunConfig, one per flag (``--size`` and
+    ``--preserve-color`` set the field of the chosen method's section)."""
+    out: dict[str, Setting] = {}
+    for section in SECTIONS:
+        cls = section_type(section)
+        hints = typing.get_type_hints(cls)
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            if "help" not in f.metadata:
+                continue
+            flag = flag_of(f)
+            if flag is None:
+                continue
+            target = (section, f.name)
+            methods = tuple(f.metadata["methods"])
+            if flag in out:
+                prev = out[flag]
+                out[flag] = dataclasses.replace(
+                    prev, targets=prev.targets + (target,),
+                    methods=tuple(dict.fromkeys(prev.methods + methods)))
+                continue
+            out[flag] = Setting(flag, (target,), hints[f.name], getattr(defaults, f.name),
+                                f.metadata["help"], methods, f.metadata["group"] or "Other",
+                                f.metadata["metavar"])
+    return list(out.values())
+
+
+def _set_field(cfg: RunConfig, section: str, name: str, value: Any) -> RunConfig:
+    if not section:
+        return dataclasses.replace(cfg, **{name: value})
+    sub = dataclasses.replace(getattr(cfg, section), **{name: value})
+    return dataclasses.replace(cfg, **{section: sub})
+
+
+def with_settings(cfg: RunConfig, values: Mapping[str, Any], *, method: Method) -> RunConfig:
+    """``cfg`` with command-line settings applied: ``values`` maps flags (``--iters``)
+    to values given by the user (None = not given). ``method`` is the resolved method.
+
+    A setting that does not apply to ``method`` is a UsageError that says so. Values are
+    validated by the config classes.
+    """
+    table = {s.flag: s for s in settings()}
+    for flag, value in values.items():
+        if value is None:
+            continue
+        s = table.get(flag)
+        if s is None:
+            raise UsageError(f"unknown setting {flag}")
+        if method not in s.methods:
+            only = " and ".join(s.methods)
+            raise UsageError(f"{flag} applies to the {only} method only, not --method {method}")
+        for section, name in s.targets:
+            sec_methods = _section_methods(section, name)
+            if method in sec_methods:
+                cfg = _set_field(cfg, section, name, value)
+    return cfg
+
+
+def _section_methods(section: str, name: str) -> tuple[Method, ...]:
+    f = next(f for f in dataclasses.fields(section_type(section)) if f.name == name)
+    return tuple(f.metadata.get("methods", BOTH))
+
+
+def check_applicable(cfg: RunConfig, given: set[str]) -> None:
+    """Settings given that have no effect with the chosen settings: a UsageError.
+
+    ``given`` are flags the user set. Flow settings need a method that uses flow
+    (``--temporal short|long`` with optim; ``--stability`` > 0 with fast)."""
+    flow_flags = {flag_of(f) for f in dataclasses.fields(FlowConfig)}
+    used = given & flow_flags
+    if used and not cfg.uses_flow:
+        why = ("--temporal none" if cfg.method == "optim" else "--stability 0")
+        raise UsageError(f"{', '.join(sorted(used))} has no effect with {why}: optical flow "
+                         "is used by --temporal short|long (optim) and the fast method's "
+                         "stabilization")
+
+
+def apply_params(obj: Any, params: Mapping[str, Any], where: str) -> Any:
+    """``obj`` (a config dataclass) with ``params`` (field name -> value) from a pipeline
+    file; an unknown name is a UsageError naming ``where``."""
+    names = {f.name for f in dataclasses.fields(obj)}
+    unknown = set(params) - names
+    if unknown:
+        raise UsageError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))} (known: "
+                         f"{', '.join(sorted(names))})")
+    return dataclasses.replace(obj, **dict(params))
+
+
+__all__ = [
+    "DEFAULT_FLOW_PRESET",
+    "DEFAULT_MODEL",
+    "FLOW_PRESETS",
+    "MAX_SIZE",
+    "METHODS",
+    "MIN_SIZE",
+    "RUNTIMES",
+    "X264_PRESETS",
+    "EncodeConfig",
+    "FastConfig",
+    "FlowConfig",
+    "OptimConfig",
+    "RunConfig",
+    "Setting",
+    "TemporalConfig",
+    "apply_params",
+    "check_applicable",
+    "coerce",
+    "fingerprint_of",
+    "settings",
+    "with_settings",
+]

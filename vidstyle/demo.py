@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from importlib import resources
 from pathlib import Path
 
 from vidstyle.config import FastConfig, OptimConfig, RunConfig
+from vidstyle.contracts import StyleSpec
+from vidstyle.engine import resolve_method
 
 
 def demo_input() -> Path:
@@ -14,10 +15,10 @@ def demo_input() -> Path:
 
 
 def demo_config(style: str = "starry") -> RunConfig:
-    """The fast network when it is shipped for ``style``; else a small optimization run."""
-    from vidstyle.stylize import default_method
-
-    if default_method(style) == "fast":
-        return RunConfig(style=style, method="fast", fast=FastConfig(size=640))
-    optim = dataclasses.replace(OptimConfig(), size=160, iters=10, multiscale=1)
-    return RunConfig(style=style, method="optim", optim=optim)
+    """The fast network at 640 px when it is shipped for ``style``; else a small
+    optimization run (160 px, 10 iterations)."""
+    spec = StyleSpec.parse(style)
+    if resolve_method(spec) == "fast":
+        return RunConfig(style=spec, method="fast", fast=FastConfig(size=640))
+    return RunConfig(style=spec, method="optim",
+                     optim=OptimConfig(size=160, iters=10, multiscale=1))

@@ -32,6 +32,7 @@ from vidstyle.fileio import atomic_write_bytes
 from vidstyle.flow.consistency import CUT_THRESHOLD, consistency_mask, cut_score
 from vidstyle.flow.estimate import FlowEstimator, make_flow
 from vidstyle.flow.io import read_flo
+from vidstyle.flow.pair import frame_pair
 from vidstyle.flow.warp import warp
 
 log = logging.getLogger(__name__)
@@ -317,7 +318,8 @@ def warp_error(
     for s_t, o_t in _paired(stylized_frames, source_frames):
         if prev is not None:
             v0, o0 = prev
-            fwd, bwd = pair_flows(o0, o_t, flow)
+            pair = frame_pair(o0, o_t, flow=flow, masks=False)  # the engine's flow stage
+            fwd, bwd = pair.forward, pair.backward
             # mask on frame t's grid: frame t+1 plays "A", frame t plays "B"
             m = consistency_mask(forward=bwd, backward=fwd)
             sq = (v0 - warp(s_t, fwd)).pow(2).mean(dim=1, keepdim=True)
@@ -396,8 +398,7 @@ def cut_scores(frames: Iterable[Frame], *, flow: FlowEstimator) -> list[float]:
     for f in frames:
         cur = as_frame(f)
         if prev is not None:
-            fwd, bwd = pair_flows(prev, cur, flow)
-            scores.append(cut_score(consistency_mask(forward=fwd, backward=bwd)))
+            scores.append(frame_pair(prev, cur, flow=flow).score)  # the engine's flow stage
         prev = cur
     return scores
 

@@ -100,3 +100,16 @@ def match_luminance(style_y: torch.Tensor, content_y: torch.Tensor) -> torch.Ten
     s_mu, s_sd = style_y.mean(), style_y.std().clamp_min(1e-6)
     c_mu, c_sd = content_y.mean(), content_y.std()
     return (style_y - s_mu) / s_sd * c_sd + c_mu
+
+
+def keep_colors(stylized: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``--preserve-color`` for a finished output: the stylized image's luminance with
+    the source's chroma (YIQ I and Q), clamped to [0, 1]. Both (B, 3, H, W) in [0, 1]."""
+    y = rgb_to_yiq(stylized)[:, :1]
+    iq = rgb_to_yiq(source.to(stylized))[:, 1:]
+    return yiq_to_rgb(torch.cat([y, iq], dim=1)).clamp_(0.0, 1.0)
+
+
+def working_size(h: int, w: int, size: int | None) -> tuple[int, int]:
+    """Frame size (h, w) at which to stylize: longest side ``size`` (None: unchanged)."""
+    return (h, w) if not size else fit_longest(h, w, size)

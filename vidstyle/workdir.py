@@ -18,10 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# atomic_path and sha256_file live in vidstyle.fileio; re-exported here for old callers.
-from vidstyle.fileio import atomic_path as atomic_path
 from vidstyle.fileio import atomic_write_bytes
-from vidstyle.fileio import sha256_file as sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +83,19 @@ class WorkDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=False)
+
+    def remove_stages(self) -> None:
+        """Remove every stage folder (those holding a ``fingerprint`` marker), then the
+        root if that left it empty: files a user keeps in a ``--work-dir`` stay."""
+        if not self.root.is_dir():
+            return
+        for d in self.root.iterdir():
+            if d.is_dir() and not d.is_symlink() and (d / "fingerprint").is_file():
+                shutil.rmtree(d)
+        try:
+            self.root.rmdir()
+        except OSError:
+            log.info("work folder %s kept: it holds other files", self.root)
 
 
 def default_work_dir(output: str | Path) -> Path:

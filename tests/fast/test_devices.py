@@ -12,11 +12,14 @@ import pytest
 import torch
 
 from vidstyle.config import FastConfig, RunConfig
+from vidstyle.contracts import FrameContext
 from vidstyle.fast import tiling
+from vidstyle.fast.inference import InferenceNet
 from vidstyle.fast.model_io import LoadedModel
 from vidstyle.fast.net import StyleNet
-from vidstyle.fast.runtime import FastStylizer, InferenceNet, build_runtime
+from vidstyle.fast.runtimes import build_runtime
 from vidstyle.fast.stabilize import FlowContext, Stabilizer
+from vidstyle.fast.stylizer import FastStylizer
 
 fake_tensor = pytest.importorskip("torch._subclasses.fake_tensor")
 
@@ -69,9 +72,11 @@ def test_tiles_many_styles_and_video_frames_on_the_device(fake_cuda_net):
     assert out.device.type == "cpu"
     st = stylizer("fp16", 0)
     x = torch.rand(1, 3, 64, 96)
-    stab = Stabilizer(flow=None, stability=0.7, feature_blend=True)  # type: ignore[arg-type]
-    st.stylize_video_frame(x, FlowContext(0, None, None, 1.0, False), stab, output_blend=False)
-    assert st.stylize_video_frame(x, _ctx(64, 96), stab, output_blend=False).device.type == "cpu"
+    st.stabilizer = Stabilizer(flow=None, stability=0.7, feature_blend=True)
+    st._first = False  # the feature blend is decided: on
+    st.stylize(x, FrameContext(index=0, size=(64, 96), pair=None))
+    assert st.stylize(x, FrameContext(index=1, size=(64, 96), pair=_ctx(64, 96))).device.type \
+        == "cpu"
 
 
 def test_the_check_catches_a_device_mix(fake_cuda_net):

@@ -14,20 +14,21 @@ import torch
 from PIL import Image
 
 from vidstyle.config import EncodeConfig, FastConfig, RunConfig
+from vidstyle.engine.stream import stream_frames, stylize_sequence
 from vidstyle.errors import StyleError
 from vidstyle.fast import tiling
+from vidstyle.fast.inference import InferenceNet
 from vidstyle.fast.model_io import save_model
 from vidstyle.fast.net import StyleNet
-from vidstyle.fast.runtime import (
-    InferenceNet,
+from vidstyle.fast.runtimes import (
     Runtime,
     TorchRuntime,
     build_runtime,
     clear_runtime_cache,
-    make_fast_stylizer,
     select_runtime,
-    style_vector,
 )
+from vidstyle.fast.stabilize import default_flow
+from vidstyle.fast.stylizer import make_fast_stylizer, style_vector
 from vidstyle.media import iter_frames, probe
 from vidstyle.tensors import to_tensor
 
@@ -91,11 +92,11 @@ def test_mix_endpoints_equal_single_styles(model_file: Path, data_dir: Path) -> 
 def test_strength_zero_returns_the_input(model_file: Path, data_dir: Path) -> None:
     rgb = _photo(data_dir)
     st0 = make_fast_stylizer(config=_config(model_file, strength=0.0), device="cpu")
-    assert np.array_equal(st0.stylize(rgb), rgb)
+    assert np.array_equal(st0.stylize_rgb(rgb), rgb)
     st1 = make_fast_stylizer(config=_config(model_file, strength=1.0), device="cpu")
     sth = make_fast_stylizer(config=_config(model_file, strength=0.5), device="cpu")
-    full = st1.stylize(rgb).astype(float)
-    half = sth.stylize(rgb).astype(float)
+    full = st1.stylize_rgb(rgb).astype(float)
+    half = sth.stylize_rgb(rgb).astype(float)
     assert np.abs(full - rgb).mean() > 5
     assert np.abs(half - (full + rgb) / 2).max() <= 1.0  # a pixel blend (rounding only)
     assert st0.fingerprint() != st1.fingerprint()
@@ -224,7 +225,7 @@ def _pts(path: Path, n: int) -> list[int]:
         return sorted(f.pts for f in c.decode(video=0))[:n]
 
 
-def test_run_stream_keeps_frame_count_pts_and_audio(
+def test_stream_frames_keeps_frame_count_pts_and_audio(
     model_file: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     src = data_dir / "video" / "bigbuckbunny.mp4"
@@ -233,9 +234,10 @@ def test_run_stream_keeps_frame_count_pts_and_audio(
     cfg = _config(model_file, size=128)
     st = make_fast_stylizer(config=cfg, device="cpu")
     events = []
-    n = st.run_stream(src, out, info=info, encode=EncodeConfig(preset="ultrafast"),
-                      max_frames=10, progress=events.append)
-    assert n == 10 and events[-1].done == 10
+    res = stream_frames(st, input_path=src, output_path=out, info=info,
+                        encode=EncodeConfig(preset="ultrafast"), max_frames=10,
+                        flow=default_flow(), masks=True, cache=None, progress=events.append)
+    assert res.frames == 10 and events[-1].done == 10
     got = probe(out)
     assert got.frame_count == 10 and max(got.width, got.height) == 128
     assert got.audio_codec is not None
@@ -246,7 +248,7 @@ def test_run_stream_keeps_frame_count_pts_and_audio(
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
 
 
-def test_run_stream_interrupt_leaves_no_output(
+def test_stream_frames_interrupt_leaves_no_output(
     model_file: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     src = data_dir / "video" / "bigbuckbunny.mp4"
@@ -259,8 +261,9 @@ def test_run_stream_interrupt_leaves_no_output(
 
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        st.run_stream(src, out, info=probe(src), encode=EncodeConfig(preset="ultrafast"),
-                      max_frames=30, progress=progress)
+        stream_frames(st, input_path=src, output_path=out, info=probe(src),
+                      encode=EncodeConfig(preset="ultrafast"), max_frames=30,
+                      flow=default_flow(), masks=True, cache=None, progress=progress)
     assert time.monotonic() - t0 < 20
     assert list(tmp_path.iterdir()) == []
 
@@ -283,7 +286,8 @@ def test_full_hd_clip(model_file: Path, data_dir: Path, tmp_path: Path) -> None:
 
     src = data_dir / "video" / "bigbuckbunny.mp4"
     hd = tmp_path / "hd.mp4"
-    with MediaWriter(hd, source=probe(src), preset="ultrafast", copy_audio=False) as wr:
+    with MediaWriter(hd, source=probe(src),
+                     encode=EncodeConfig(preset="ultrafast", copy_audio=False)) as wr:
         for f in iter_frames(src):
             if f.index >= 3:
                 break
@@ -292,10 +296,12 @@ def test_full_hd_clip(model_file: Path, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     for tile in (0, 768):
         st = make_fast_stylizer(config=_config(model_file, tile=tile), device="cpu")
-        n = st.run_stream(hd, out, info=probe(hd), encode=EncodeConfig(preset="ultrafast"),
-                          max_frames=None, progress=None)
+        res = stream_frames(st, input_path=hd, output_path=out, info=probe(hd),
+                            encode=EncodeConfig(preset="ultrafast"), max_frames=None,
+                            flow=default_flow(), masks=True, cache=None,
+                            progress=lambda ev: None)
         got = probe(out)
-        assert n == 3 and (got.width, got.height, got.frame_count) == (1920, 1080, 3)
+        assert res.frames == 3 and (got.width, got.height, got.frame_count) == (1920, 1080, 3)
 
 
 # --------------------------------------------------------------------------- devices
@@ -359,10 +365,8 @@ def test_fast_video_on_cuda_matches_the_cpu(
     for dev in ("cpu", "cuda"):
         clear_runtime_cache()
         st = make_fast_stylizer(config=_config(model_file), device=dev)
-        stab = st.make_stabilizer(0.7)
-        stab.feature_blend = st.supports_hooks(tuple(frames[0].shape[-2:]))
-        assert stab.feature_blend
-        outs[dev] = [st.stylize_video_frame(x, stab.prepare(x), stab) for x in frames]
+        assert st.supports_hooks(tuple(frames[0].shape[-2:]))
+        outs[dev], _ = stylize_sequence(st, frames, flow=default_flow())
     for a, b in zip(outs["cpu"], outs["cuda"], strict=True):
         assert b.device.type == "cpu" and (a - b).abs().max() < 2e-3
     clear_runtime_cache()
@@ -370,7 +374,7 @@ def test_fast_video_on_cuda_matches_the_cpu(
 
 def test_cli_offers_every_runtime() -> None:
     from vidstyle.cli import cli
-    from vidstyle.fast.runtime import RUNTIMES
+    from vidstyle.config import RUNTIMES
 
-    opt = next(p for p in cli.commands["run"].params if p.name == "runtime")
+    opt = next(p for p in cli.commands["run"].params if p.name == "cfg_runtime")
     assert tuple(opt.type.choices) == RUNTIMES

@@ -9,8 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
+from vidstyle.config import FastConfig, RunConfig
+from vidstyle.engine.stream import stylize_sequence
 from vidstyle.evaluate import warp_error
+from vidstyle.fast.inference import InferenceNet
+from vidstyle.fast.model_io import load_shipped
 from vidstyle.fast.stabilize import Stabilizer, default_flow
+from vidstyle.fast.stylizer import FastStylizer, make_fast_stylizer
 from vidstyle.flow import make_flow
 
 
@@ -95,17 +100,17 @@ def test_bad_stability_is_rejected() -> None:
 # ---------------------------------------------------------------- feature-level blending
 
 
-def _shipped_stylizer(size: int = 128):  # noqa: ANN202 - FastStylizer
-    from vidstyle.config import FastConfig, RunConfig
-    from vidstyle.fast.runtime import make_fast_stylizer
-
-    cfg = RunConfig(style="starry", method="fast", fast=FastConfig(size=size, runtime="eager"))
+def _shipped_stylizer(size: int = 128, stability: float = 0.7) -> FastStylizer:
+    cfg = RunConfig(style="starry", method="fast",
+                    fast=FastConfig(size=size, runtime="eager", stability=stability))
     return make_fast_stylizer(config=cfg, device="cpu")
 
 
+def _with_stability(st: FastStylizer, stability: float) -> FastStylizer:
+    return _shipped_stylizer(st.config.fast.size or 128, stability)
+
+
 def test_identity_hook_changes_nothing_and_sees_quarter_resolution_features() -> None:
-    from vidstyle.fast.model_io import load_shipped
-    from vidstyle.fast.runtime import InferenceNet
 
     model = load_shipped("fast7")
     net = InferenceNet(model.net.float())
@@ -131,10 +136,9 @@ def test_feature_blend_stabilizes_the_trained_network_on_a_real_pan(data_dir: Pa
     st = _shipped_stylizer()
     src = _pan(data_dir, "tubingen.jpg", 8, size=(96, 128), step=(1, 3))
     raw = [st.stylize_tensor(x) for x in src]
-    stab = st.make_stabilizer(0.7)
     assert st.supports_hooks((96, 128))
-    stab.feature_blend = True
-    out = [st.stylize_video_frame(x, stab.prepare(x), stab) for x in src]
+    out, _ = stylize_sequence(st, src, flow=default_flow())
+    assert st.stabilizer is not None and st.stabilizer.feature_blend
     assert torch.allclose(out[0], raw[0])  # first frame: nothing to blend with
     judge = make_flow("dis", preset="medium")
     e_raw = warp_error(raw, src, flow=judge).mean
@@ -151,10 +155,10 @@ def test_feature_blend_stabilizes_the_trained_network_on_a_real_pan(data_dir: Pa
 def test_feature_blend_is_off_across_a_cut(data_dir: Path) -> None:
     st = _shipped_stylizer()
     src = _pan(data_dir, "tubingen.jpg", 3) + _pan(data_dir, "golden_gate.jpg", 2)
-    stab = st.make_stabilizer(0.8)
-    stab.feature_blend = True
-    out = [st.stylize_video_frame(x, stab.prepare(x), stab) for x in src]
-    assert stab.cuts == [3]
+    st = _with_stability(st, 0.8)
+    out, cuts = stylize_sequence(st, src, flow=default_flow())
+    assert st.stabilizer is not None and st.stabilizer.feature_blend
+    assert cuts == [3]
     assert torch.allclose(out[3], st.stylize_tensor(src[3]))  # fresh shot: raw output
     assert not torch.allclose(out[4], st.stylize_tensor(src[4]), atol=1e-3)  # blend on again
 

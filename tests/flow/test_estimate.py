@@ -44,7 +44,7 @@ def test_dis_recovers_a_known_translation():
     big = smooth_texture(h + 20, w + 20, seed=3, blur=3)
     a = big[..., 10 : 10 + h, 10 : 10 + w]
     b = big[..., 7 : 7 + h, 12 : 12 + w]  # b(x) = a(x - (-2, 3)) -> flow (+(-2), +3)
-    flow = make_flow("dis").estimate(torch.cat([a, a]), torch.cat([b, b]))
+    flow = make_flow("dis", preset="medium").estimate(torch.cat([a, a]), torch.cat([b, b]))
     assert flow.shape == (2, 2, h, w) and flow.dtype == torch.float32
     inner = flow[..., 10:-10, 10:-10]
     assert abs(float(inner[:, 0].median()) - (-2.0)) < 0.1

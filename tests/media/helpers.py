@@ -80,11 +80,12 @@ def audio_summary(path: Path) -> tuple[str, int, float] | None:
 
 def transcode(inp: Path, out: Path, **writer_kwargs) -> Path:
     """Probe ``inp`` and re-encode every frame to ``out`` through the library."""
+    from vidstyle.config import EncodeConfig
     from vidstyle.media import MediaWriter, check_output_path, iter_frames, probe
 
     out = check_output_path(out, input_path=inp)
     info = probe(inp)
-    with MediaWriter(out, source=info, **writer_kwargs) as w:
+    with MediaWriter(out, source=info, encode=EncodeConfig(**writer_kwargs)) as w:
         for frame in iter_frames(inp):
             w.write(frame)
     return out

@@ -9,6 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from vidstyle.config import EncodeConfig
 from vidstyle.errors import InputError
 from vidstyle.media import Frame, iter_frames, probe
 
@@ -104,7 +105,8 @@ def test_decode_and_encode_memory_is_flat(data_dir, tmp_path):
     src = data_dir / "video" / "bikes.mp4"
     info = probe(src)
     rss = {}
-    with MediaWriter(tmp_path / "out.mp4", source=info, preset="ultrafast") as w:
+    with MediaWriter(tmp_path / "out.mp4", source=info,
+                     encode=EncodeConfig(preset="ultrafast")) as w:
         for f in iter_frames(src):
             w.write(f)
             if f.index in (40, 249):

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from vidstyle.config import EncodeConfig
 from vidstyle.errors import InputError, OutputError, UsageError
 from vidstyle.media import MediaWriter, check_output_path, iter_frames, probe
 
@@ -112,9 +113,9 @@ def test_abort_and_empty_close(data_dir, tmp_path):
 def test_bad_writer_settings_are_usage_errors(tmp_path, data_dir):
     info = probe(data_dir / "video" / "carphone_pristine.mp4")
     with pytest.raises(UsageError):
-        MediaWriter(tmp_path / "x.mp4", source=info, crf=99)
+        MediaWriter(tmp_path / "x.mp4", source=info, encode=EncodeConfig(crf=99))
     with pytest.raises(UsageError):
-        MediaWriter(tmp_path / "x.mp4", source=info, preset="warp9")
+        MediaWriter(tmp_path / "x.mp4", source=info, encode=EncodeConfig(preset="warp9"))
     assert _leftovers(tmp_path) == []
 
 

@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from vidstyle.config import EncodeConfig
 from vidstyle.media import iter_frames, probe
 
 from .helpers import audio_summary, decoded_pts, psnr, synthetic_rgb, transcode
@@ -139,7 +140,8 @@ def test_colours_match_for_hd_size(tmp_path, data_dir):
 
     info = probe(data_dir / "video" / "bigbuckbunny.mp4")
     out = tmp_path / "hd.mkv"
-    with MediaWriter(out, source=info, copy_audio=False, preset="ultrafast") as w:
+    with MediaWriter(out, source=info,
+                     encode=EncodeConfig(copy_audio=False, preset="ultrafast")) as w:
         w.write(synthetic_rgb(0, 1280, 720))
     (f,) = list(iter_frames(out))
     y0, x0 = 90, 90  # centre of the 180 px square at frame 0
@@ -158,7 +160,7 @@ def test_audio_falls_back_to_transcoding_when_copy_fails(data_dir, tmp_path, mon
     monkeypatch.setitem(encode._SPECS, "webm", spec)
     src = data_dir / "video" / "bigbuckbunny.mp4"
     out = tmp_path / "fallback.webm"
-    with MediaWriter(out, source=probe(src), preset="ultrafast") as w:
+    with MediaWriter(out, source=probe(src), encode=EncodeConfig(preset="ultrafast")) as w:
         for f in iter_frames(src):
             if f.index >= 3:
                 break
@@ -175,7 +177,7 @@ def test_short_output_cuts_copied_audio(data_dir, tmp_path):
 
     src = data_dir / "video" / "bigbuckbunny.mp4"
     out = tmp_path / "first_second.mkv"
-    with MediaWriter(out, source=probe(src), preset="ultrafast") as w:
+    with MediaWriter(out, source=probe(src), encode=EncodeConfig(preset="ultrafast")) as w:
         for f in iter_frames(src):
             if f.index >= 25:
                 break

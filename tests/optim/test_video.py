@@ -17,11 +17,13 @@ import torch
 from torch import nn
 
 from vidstyle.config import OptimConfig, RunConfig, TemporalConfig
+from vidstyle.contracts import frame_unit
+from vidstyle.engine.clip import run_clip
 from vidstyle.errors import UsageError
 from vidstyle.evaluate import warp_error
-from vidstyle.flow import make_flow
+from vidstyle.flow import flow_from_config, make_flow
 from vidstyle.media import iter_frames
-from vidstyle.optim.video import TemporalOptimStylizer, blend, frame_unit, references
+from vidstyle.optim.video import TemporalOptimStylizer, blend, references
 from vidstyle.vgg import VGGFeatures
 from vidstyle.workdir import WorkDir, load_png
 
@@ -86,7 +88,8 @@ def run(stylizer, frames, root: Path, n: int, progress=None, name: str = "styliz
         if progress is not None:
             progress(ev)
 
-    counts = stylizer.run_stage(frames=frames, stage=stage, work=work, n_frames=n, progress=on)
+    counts = run_clip(stylizer, frames=frames, stage=stage, work=work, n_frames=n, progress=on,
+                      flow=flow_from_config(stylizer.config.flow))
     outs = [load_png(stage.path(frame_unit(i))) for i in range(n)] if stage.count("frame_*") \
         == n else None
     return counts, outs, events, work
@@ -297,7 +300,7 @@ def test_clip_is_streamed_not_held(tiny_net, data_dir, tmp_path):
 
 
 def test_pipeline_runs_the_clip_stage(tiny_net, data_dir, tmp_path):
-    from vidstyle.pipeline import run as run_pipeline
+    from vidstyle.engine import run as run_pipeline
 
     src = data_dir / "video" / "tears_of_steel_2s.webm"
     cfg = RunConfig(optim=OptimConfig(size=64, iters=4, multiscale=1),
@@ -310,8 +313,10 @@ def test_pipeline_runs_the_clip_stage(tiny_net, data_dir, tmp_path):
             style_layers=STYLE_LAYERS, content_layers=CONTENT_LAYERS)
 
     out = tmp_path / "out.mp4"
-    res = run_pipeline(src, out, cfg, work_dir=tmp_path / "work", stylizer_factory=factory)
+    res = run_pipeline(src, out, cfg, work_dir=tmp_path / "work", stylizer_factory=factory,
+                       keep_work=True)
     assert (res.frames, res.computed, res.reused) == (4, 4, 0)
     assert len(list(iter_frames(out))) == 4
-    again = run_pipeline(src, out, cfg, work_dir=tmp_path / "work", stylizer_factory=factory)
+    again = run_pipeline(src, out, cfg, work_dir=tmp_path / "work", stylizer_factory=factory,
+                         overwrite=True)
     assert (again.computed, again.reused) == (0, 4)

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from vidstyle.config import DEFAULT_MODEL
 from vidstyle.errors import StyleError, WeightsError
 from vidstyle.fast.net import StyleNet
 from vidstyle.fileio import atomic_path, atomic_write_text, sha256_file
@@ -55,7 +56,7 @@ class LoadedModel:
             raise StyleError(f"unknown style {name!r} for this model (known: {known})") from None
 
 
-def _atomic_torch_save(obj: object, path: Path) -> None:
+def atomic_torch_save(obj: object, path: Path) -> None:
     """``torch.save`` ``obj`` to ``path`` atomically (see :func:`vidstyle.fileio.atomic_path`)."""
     with atomic_path(path, suffix=".tmp") as tmp:
         torch.save(obj, tmp)
@@ -82,7 +83,7 @@ def save_model(
         "info": dict(info or {}),
     }
     out = Path(path)
-    _atomic_torch_save(payload, out)
+    atomic_torch_save(payload, out)
     return sha256_file(out)
 
 
@@ -225,7 +226,6 @@ def write_manifest_entry(
 
 
 #: The shipped model used when no --model is given.
-DEFAULT_MODEL = "fast7"
 
 
 def shipped_style_names(name: str = DEFAULT_MODEL) -> tuple[str, ...]:

@@ -43,12 +43,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidstyle.config import FlowConfig
+from vidstyle.contracts import FramePair
 from vidstyle.flow import (
     CUT_THRESHOLD,
     bicubic_plan,
-    consistency_mask,
-    cut_score,
-    make_flow,
+    flow_from_config,
+    frame_pair,
     resize_flow,
     warp,
     warp_with_plan,
@@ -57,9 +58,6 @@ from vidstyle.flow.estimate import FlowEstimator
 
 log = logging.getLogger(__name__)
 
-#: Flow used for stabilization: DIS preset and the fraction of the frame size it runs at.
-DEFAULT_FLOW_PRESET = "fast"
-DEFAULT_FLOW_SCALE = 1.0
 #: With feature-level blending, the blend weight at each network point is min(1, gain * s).
 #: Tuned on vtest_000-010s.avi and bikes.mp4 (benchmarks/eval_fast_temporal.py): at the
 #: default s = 0.7 they are 0.9 before and 0.5 after the residual blocks, 0.3 at the output
@@ -76,9 +74,10 @@ PHOTOMETRIC_SIGMA: float | None = None
 
 
 def default_flow() -> FlowEstimator:
-    """DIS ``fast`` at the frame size (half size costs less but raised the warping error
-    of stabilized bikes.mp4 output by a third)."""
-    return make_flow("dis", preset=DEFAULT_FLOW_PRESET, scale=DEFAULT_FLOW_SCALE)
+    """The flow of :class:`~vidstyle.config.FlowConfig`'s defaults (DIS ``fast`` at the frame
+    size; half size costs less but raised the warping error of stabilized bikes.mp4 output
+    by a third)."""
+    return flow_from_config(FlowConfig())
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -178,6 +177,10 @@ class FlowContext:
     cut: bool
 
 
+#: Motion of one frame as the stabilizer reads it: the engine's pair or :meth:`prepare`'s.
+Motion = FlowContext | FramePair
+
+
 class Stabilizer:
     """Blends each new stylized frame with the flow-warped previous output.
 
@@ -195,7 +198,7 @@ class Stabilizer:
     def __init__(
         self,
         *,
-        flow: FlowEstimator,
+        flow: FlowEstimator | None,
         stability: float,
         cut_threshold: float = CUT_THRESHOLD,
         photometric_sigma: float | None = PHOTOMETRIC_SIGMA,
@@ -231,7 +234,7 @@ class Stabilizer:
             return min(1.0, OUTPUT_GAIN_WITH_FEATURES * self.stability)
         return self.stability
 
-    def feature_hook(self, ctx: FlowContext) -> Callable[[str, torch.Tensor], torch.Tensor]:
+    def feature_hook(self, ctx: Motion | None) -> Callable[[str, torch.Tensor], torch.Tensor]:
         """A network feature hook for this frame (``InferenceNet.forward(..., hook=)``).
 
         At each point it blends the features (1, C, h, w) with the previous frame's features
@@ -257,6 +260,7 @@ class Stabilizer:
             out = features
             if (
                 prev is not None
+                and ctx is not None
                 and ctx.backward is not None
                 and ctx.mask is not None
                 and not ctx.cut
@@ -280,27 +284,27 @@ class Stabilizer:
         prev, self._prev_source = self._prev_source, source
         if prev is None or prev.shape != source.shape or self.stability == 0.0:
             return FlowContext(index, None, None, 1.0, prev is not None)
-        fwd = self.flow.estimate(prev, source)
-        bwd = self.flow.estimate(source, prev)
-        mask = consistency_mask(forward=fwd, backward=bwd)
-        score = cut_score(mask)
+        if self.flow is None:
+            raise ValueError("this Stabilizer has no flow estimator: pass the engine's motion")
+        pair = frame_pair(prev, source, flow=self.flow, cut_threshold=self.cut_threshold)
+        mask = pair.mask
         if self.photometric_sigma:
             # flow errors the forward-backward check misses show as a residual between the
             # source frame and its warped predecessor: trust the flow less there
-            res = (source - warp(prev, bwd)).pow(2).mean(dim=1, keepdim=True)
+            res = (source - warp(prev, pair.backward)).pow(2).mean(dim=1, keepdim=True)
             mask = mask * torch.exp(-res / (self.photometric_sigma**2))
-        cut = score < self.cut_threshold
-        if cut:
+        if pair.cut:
             self.cuts.append(index)
-            log.debug("frame %d: shot cut (consistent %.2f), no blending", index, score)
-        return FlowContext(index, bwd, mask, score, cut)
+            log.debug("frame %d: shot cut (consistent %.2f), no blending", index, pair.score)
+        return FlowContext(index, pair.backward, mask, pair.score, pair.cut)
 
-    def apply(self, ctx: FlowContext, stylized: torch.Tensor) -> torch.Tensor:
+    def apply(self, ctx: Motion | None, stylized: torch.Tensor) -> torch.Tensor:
         """Blend ``stylized`` (1, 3, H, W) with the warped previous output; returns O_t."""
         prev = self._prev_out
         out = stylized
         if (
             prev is not None
+            and ctx is not None
             and ctx.backward is not None
             and not ctx.cut
             and prev.shape == stylized.shape
@@ -319,5 +323,5 @@ class Stabilizer:
         return self.apply(self.prepare(source), stylized)
 
 
-__all__ = ["DEFAULT_FLOW_PRESET", "DEFAULT_FLOW_SCALE", "FEATURE_GAINS",
+__all__ = ["FEATURE_GAINS", "Motion",
            "OUTPUT_GAIN_WITH_FEATURES", "FlowContext", "Stabilizer", "default_flow"]

@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vidstyle.fast.runtime import InferenceNet, merge_stats
+from vidstyle.fast.inference import InferenceNet, merge_stats
 
 #: Frames with more pixels than this are tiled when ``FastConfig.tile`` is 0 (automatic).
 #: About 2 GB of activations in float32 at 4096x2304.

@@ -21,10 +21,12 @@ from vidstyle.flow.estimate import (
     DualTVL1Flow,
     FlowEstimator,
     RaftFlow,
+    flow_from_config,
     make_flow,
     resize_flow,
 )
 from vidstyle.flow.io import load_flow, read_flo, save_flow, write_flo
+from vidstyle.flow.pair import frame_pair
 from vidstyle.flow.warp import bicubic_plan, valid_mask, warp, warp_with_plan
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
     "DeepFlow",
     "DualTVL1Flow",
     "FlowEstimator",
+    "frame_pair",
+    "flow_from_config",
     "RaftFlow",
     "consistency_mask",
     "cut_score",

@@ -28,15 +28,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidstyle.config import DEFAULT_FLOW_PRESET, FLOW_PRESETS, FlowConfig
 from vidstyle.errors import InputError, UsageError, WeightsError
 
 log = logging.getLogger(__name__)
 
-METHODS = ("dis", "deepflow", "dualtvl1", "raft")
-DIS_PRESETS = ("ultrafast", "fast", "medium")
-RAFT_PRESETS = ("large", "small")
-#: The generic default preset; backends without presets accept it (and "default").
-DEFAULT_PRESET = "medium"
+METHODS = tuple(FLOW_PRESETS)
+DIS_PRESETS = FLOW_PRESETS["dis"]
+RAFT_PRESETS = FLOW_PRESETS["raft"]
 OPENCV_THREADS = 2
 
 
@@ -102,6 +101,10 @@ class _Estimator:
     def __repr__(self) -> str:
         return f"<FlowEstimator {self.fingerprint()}>"
 
+    def check(self) -> None:
+        """Raise now what would fail at the first estimate (missing weights or modules)."""
+        return None
+
     def estimate(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         _check_pair(a, b)
         h, w = a.shape[-2:]
@@ -161,6 +164,9 @@ class _OpenCVEstimator(_Estimator):
 
     def _create(self) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def check(self) -> None:
+        self._create()  # raises UsageError when OpenCV's contrib modules are missing
 
     def estimate(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         # Resizing happens in OpenCV on the uint8 grayscale frames: cheaper than torch,
@@ -318,6 +324,9 @@ class RaftFlow(_Estimator):
             weights = str(raft_weights_enum(self.preset))
         return f"preset={self.preset},weights={weights},iters={self.num_flow_updates}"
 
+    def check(self) -> None:
+        self.load()
+
     def load(self) -> torch.nn.Module:
         """Build the network and load its weights (first call only). Raises WeightsError."""
         if self._model is not None:
@@ -379,7 +388,7 @@ class RaftFlow(_Estimator):
 def make_flow(
     method: str = "dis",
     *,
-    preset: str = DEFAULT_PRESET,
+    preset: str | None = None,
     scale: float = 1.0,
     weights_path: str | os.PathLike[str] | None = None,
     device: torch.device | str = "cpu",
@@ -387,24 +396,28 @@ def make_flow(
     """Build a flow backend by name.
 
     method: "dis" | "deepflow" | "dualtvl1" | "raft".
-    preset: DIS: "ultrafast" | "fast" | "medium". RAFT: "large" | "small" ("medium", the
-      generic default, means "large"). DeepFlow and TV-L1 have none ("medium" and
-      "default" are accepted).
+    preset: DIS: "ultrafast" | "fast" | "medium"; RAFT: "large" | "small"; DeepFlow and
+      TV-L1 have none. None: the method's default (:data:`vidstyle.config.DEFAULT_FLOW_PRESET`,
+      the one table of flow defaults).
     scale: in (0, 1]; < 1 estimates at that fraction of the frame size.
     weights_path, device: RAFT only (OpenCV backends run on the CPU).
     Raises UsageError for an unknown method or preset.
     """
+    if method not in METHODS:
+        raise UsageError(f"unknown flow method {method!r}: use one of {', '.join(METHODS)}")
+    if preset is None:
+        preset = DEFAULT_FLOW_PRESET[method]
     if method == "dis":
-        return DISFlow(preset=preset, scale=scale)
+        return DISFlow(preset=preset or "fast", scale=scale)
     if method == "raft":
-        return RaftFlow(
-            preset="large" if preset == DEFAULT_PRESET else preset,
-            scale=scale,
-            weights_path=weights_path,
-            device=device,
-        )
-    if method in ("deepflow", "dualtvl1"):
-        if preset not in (DEFAULT_PRESET, "default"):
-            raise UsageError(f"flow method {method!r} has no preset {preset!r}")
-        return DeepFlow(scale=scale) if method == "deepflow" else DualTVL1Flow(scale=scale)
-    raise UsageError(f"unknown flow method {method!r}: use one of {', '.join(METHODS)}")
+        return RaftFlow(preset=preset or "large", scale=scale, weights_path=weights_path,
+                        device=device)
+    if preset is not None:
+        raise UsageError(f"--flow {method} has no presets (got {preset!r})")
+    return DeepFlow(scale=scale) if method == "deepflow" else DualTVL1Flow(scale=scale)
+
+
+def flow_from_config(config: FlowConfig, *, device: torch.device | str = "cpu") -> FlowEstimator:
+    """The flow backend of a :class:`~vidstyle.config.FlowConfig`."""
+    return make_flow(config.method, preset=config.resolved_preset, scale=config.scale,
+                     weights_path=config.weights_path, device=device)

@@ -3,6 +3,7 @@
 Videos go through PyAV (FFmpeg), stills through Pillow; both give the same :class:`Frame`.
 """
 
+from ..config import X264_PRESETS
 from .common import (
     IMAGE_SUFFIXES,
     READ_ONLY_VIDEO_SUFFIXES,
@@ -13,7 +14,7 @@ from .common import (
     is_video_path,
 )
 from .decode import iter_frames
-from .encode import X264_PRESETS, MediaWriter, check_output_path
+from .encode import MediaWriter, check_output_path
 from .image import read_image, write_image
 from .probe import MediaInfo, probe
 

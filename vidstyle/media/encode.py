@@ -47,6 +47,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..config import EncodeConfig
 from ..errors import OutputError, OutputPathError, UsageError
 from .common import (
     IMAGE_SUFFIXES,
@@ -62,10 +63,6 @@ from .probe import MediaInfo
 
 logger = logging.getLogger(__name__)
 
-X264_PRESETS = (
-    "ultrafast", "superfast", "veryfast", "faster", "fast",
-    "medium", "slow", "slower", "veryslow", "placebo",
-)
 
 # x264 preset -> (libvpx deadline, cpu-used). libvpx "good" mode runs ~150 ms per
 # 960x400 frame on 2 cores whatever cpu-used is, so the fast presets use "realtime"
@@ -251,16 +248,16 @@ class MediaWriter:
     Args:
         path: output file; its suffix picks the container/format.
         source: MediaInfo of the input (fps, time base, rotation, audio come from it).
-        crf: quality, x264 scale 0 (lossless) .. 51; mapped for VP9.
-        preset: x264 preset name (speed); mapped to libvpx speed settings for VP9.
-        copy_audio: carry the source's audio over (copied, or transcoded if needed).
+        encode: :class:`~vidstyle.config.EncodeConfig` (default: its defaults): ``crf``
+            quality, x264 scale 0 (lossless) .. 51, mapped for VP9; ``preset`` x264 speed,
+            mapped to libvpx speed settings for VP9; ``copy_audio`` carries the source's
+            audio over (copied, or transcoded if needed).
 
-    The constructor touches no file. Raises OutputPathError for an unsupported suffix and
-    UsageError for a bad crf/preset.
+    The constructor touches no file. Raises OutputPathError for an unsupported suffix.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, source: MediaInfo, crf: int = 18,
-                 preset: str = "veryfast", copy_audio: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, source: MediaInfo,
+                 encode: EncodeConfig | None = None) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
@@ -274,14 +271,11 @@ class MediaWriter:
                 f"unsupported output suffix {suffix or '(none)'} for {self.path}; "
                 f"use one of {_SUPPORTED}"
             )
-        if not isinstance(crf, int) or not 0 <= crf <= 51:
-            raise UsageError(f"crf must be an integer in 0..51, got {crf!r}")
-        if preset not in X264_PRESETS:
-            raise UsageError(f"unknown preset {preset!r}; use one of {', '.join(X264_PRESETS)}")
+        encode = encode or EncodeConfig()
         self.source = source
-        self.crf = crf
-        self.preset = preset
-        self.copy_audio = copy_audio
+        self.crf = encode.crf
+        self.preset = encode.preset
+        self.copy_audio = encode.copy_audio
         self._tmp: Path | None = None
         self._container: av.container.OutputContainer | None = None
         self._vstream: av.video.stream.VideoStream | None = None

@@ -1,7 +1,8 @@
 """Temporally consistent video stylization by optimization (Ruder, Dosovitskiy & Brox 2016).
 
-The whole clip is one unit of work (:meth:`TemporalOptimStylizer.run_stage`, called by
-:func:`vidstyle.pipeline.run`), because frame i depends on the stylized frames before it:
+The whole clip is one unit of work (:meth:`TemporalOptimStylizer.stylize_clip`, a clip
+stylizer of :mod:`vidstyle.engine`), because frame i depends on the stylized frames
+before it:
 
 - **short-term** (``mode="short"``): frame i starts from the stylized frame i-1 warped onto
   frame i by the backward flow (i -> i-1) where the consistency mask c is 1, and (with
@@ -32,12 +33,11 @@ the full ``optim.iters`` with the coarse-to-fine schedule; warm-started frames g
 Work directory (every artifact written atomically; a killed run resumes at the first
 unfinished frame of the unfinished pass):
 
-- ``decode/``: the content frames at working size as PNG (``frame_NNNNNN.png``) plus
-  ``index.json`` (frame count, working size and a SHA-256 per frame) once complete, so
-  passes in either direction stream frames from disk instead of holding the clip.
-- ``flow/``: ``pair_<hash a>_<hash b>.npz``, the forward (a -> b) and backward (b -> a) flow
-  of two frames (float16), named by the frames' content hashes; its fingerprint holds only
-  the flow settings, so flows are reused across runs and styles.
+- ``decode/`` (the engine's decode stage): the content frames at working size as PNG,
+  so passes in either direction stream frames from disk instead of holding the clip.
+- ``flow/`` (the engine's flow stage, :class:`vidstyle.flow.cache.PairFlowCache`): the
+  forward and backward flow of two frames, named by the frames' content hashes, reused
+  across runs and styles.
 - ``pass_K/``: the frames of intermediate pass K; the last pass writes into the pipeline's
   stylize stage. Intermediate passes are deleted when the last one is complete.
 
@@ -52,35 +52,34 @@ references of one frame and the flows of the next few frames are held, never the
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
 from vidstyle.config import RunConfig, fingerprint_of
-from vidstyle.errors import InputError, UsageError
-from vidstyle.fileio import atomic_write_bytes, sha256_file
+from vidstyle.contracts import (
+    ClipSource,
+    ProgressEvent,
+    ProgressFn,
+    StylizerNeeds,
+    frame_unit,
+)
+from vidstyle.fileio import sha256_file
 from vidstyle.flow import (
     consistency_mask,
     is_cut,
-    load_flow,
     long_term_weights,
-    make_flow,
-    save_flow,
     warp,
 )
-from vidstyle.flow.estimate import FlowEstimator
-from vidstyle.imageops import load_image, resize
+from vidstyle.flow.cache import PairFlowCache
+from vidstyle.imageops import load_image, resize, working_size
 from vidstyle.optim.image import GatysStylizer, IterationEvent, TemporalTerms
 from vidstyle.tensors import to_tensor, to_uint8
 from vidstyle.workdir import Stage, WorkDir, load_png, save_png
@@ -90,18 +89,6 @@ log = logging.getLogger(__name__)
 MODES = ("none", "short", "long")
 #: How many frames ahead (in processing order) the flow worker prefetches.
 PREFETCH_FRAMES = 2
-
-
-def frame_unit(i: int) -> str:
-    """Artifact name of frame ``i`` (same as :func:`vidstyle.pipeline.frame_unit`)."""
-    return f"frame_{i:06d}.png"
-
-
-def frame_hash(rgb: np.ndarray) -> str:
-    """SHA-256 (hex) of an (H, W, 3) uint8 frame's shape and pixels."""
-    h = hashlib.sha256(repr(rgb.shape).encode())
-    h.update(np.ascontiguousarray(rgb).tobytes())
-    return h.hexdigest()
 
 
 def references(
@@ -127,27 +114,6 @@ def blend(
     Where c = 0 the result is x(i); where c = 1 it is delta*w + (1-delta)*x(i).
     """
     return delta * mask * warped + (1.0 - delta + delta * (1.0 - mask)) * previous
-
-
-@dataclass(frozen=True)
-class PairFlow:
-    """Flows between frames a < b, as read back from the cache (float32, pixels).
-
-    forward: (1, 2, H, W) a -> b on a's grid; backward: (1, 2, H, W) b -> a on b's grid.
-    """
-
-    a: int
-    b: int
-    forward: torch.Tensor
-    backward: torch.Tensor
-
-    def to_frame(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(flow i -> other, flow other -> i) for ``i`` in {a, b}."""
-        if i == self.b:
-            return self.backward, self.forward
-        if i == self.a:
-            return self.forward, self.backward
-        raise ValueError(f"frame {i} is not in pair ({self.a}, {self.b})")
 
 
 class FrameStore:
@@ -194,55 +160,33 @@ class FrameTrace:
     iterations: int
 
 
-@dataclass
-class _Clip:
-    """What the decode stage produced: frame count, working size, per-frame hashes."""
-
-    n: int
-    size: tuple[int, int]
-    hashes: list[str]
-    decode: Stage
-
-
 class TemporalOptimStylizer:
-    """Clip-level Gatys stylizer with Ruder et al.'s temporal terms (see module docstring).
+    """Clip-level Gatys stylizer with Ruder et al.'s temporal terms (see module docstring):
+    a :class:`~vidstyle.contracts.ClipStylizer` of the engine.
 
-    Built by :func:`vidstyle.stylize.make_stylizer` for ``config.temporal.mode`` "short" or
-    "long" ("none" is accepted too: independent frames, used for comparisons). ``flow``
-    overrides the estimator built from ``config.flow``. Constructing touches no disk.
+    Built by :func:`vidstyle.engine.make_stylizer` for ``config.temporal.mode`` "short" or
+    "long" ("none" is accepted too: independent frames, used for comparisons); the engine
+    decodes the clip and supplies the flows (``config.flow``). Constructing touches no disk.
     """
+
+    kind: ClassVar[Literal["clip"]] = "clip"
 
     def __init__(
         self,
         *,
         config: RunConfig,
         device: torch.device | str,
-        net: Any,
+        net: torch.nn.Module,
         style_path: str,
         style_layers: tuple[str, ...] | list[str],
         content_layers: tuple[str, ...] | list[str],
-        flow: FlowEstimator | None = None,
     ) -> None:
-        t = config.temporal
-        if t.mode not in MODES:
-            raise UsageError(f"unknown --temporal {t.mode!r}: use one of {', '.join(MODES)}")
-        if t.passes < 1:
-            raise UsageError(f"--passes must be at least 1, got {t.passes}")
-        if t.mode == "long" and (not t.long_term or min(t.long_term) < 1):
-            raise UsageError(f"long-term offsets must be >= 1, got {t.long_term}")
-        if not 0.0 <= t.blend_delta <= 1.0:
-            raise UsageError(f"blend delta must be in [0, 1], got {t.blend_delta}")
-        if not 0.0 < t.later_frame_iters <= 1.0:
-            raise UsageError(f"later-frame iterations must be in (0, 1], got {t.later_frame_iters}")
-        if t.temporal_weight < 0:
-            raise UsageError(f"temporal weight must be >= 0, got {t.temporal_weight}")
         self.config = config
         self.device = torch.device(device)
         self.net = net
         self.style_path = style_path
         self.style_layers = tuple(style_layers)
         self.content_layers = tuple(content_layers)
-        self._flow = flow
         self._gatys: GatysStylizer | None = None
         self._style_sha: str | None = None
         self.store = FrameStore(device=self.device)
@@ -253,6 +197,7 @@ class TemporalOptimStylizer:
         #: counters of the last run_stage: frames computed (all passes), flow pairs
         #: estimated, worker seconds estimating, seconds the optimizer waited for flow.
         self.stats: dict[str, float] = {}
+        self.needs = StylizerNeeds(flow=bool(self.offsets), cache=True)
 
     # -- settings --------------------------------------------------------------------
     @property
@@ -278,13 +223,6 @@ class TemporalOptimStylizer:
         o = self.config.optim
         return max(1, round(self.config.temporal.later_frame_iters * o.iters))
 
-    def flow_estimator(self) -> FlowEstimator:
-        if self._flow is None:
-            f = self.config.flow
-            self._flow = make_flow(f.method, preset=f.preset, scale=f.scale,
-                                   weights_path=f.weights_path, device=self.device)
-        return self._flow
-
     @property
     def gatys(self) -> GatysStylizer:
         if self._gatys is None:
@@ -305,100 +243,54 @@ class TemporalOptimStylizer:
         weights = getattr(self.net, "weights_sha256", "")
         return fingerprint_of("optim-temporal", self._style_sha, weights)
 
-    # -- the stage ---------------------------------------------------------------------
-    def run_stage(
+    # -- the engine's clip protocol -------------------------------------------------------
+    def prepare(self, rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (1, 3, h, w) float32 at the working size (``--size``)."""
+        x = to_tensor(rgb)
+        return resize(x, working_size(*x.shape[-2:], self.config.optim.size))
+
+    def stylize_clip(
         self,
         *,
-        frames: Callable[[], Iterator[Any]],
-        stage: Stage,
+        clip: ClipSource,
+        flows: PairFlowCache | None,
+        out: Stage,
         work: WorkDir,
-        n_frames: int | None,
-        progress: Callable[[Any], None],
+        progress: ProgressFn,
     ) -> tuple[int, int]:
-        """Stylize the clip ``frames()`` into ``stage`` (``frame_NNNNNN.png`` at working size).
-
-        Returns (frames computed in the last pass, frames of the last pass reused from a
-        previous run). Intermediate artifacts go to other stages of ``work``.
+        """Stylize the decoded ``clip`` into ``out`` (``frame_NNNNNN.png`` at working size),
+        all passes; ``flows`` are the engine's cached pair flows (None without temporal
+        terms). Returns (frames computed in the last pass, frames of the last pass reused
+        from a previous run). Intermediate passes go to other stages of ``work``.
         """
-        from vidstyle.pipeline import ProgressEvent
-
         self.cut_before = {}
         self.trace = []
-        clip = self._decode(frames, stage, work, n_frames, progress)
         n = clip.n
         if n == 0:
             return 0, 0
+        if self.offsets and flows is None:
+            raise ValueError("temporal terms need the engine's flows")
         passes = self.passes
-        final_done = sum(stage.has(frame_unit(i)) for i in range(n))
+        final_done = sum(out.has(frame_unit(i)) for i in range(n))
         if final_done == n:
             log.info("all %d frames already stylized", n)
             progress(ProgressEvent("stylize", n * passes, n * passes))
             return 0, n
         pass_stages = [
-            work.stage(f"pass_{k}", fingerprint_of("temporal-pass", stage.fingerprint, k))
+            work.stage(f"pass_{k}", fingerprint_of("temporal-pass", out.fingerprint, k))
             for k in range(passes - 1)
-        ] + [stage]
+        ] + [out]
         complete = [all(s.has(frame_unit(i)) for i in range(n)) for s in pass_stages]
         start = max((k + 1 for k in range(passes) if complete[k]), default=0)
-        flows = _FlowCache(
-            estimator=self.flow_estimator() if self.offsets else None,
-            work=work, clip=clip, config_fp=self.config.flow.fingerprint(),
-        )
         self.stats = {"computed": 0}
-        try:
-            for k in range(start, passes):
-                self._run_pass(k, clip, pass_stages, flows, progress)
-        finally:
-            flows.close()
+        for k in range(start, passes):
+            self._run_pass(k, clip, pass_stages, flows, progress)
+        if flows is not None:
             self.stats.update(flow_pairs=flows.estimated, flow_seconds=flows.seconds,
                               flow_wait_seconds=flows.wait_seconds)
         for s in pass_stages[:-1]:
             shutil.rmtree(s.dir, ignore_errors=True)
         return n - final_done, final_done
-
-    # -- decode ------------------------------------------------------------------------
-    def _decode(
-        self,
-        frames: Callable[[], Iterator[Any]],
-        stage: Stage,
-        work: WorkDir,
-        n_frames: int | None,
-        progress: Callable[[Any], None],
-    ) -> _Clip:
-        """Working-size content frames as PNGs in the decode stage (streamed, resumable)."""
-        from vidstyle.pipeline import ProgressEvent
-        from vidstyle.stylize import working_size
-
-        size_opt = self.config.optim.size
-        dec = work.stage("decode", fingerprint_of("temporal-decode", stage.fingerprint, size_opt))
-        index = dec.path("index.json")
-        if index.is_file():
-            meta = json.loads(index.read_text())
-            return _Clip(int(meta["n"]), tuple(meta["size"]), list(meta["hashes"]), dec)
-        hashes: list[str] = []
-        size: tuple[int, int] | None = None
-        src_shape: tuple[int, ...] = ()
-        for frame in frames():
-            if frame.index != len(hashes):
-                raise InputError(f"frames out of order: got {frame.index}, want {len(hashes)}")
-            if size is None:
-                src_shape = frame.rgb.shape[:2]
-                size = working_size(src_shape[0], src_shape[1], size_opt)
-            elif frame.rgb.shape[:2] != src_shape:
-                raise InputError(
-                    f"frame {frame.index} is {frame.rgb.shape[1]}x{frame.rgb.shape[0]}, "
-                    "but the clip changes size mid-stream"
-                )
-            rgb = frame.rgb
-            if tuple(rgb.shape[:2]) != size:
-                rgb = to_uint8(resize(to_tensor(rgb), size))
-            unit = frame_unit(frame.index)
-            save_png(dec.path(unit), rgb)
-            hashes.append(frame_hash(rgb))
-            progress(ProgressEvent("decode", len(hashes), n_frames))
-        meta = {"n": len(hashes), "size": list(size or (0, 0)), "hashes": hashes}
-        atomic_write_bytes(index, json.dumps(meta).encode())
-        return _Clip(len(hashes), size or (0, 0), hashes, dec)
 
     # -- passes ------------------------------------------------------------------------
     def pass_offsets(self, k: int) -> tuple[int, ...]:
@@ -415,7 +307,7 @@ class TemporalOptimStylizer:
         refs = references(i, direction, self.pass_offsets(k), n)
         return [(min(i, r), max(i, r)) for _, r in refs]
 
-    def _same_shot(self, a: int, b: int, flows: _FlowCache) -> bool:
+    def _same_shot(self, a: int, b: int, flows: PairFlowCache | None) -> bool:
         """No cut between frames a and b (checks, and memoizes, every adjacent pair)."""
         lo, hi = min(a, b), max(a, b)
         for m in range(hi, lo, -1):
@@ -432,13 +324,11 @@ class TemporalOptimStylizer:
     def _run_pass(
         self,
         k: int,
-        clip: _Clip,
+        clip: ClipSource,
         stages: list[Stage],
-        flows: _FlowCache,
-        progress: Callable[[Any], None],
+        flows: PairFlowCache | None,
+        progress: ProgressFn,
     ) -> None:
-        from vidstyle.pipeline import ProgressEvent
-
         n, passes = clip.n, self.passes
         direction = 1 if k % 2 == 0 else -1
         order = list(range(n)) if direction > 0 else list(range(n - 1, -1, -1))
@@ -452,8 +342,9 @@ class TemporalOptimStylizer:
             wanted = [pair for q in order[p: p + 1 + PREFETCH_FRAMES]
                       if q == i or not out.has(frame_unit(q))
                       for pair in self._needed_pairs(q, k, n)]
-            flows.retain(set(wanted))
-            flows.prefetch(wanted)
+            if flows is not None:
+                flows.retain(set(wanted))
+                flows.prefetch(wanted)
             rgb = self._stylize_frame(i, k, clip, stages, flows, progress)
             save_png(out.path(frame_unit(i)), rgb)
             self.stats["computed"] += 1
@@ -464,18 +355,16 @@ class TemporalOptimStylizer:
         self,
         i: int,
         k: int,
-        clip: _Clip,
+        clip: ClipSource,
         stages: list[Stage],
-        flows: _FlowCache,
-        progress: Callable[[Any], None],
+        flows: PairFlowCache | None,
+        progress: ProgressFn,
     ) -> np.ndarray:
         """Optimize frame ``i`` of pass ``k`` -> (H, W, 3) uint8."""
-        from vidstyle.pipeline import ProgressEvent
-
         cfg, tcfg = self.config.optim, self.config.temporal
         n, passes = clip.n, self.passes
         direction = 1 if k % 2 == 0 else -1
-        content = self.store.load(clip.decode.path(frame_unit(i)))
+        content = self.store.load(clip.frame_path(i))
         seed = cfg.seed + i
         label = f"pass {k + 1}/{passes} frame {i + 1}/{n}"
 
@@ -544,75 +433,3 @@ class TemporalOptimStylizer:
         self.trace.append(FrameTrace(i, k, kind, used if temporal else (), result.iterations))
         log.debug("frame %d pass %d (%s): %s", i, k, kind, result.losses)
         return to_uint8(result.image)
-
-
-class _FlowCache:
-    """Pair flows from the ``flow`` stage, estimated on a worker thread ahead of use.
-
-    Files are named by the two frames' content hashes; values returned are always the ones
-    read back from the file (float16-rounded), whether just computed or cached.
-    """
-
-    def __init__(
-        self, *, estimator: FlowEstimator | None, work: WorkDir, clip: _Clip, config_fp: str
-    ) -> None:
-        self.estimator = estimator
-        self.clip = clip
-        self.stage: Stage | None = None
-        if estimator is not None:
-            fp = fingerprint_of("flow", estimator.fingerprint(), config_fp, list(clip.size))
-            self.stage = work.stage("flow", fp)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidstyle-flow")
-        self._pending: dict[tuple[int, int], Future[PairFlow]] = {}
-        #: pairs estimated (not read from the cache), worker seconds spent estimating them,
-        #: and seconds the optimizing thread waited for flows.
-        self.estimated = 0
-        self.seconds = 0.0
-        self.wait_seconds = 0.0
-
-    def unit(self, a: int, b: int) -> str:
-        h = self.clip.hashes
-        return f"pair_{h[a][:20]}_{h[b][:20]}.npz"
-
-    def _compute(self, a: int, b: int) -> PairFlow:
-        import time
-
-        assert self.stage is not None and self.estimator is not None
-        path = self.stage.path(self.unit(a, b))
-        if not path.is_file():
-            t0 = time.perf_counter()
-            fa = to_tensor(load_png(self.clip.decode.path(frame_unit(a))))
-            fb = to_tensor(load_png(self.clip.decode.path(frame_unit(b))))
-            both = self.estimator.estimate(torch.cat([fa, fb]), torch.cat([fb, fa]))
-            save_flow(path, both)
-            self.estimated += 1
-            self.seconds += time.perf_counter() - t0
-        both = load_flow(path)
-        return PairFlow(a, b, both[:1], both[1:2])
-
-    def prefetch(self, pairs: list[tuple[int, int]]) -> None:
-        """Queue the pairs (a < b) on the worker thread (no-op for queued ones)."""
-        for pair in pairs:
-            if pair not in self._pending:
-                self._pending[pair] = self._pool.submit(self._compute, *pair)
-
-    def retain(self, pairs: set[tuple[int, int]]) -> None:
-        """Forget queued or finished pairs not in ``pairs`` (their files stay cached)."""
-        for pair in [p for p in self._pending if p not in pairs]:
-            del self._pending[pair]
-
-    def get(self, a: int, b: int) -> PairFlow:
-        """Flows of frames a < b: from the worker (waiting if needed) or the cache file."""
-        import time
-
-        self.prefetch([(a, b)])
-        t0 = time.perf_counter()
-        pf = self._pending[(a, b)].result()
-        self.wait_seconds += time.perf_counter() - t0
-        return pf
-
-    def close(self) -> None:
-        for fut in self._pending.values():
-            fut.cancel()
-        self._pool.shutdown(wait=True)
-        self._pending.clear()

@@ -208,7 +208,7 @@ def train(
             "config": config.to_dict(),
             "elapsed_s": prior_elapsed + time.monotonic() - t_start,
         }
-        model_io._atomic_torch_save(payload, ckpt_path)
+        model_io.atomic_torch_save(payload, ckpt_path)
 
     t_start = time.monotonic()
     limit_s = config.max_minutes * 60.0 if config.max_minutes > 0 else math.inf

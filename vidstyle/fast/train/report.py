@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from vidstyle.fast.net import StyleNet
-from vidstyle.workdir import atomic_path
+from vidstyle.fileio import atomic_path
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import torch
 from vidstyle.errors import UsageError
 from vidstyle.fast import model_io
 from vidstyle.fast.net import StyleNet
-from vidstyle.fast.runtime import resolve_model
+from vidstyle.fast.stylizer import resolve_model
 
 
 def load_teacher(spec: str) -> model_io.LoadedModel:

@@ -1,0 +1,269 @@
+"""The engine: runs the stages a pipeline lists, for every method.
+
+``run(input, output, config)`` checks everything first (input, output, settings, work
+folder, weights), builds the stylizer of ``config.method`` and drives it:
+
+- a frame stylizer (:class:`~vidstyle.contracts.FrameStylizer`: the fast network,
+  per-frame optimization) through :func:`vidstyle.engine.stream.stream_frames`: decode,
+  flow and masks in one thread, the stylizer in this one, encode in a third; costly
+  outputs are cached per frame in the work directory;
+- a clip stylizer (:class:`~vidstyle.contracts.ClipStylizer`: temporal optimization)
+  through :func:`vidstyle.engine.clip.run_clip`: the clip decoded to the work directory,
+  pair flows cached there, the stylizer's frames encoded at the end.
+
+The flow stage is the same for both (:func:`vidstyle.flow.flow_from_config`), and there is
+one encode path (:class:`vidstyle.media.MediaWriter`). Outputs appear only when complete,
+never replace an existing file unless asked (``overwrite``), and take the umask's mode; a
+finished run's work folder is removed unless ``keep_work``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidstyle import __version__, media
+from vidstyle.config import RunConfig, fingerprint_of
+from vidstyle.contracts import (
+    ProgressEvent,
+    ProgressFn,
+    StyleSpec,
+    Stylizer,
+    frame_unit,
+    limited,
+    no_progress,
+)
+from vidstyle.device import pick_device
+from vidstyle.engine.clip import run_clip
+from vidstyle.engine.spec import PipelineSpec, build_config, resolve_method
+from vidstyle.engine.stream import stream_frames
+from vidstyle.errors import InputError, Interrupted, UsageError
+from vidstyle.fast.stylizer import make_fast_stylizer
+from vidstyle.fileio import sha256_file
+from vidstyle.flow import FlowEstimator, flow_from_config
+from vidstyle.imageops import resize_uint8
+from vidstyle.optim.frame import OptimFrameStylizer, load_loss_net
+from vidstyle.optim.video import TemporalOptimStylizer
+from vidstyle.styles import resolve_style
+from vidstyle.workdir import WorkDir, default_work_dir, load_png
+
+log = logging.getLogger(__name__)
+
+StylizerFactory = Callable[..., Stylizer]
+
+
+@dataclass
+class RunResult:
+    """output: the file written; work_dir: the work folder kept (None: none was needed,
+    or it was removed when done); frames written, computed and reused from a work folder;
+    cuts: frames that start a new shot (fast method)."""
+
+    output: Path
+    work_dir: Path | None
+    frames: int
+    computed: int
+    reused: int
+    cuts: tuple[int, ...] = ()
+
+
+def make_stylizer(*, config: RunConfig, device: Any) -> Stylizer:
+    """The stylizer of ``config.method`` (loads weights: call once per run). Raises
+    StyleError for an unknown style, WeightsError for missing weights."""
+    if config.method == "fast":
+        return make_fast_stylizer(config=config, device=device)
+    if config.method != "optim":
+        raise UsageError(f"method {config.method!r} is not resolved: use optim or fast")
+    if not config.style.is_plain:
+        raise UsageError("per-person styles and layer weights need the fast method")
+    if not config.style.default.is_single:
+        raise UsageError(f"style mixes ({config.style}) need the fast method; the "
+                         "optimization method takes one style name or image")
+    style = resolve_style(config.style.default.refs[0])
+    net, style_layers, content_layers = load_loss_net(config, device)
+    kw = dict(config=config, device=device, net=net, style_path=str(style.path),
+              style_layers=style_layers, content_layers=content_layers)
+    if config.temporal.mode != "none":
+        return TemporalOptimStylizer(**kw)
+    return OptimFrameStylizer(**kw)
+
+
+def resolved(config: RunConfig) -> RunConfig:
+    """``config`` with method "auto" resolved (see :func:`resolve_method`)."""
+    if config.method != "auto":
+        return config
+    return dataclasses.replace(config, method=resolve_method(config.style))
+
+
+def default_output(input_path: str | Path, config: RunConfig) -> Path:
+    """The default output beside the input: ``<stem>_<style>_<method>[_<changes>]<suffix>``.
+
+    The name encodes what changes the result (the style spec, the method and every
+    stylization setting that differs from its default), sanitized for file systems (no
+    ``:``, ``,`` or spaces); so two runs with different settings never share a name.
+    """
+    config = resolved(config)
+    p = Path(input_path)
+    parts = [p.stem, config.style.slug(), config.method] + _changes(config)
+    if len(parts) > 7:  # many changes: the first few, then a hash of all
+        parts = parts[:6] + [fingerprint_of(config.stylize_fingerprint())[:8]]
+    name = "_".join(parts)
+    suffix = p.suffix if media.is_image_path(p) or media.is_video_path(p) else ".mp4"
+    return p.with_name(name + suffix)
+
+
+def _changes(config: RunConfig) -> list[str]:
+    sections: list[str] = ["fast"] if config.method == "fast" else ["optim"]
+    if config.method == "optim" and config.temporal.mode != "none":
+        sections.append("temporal")
+    if config.uses_flow:
+        sections.append("flow")
+    out = []
+    for name in sections:
+        sec = getattr(config, name)
+        default = type(sec)()
+        for f in dataclasses.fields(sec):
+            if f.name == "runtime":
+                continue  # how it runs, not what it makes
+            v = getattr(sec, f.name)
+            if v != getattr(default, f.name):
+                text = ",".join(map(str, v)) if isinstance(v, tuple) else (
+                    Path(v).stem if f.name in ("model", "weights_path") else str(v))
+                label = {"mode": "temporal", "method": "flow"}.get(f.name, f.name)
+                out.append(re.sub(r"[^A-Za-z0-9.+-]+", "-", f"{label}{text}".replace("_", "")))
+    return out
+
+
+def run(
+    input_path: str | Path,
+    output_path: str | Path,
+    config: RunConfig,
+    *,
+    pipeline: PipelineSpec | None = None,
+    work_dir: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    stylizer_factory: StylizerFactory | None = None,
+    flow: FlowEstimator | None = None,
+    overwrite: bool = False,
+    keep_work: bool = False,
+) -> RunResult:
+    """Stylize ``input_path`` (a video or a still image) into ``output_path``.
+
+    ``pipeline``: the stages to run (default: the method's built-in pipeline);
+    ``work_dir``: resumable artifacts (default ``.<output name>.vidstyle-work`` beside the
+    output); ``stylizer_factory(config=, device=)`` and ``flow`` replace the real parts
+    (tests); ``overwrite``: replace an existing output; ``keep_work``: keep the work
+    folder after success. Raises VidstyleError subclasses for user-facing problems, all
+    before any work starts where they can be known then.
+    """
+    progress = progress or no_progress
+    config = resolved(config)
+    spec = pipeline or PipelineSpec.builtin(config.method)
+    spec.check(config)
+    input_path, output_path = Path(input_path), Path(output_path)
+    info = media.probe(input_path)
+    media.check_output_path(output_path, input_path=input_path)
+    if output_path.exists() and not overwrite:
+        raise UsageError(f"{output_path} exists: pass --overwrite to replace it, or choose "
+                         "another name with -o")
+    wanted = info.frame_count if config.max_frames is None else min(info.frame_count or 1,
+                                                                       config.max_frames)
+    if media.is_image_path(output_path) and (wanted or 1) > 1:
+        raise UsageError(f"{output_path.name} is a still image but {input_path.name} has "
+                         f"{wanted} frames: use a video suffix, or --max-frames 1")
+    if min(info.width or 1, info.height or 1) < 2 and config.method == "fast":
+        raise UsageError(f"{input_path.name} is {info.width}x{info.height}: the fast "
+                         "network needs at least 2x2 pixels")
+    work = WorkDir(work_dir or default_work_dir(output_path))
+    if work.root.exists() and not work.root.is_dir():
+        raise UsageError(f"work folder {work.root} is a file: give --work-dir a folder")
+    device = pick_device(config.device)
+    motion = None
+    if config.uses_flow and spec.has("flow"):
+        motion = flow
+        if motion is None:
+            motion = flow_from_config(config.flow, device=device)
+            motion.check()  # e.g. RAFT weights present: fail now, not after decoding
+    stylizer = (stylizer_factory or make_stylizer)(config=config, device=device)
+    _sweep_partial_outputs(output_path)
+    cached = stylizer.needs.cache
+    try:
+        if stylizer.kind == "clip":
+            result = _run_clip(stylizer, input_path, output_path, info, config, work,
+                               motion, progress)
+        else:
+            stage = None
+            if cached:
+                stage = work.stage("stylize", _stylize_fp(config, stylizer, input_path))
+                log.info("work directory %s (stylize %s)", work.root, stage.fingerprint)
+            res = stream_frames(stylizer, input_path=input_path, output_path=output_path,
+                                info=info, encode=config.encode, max_frames=config.max_frames,
+                                flow=motion if stylizer.needs.flow else None,
+                                masks=spec.has("masks"), cache=stage, progress=progress)
+            result = RunResult(output_path, work.root if cached else None, res.frames,
+                               res.computed, res.reused, tuple(res.cuts))
+    except KeyboardInterrupt:
+        if cached:
+            raise Interrupted(f"interrupted; finished frames are kept in {work.root}: run "
+                              "the same command again to resume") from None
+        raise Interrupted("interrupted; no output was written") from None
+    if result.work_dir is not None and not keep_work:
+        work.remove_stages()
+        result = dataclasses.replace(result, work_dir=None)
+    log.info("wrote %s (%d frames, %d computed, %d reused)", output_path, result.frames,
+             result.computed, result.reused)
+    return result
+
+
+def _stylize_fp(config: RunConfig, stylizer: Stylizer, input_path: Path) -> str:
+    return fingerprint_of("stylize", config.stylize_fingerprint(), stylizer.fingerprint(),
+                          sha256_file(input_path), __version__)
+
+
+def _run_clip(stylizer: Any, input_path: Path, output_path: Path, info: Any,
+              config: RunConfig, work: WorkDir, motion: FlowEstimator | None,
+              progress: ProgressFn) -> RunResult:
+    n_total = info.frame_count
+    if config.max_frames is not None:
+        n_total = min(n_total, config.max_frames) if n_total else config.max_frames
+    stage = work.stage("stylize", _stylize_fp(config, stylizer, input_path))
+    log.info("work directory %s (stylize %s)", work.root, stage.fingerprint)
+    computed, reused = run_clip(
+        stylizer, frames=lambda: limited(media.iter_frames(input_path), config.max_frames),
+        stage=stage, work=work, n_frames=n_total, progress=progress, flow=motion)
+    count = computed + reused
+    if count == 0:
+        raise InputError(f"{input_path}: no frames could be decoded")
+    with media.MediaWriter(output_path, source=info, encode=config.encode) as writer:
+        for frame in limited(media.iter_frames(input_path), count):
+            rgb = load_png(stage.path(frame_unit(frame.index)))
+            alpha = None if frame.alpha is None else resize_uint8(frame.alpha, rgb.shape[:2])
+            writer.write(dataclasses.replace(frame, rgb=rgb, alpha=alpha))
+            progress(ProgressEvent("encode", frame.index + 1, count))
+    return RunResult(output_path, work.root, count, computed, reused)
+
+
+def _sweep_partial_outputs(output: Path) -> None:
+    """Remove temp files a killed earlier run to the same output left behind."""
+    pattern = f".{glob.escape(output.stem)}.*.part{glob.escape(output.suffix)}"
+    for p in output.parent.glob(pattern):
+        log.info("removing leftover partial output %s", p)
+        p.unlink(missing_ok=True)
+
+
+__all__ = [
+    "PipelineSpec",
+    "RunResult",
+    "StyleSpec",
+    "build_config",
+    "default_output",
+    "make_stylizer",
+    "resolve_method",
+    "resolved",
+    "run",
+]

@@ -1,0 +1,263 @@
+"""Inference copy of the multi-style network (:class:`InferenceNet`): the network the
+runtimes run, in a chosen dtype and layout, with feature hooks for stabilization and
+normalization statistics for tiling.
+
+:class:`InferenceNet` is faster than ``StyleNet.forward`` even in float32: the conv bias
+is dropped (instance normalization cancels it) and the normalization runs as one native
+``batch_norm`` call instead of ``var_mean`` + arithmetic.
+
+Images are (B, 3, H, W) float32 RGB in [0, 1]; style weights are (B, S) float32 rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidstyle.fast.net import StyleNet
+
+# --------------------------------------------------------------------------- network
+
+#: ``hook(point, features) -> features`` at the named points of :meth:`InferenceNet.forward`.
+FeatureHook = Callable[[str, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class _LayerSpec:
+    pad: int
+    stride: int
+    upsample: bool
+    relu: bool
+    eps: float
+
+
+class InferenceNet(nn.Module):
+    """Inference-only copy of a :class:`StyleNet` in a chosen dtype and memory layout.
+
+    forward(x, style_weights): x (B, 3, H, W) float in [0, 1], style_weights (B, S) or
+    (1, S) -> (B, 3, H, W) float32 in [0, 1], equal to ``StyleNet.forward`` up to rounding.
+
+    :meth:`forward_stats` also exposes the normalization statistics (for tiling): it can
+    use given per-layer (mean, var) instead of the image's own, and report the statistics
+    of a sub-rectangle (the tile's core).
+    """
+
+    def __init__(
+        self, net: StyleNet, *, dtype: torch.dtype = torch.float32, channels_last: bool = False
+    ) -> None:
+        super().__init__()
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.num_styles = net.num_styles
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        blocks = [net.conv_in, net.down1, net.down2]
+        for r in net.res:
+            blocks += [r.a, r.b]
+        blocks += [net.up1, net.up2, net.conv_out]
+        self.num_res = len(net.res)
+        self.specs: list[_LayerSpec] = []
+        self.weights = nn.ParameterList()
+        self.subpixel = nn.ParameterDict()
+        gammas, betas = [], []
+        for b in blocks:
+            conv = b.conv
+            self.specs.append(
+                _LayerSpec(b.pad, int(conv.stride[0]), b.upsample, b.relu, float(b.norm.eps))
+            )
+            # The conv bias is a per-channel constant that instance normalization removes.
+            w = conv.weight.detach().to(dtype).contiguous(memory_format=fmt)
+            self.weights.append(nn.Parameter(w, requires_grad=False))
+            if b.upsample and conv.kernel_size == (3, 3):
+                sub = _subpixel_kernel(conv.weight.detach().float())
+                self.subpixel[str(len(self.specs) - 1)] = nn.Parameter(
+                    sub.to(dtype).contiguous(memory_format=fmt), requires_grad=False
+                )
+            gammas.append(b.norm.gamma.detach().float().clone())
+            betas.append(b.norm.beta.detach().float().clone())
+        # frozen parameters, so that .to(device) moves them with the conv weights
+        self.gammas = nn.ParameterList(nn.Parameter(g, requires_grad=False) for g in gammas)
+        self.betas = nn.ParameterList(nn.Parameter(b, requires_grad=False) for b in betas)
+        # strides: the resolution factor (1, 2, 4) of each layer's output
+        factors, f = [], 1
+        for s in self.specs:
+            f = f // 2 if s.upsample else f * s.stride
+            factors.append(f)
+        self.factors = tuple(factors)
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.specs)
+
+    def affine(self, style_weights: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per-layer (gamma, beta), each (B, C) float32, of the style rows (B, S)."""
+        w = style_weights.to(torch.float32)
+        return [(w @ g, w @ b) for g, b in zip(self.gammas, self.betas, strict=True)]
+
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _conv(self, i: int, x: torch.Tensor, size: Sequence[int] | None) -> torch.Tensor:
+        s = self.specs[i]
+        key = str(i)
+        if (s.upsample and key in self.subpixel and s.pad == 1
+                and tuple(size) == (2 * x.shape[-2], 2 * x.shape[-1])):
+            # nearest x2 + reflect pad 1 + conv 3x3 == replicate pad 1 at low resolution,
+            # a conv with 4x the outputs (one per output phase), pixel shuffle: the same
+            # sums without the 4x larger upsampled and padded copies
+            y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.subpixel[key])
+            y = F.pixel_shuffle(y, 2)
+            return y.contiguous(memory_format=torch.channels_last) if self.channels_last else y
+        if s.upsample:
+            x = F.interpolate(x, size=tuple(size), mode="nearest")
+        if s.pad:
+            x = F.pad(x, (s.pad,) * 4, mode="reflect")
+        return F.conv2d(x, self.weights[i], None, stride=s.stride)
+
+    def _norm(
+        self,
+        i: int,
+        y: torch.Tensor,
+        gb: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None,
+    ) -> torch.Tensor:
+        s = self.specs[i]
+        g, b = gb[i]
+        outs = []
+        for k in range(y.shape[0]):
+            gk = g[k if g.shape[0] > 1 else 0]
+            bk = b[k if b.shape[0] > 1 else 0]
+            if stats is None:
+                z = F.batch_norm(y[k : k + 1], None, None, gk, bk, True, 0.0, s.eps)
+            else:
+                mean, var = stats[i]
+                z = F.batch_norm(
+                    y[k : k + 1], mean[k].to(y.device), var[k].to(y.device), gk, bk,
+                    False, 0.0, s.eps,
+                )
+            outs.append(z)
+        z = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return F.relu(z, inplace=True) if s.relu else z
+
+    def _run(
+        self,
+        x: torch.Tensor,
+        style_weights: torch.Tensor,
+        stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        record: Callable[[int, torch.Tensor], None] | None = None,
+        hook: FeatureHook | None = None,
+    ) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, H, W) images, got {tuple(x.shape)}")
+        if style_weights.dim() != 2 or style_weights.shape[1] != self.num_styles:
+            raise ValueError(
+                f"expected (B, {self.num_styles}) style weights, got {tuple(style_weights.shape)}"
+            )
+        gb = self.affine(style_weights.to(x.device))
+        x = self._prep(x)
+        n = self.num_layers
+
+        def layer(i: int, h: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
+            y = self._conv(i, h, size)
+            if record is not None:
+                record(i, y)
+            return self._norm(i, y, gb, stats)
+
+        h0 = layer(0, x)
+        h1 = layer(1, h0)
+        h = layer(2, h1)
+        if hook is not None:
+            h = hook("pre_res", h)
+        for r in range(self.num_res):
+            h = h + layer(4 + 2 * r, layer(3 + 2 * r, h))
+        if hook is not None:
+            h = hook("post_res", h)
+        h = layer(n - 3, h, h1.shape[-2:])
+        h = layer(n - 2, h, h0.shape[-2:])
+        h = layer(n - 1, h)
+        return torch.sigmoid(h.float())
+
+    def forward(
+        self, x: torch.Tensor, style_weights: torch.Tensor, hook: FeatureHook | None = None
+    ) -> torch.Tensor:
+        """hook(name, features) -> features, called with the 1/4-resolution features
+        before ("pre_res") and after ("post_res") the residual blocks (flow stabilization
+        of video blends them with the previous frame's; see vidstyle.fast.stabilize)."""
+        return self._run(x, style_weights, hook=hook)
+
+    def forward_stats(
+        self,
+        x: torch.Tensor,
+        style_weights: torch.Tensor,
+        *,
+        stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        core: tuple[int, int, int, int] | None = None,
+    ) -> tuple[torch.Tensor, list[tuple[float, torch.Tensor, torch.Tensor]]]:
+        """Forward with explicit normalization statistics.
+
+        stats: per layer (mean, var), each (B, C) float32; None = the image's own.
+        core: (y0, y1, x0, x1) in input pixels (multiples of 4 except at the far edges):
+          the region whose pre-normalization statistics are reported.
+        Returns (output (B, 3, H, W) float32, per layer (count, mean (B, C), M2 (B, C)))
+        with float64 mean and M2 = sum of squared deviations over the core region.
+        """
+        h, w = x.shape[-2:]
+        y0, y1, x0, x1 = core if core is not None else (0, h, 0, w)
+        recorded: list[tuple[float, torch.Tensor, torch.Tensor]] = []
+
+        def rec(i: int, y: torch.Tensor) -> None:
+            f = self.factors[i]
+            r0, c0 = y0 // f, x0 // f
+            r1 = y.shape[-2] if y1 >= h else y1 // f
+            c1 = y.shape[-1] if x1 >= w else x1 // f
+            part = y[:, :, r0:r1, c0:c1].double()
+            cnt = float(part.shape[-2] * part.shape[-1])
+            mean = part.mean(dim=(2, 3))
+            m2 = (part - mean[:, :, None, None]).pow(2).sum(dim=(2, 3))
+            recorded.append((cnt, mean, m2))
+
+        out = self._run(x, style_weights, stats=stats, record=rec)
+        return out, recorded
+
+
+def _subpixel_kernel(w: torch.Tensor) -> torch.Tensor:
+    """(Cout, Cin, 3, 3) kernel of nearest-x2-upsample + conv -> (4 Cout, Cin, 3, 3) kernel
+    on the low-resolution input whose output channel c*4 + a*2 + b is output phase (a, b)
+    (for ``pixel_shuffle(., 2)``). Phase a=0 rows: tap -1 <- w[0], tap 0 <- w[1] + w[2];
+    a=1: tap 0 <- w[0] + w[1], tap +1 <- w[2]; columns likewise."""
+    r = torch.tensor(
+        [[[1.0, 0, 0], [0, 1, 1], [0, 0, 0]], [[0.0, 0, 0], [1, 1, 0], [0, 0, 1]]],
+        dtype=w.dtype, device=w.device,
+    )  # (phase, low-res tap, original tap)
+    k = torch.einsum("aym,bxn,oimn->oabiyx", r, r, w)
+    cout, cin = w.shape[:2]
+    return k.reshape(cout * 4, cin, 3, 3)
+
+
+def merge_stats(
+    parts: Sequence[list[tuple[float, torch.Tensor, torch.Tensor]]],
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Combine per-tile (count, mean, M2) of each layer into per-layer (mean, biased var).
+
+    Chan et al.'s parallel update; returns float32 (B, C) tensors.
+    """
+    merged = []
+    for layer in zip(*parts, strict=True):
+        n, mean, m2 = layer[0]
+        for cnt, mu, mm in layer[1:]:
+            tot = n + cnt
+            delta = mu - mean
+            mean = mean + delta * (cnt / tot)
+            m2 = m2 + mm + delta.pow(2) * (n * cnt / tot)
+            n = tot
+        merged.append((mean.float(), (m2 / n).float()))
+    return merged
+

@@ -1,0 +1,245 @@
+"""The fast stylizer: the multi-style network as a frame stylizer of the engine.
+
+One network pass per frame (:mod:`vidstyle.fast.runtimes` picks how it runs), styles and
+mixes as convex rows of the network's style weights, strength as a pixel blend, and for
+video the flow stabilization of :mod:`vidstyle.fast.stabilize` (features blended inside
+the network, output blended in the encode thread). The engine supplies the frames, the
+motion between them and the encoding.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+
+from vidstyle.config import DEFAULT_MODEL, RunConfig, fingerprint_of
+from vidstyle.contracts import FrameContext, StyleMix, StylizerNeeds
+from vidstyle.errors import StyleError, UsageError
+from vidstyle.fast import tiling
+from vidstyle.fast.inference import FeatureHook, InferenceNet
+from vidstyle.fast.model_io import (
+    DEFAULT_WEIGHTS_DIR,
+    LoadedModel,
+    load_model,
+    load_shipped,
+    read_manifest,
+)
+from vidstyle.fast.net import blend_strength
+from vidstyle.fast.runtimes import Runtime, RuntimeChoice, select_runtime
+from vidstyle.fast.stabilize import Stabilizer
+from vidstyle.fileio import sha256_file
+from vidstyle.imageops import keep_colors, resize_uint8, working_size
+from vidstyle.tensors import to_tensor, to_uint8
+
+log = logging.getLogger(__name__)
+
+
+def style_vector(mix: StyleMix | str, style_names: tuple[str, ...] | list[str]) -> torch.Tensor:
+    """A style mix (or its text) -> (S,) float32 convex weights over ``style_names``.
+
+    Raises StyleError for a style the model lacks, naming the styles it has.
+    """
+    mix = StyleMix.parse(mix) if isinstance(mix, str) else mix
+    names = list(style_names)
+    vec = torch.zeros(len(names), dtype=torch.float64)
+    for ref, weight in mix.parts:
+        if ref not in names:
+            raise StyleError(
+                f"the fast model has no style {ref!r} (it has: {', '.join(names)}); "
+                "use --method optim for other styles or images"
+            )
+        vec[names.index(ref)] += weight
+    return (vec / vec.sum()).to(torch.float32)
+
+
+class FastStylizer:
+    """The feed-forward stylizer (a :class:`~vidstyle.contracts.FrameStylizer`).
+
+    Build with :func:`make_fast_stylizer`. ``stylize`` runs the network (with the
+    feature-level stabilization hook once the frame has a predecessor), ``finish`` blends
+    the output with the warped previous output (the engine calls it in its encode thread).
+    """
+
+    kind: ClassVar[Literal["frame"]] = "frame"
+
+    def __init__(
+        self,
+        *,
+        model: LoadedModel,
+        model_sha256: str,
+        style_weights: torch.Tensor,
+        config: RunConfig,
+        device: torch.device,
+    ) -> None:
+        self.model = model
+        self.model_sha256 = model_sha256
+        self.style_weights = style_weights.reshape(1, -1).to(torch.float32)
+        self.config = config
+        self.device = device
+        self.needs = StylizerNeeds(flow=config.fast.stability > 0, cache=False)
+        self.runtime_choice: RuntimeChoice | None = None
+        self._runtime: Runtime | None = None
+        self._tiler: InferenceNet | None = None
+        self.stabilizer: Stabilizer | None = None
+        self._first = True
+        self.reset()
+
+    # -- identity ----------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        f = self.config.fast
+        return fingerprint_of(
+            "fast", self.model_sha256, [round(float(v), 6) for v in self.style_weights[0]],
+            f.size, f.strength, f.stability, f.tile, f.preserve_color,
+        )
+
+    @property
+    def style_names(self) -> tuple[str, ...]:
+        return self.model.style_names
+
+    def style_vector(self, mix: StyleMix | str) -> torch.Tensor:
+        """(S,) weights of a style mix for this model (see :func:`style_vector`)."""
+        return style_vector(mix, self.model.style_names)
+
+    # -- network -----------------------------------------------------------------------
+    def runtime(self, size: tuple[int, int]) -> Runtime:
+        """The runtime for frames of ``size`` (h, w), chosen on first use (cached)."""
+        if self._runtime is None:
+            self.runtime_choice, self._runtime = select_runtime(
+                self.model.net, self.config.fast.runtime, size=size,
+                cache_key=(self.model_sha256, str(self.device)),
+            )
+        return self._runtime
+
+    def _tile_for(self, h: int, w: int) -> int:
+        return tiling.tile_size_for(h, w, self.config.fast.tile)
+
+    def network(
+        self, x: torch.Tensor, style_weights: torch.Tensor, hook: FeatureHook | None = None
+    ) -> torch.Tensor:
+        """Raw network output (B, 3, H, W) in [0, 1] for x (B or 1, 3, H, W), rows (B, S);
+        tiles frames larger than the tile limit (see :mod:`vidstyle.fast.tiling`).
+        ``hook``: see :meth:`InferenceNet.forward`; only when :meth:`supports_hooks`."""
+        h, w = x.shape[-2:]
+        tile = self._tile_for(h, w)
+        if tile:
+            if hook is not None:
+                raise ValueError("tiled frames have no feature hook points")
+            if self._tiler is None:
+                self._tiler = InferenceNet(self.model.net, dtype=torch.float32)
+            outs = []
+            for k in range(style_weights.shape[0]):
+                xk = x[k : k + 1] if x.shape[0] > 1 else x
+                with torch.inference_mode():
+                    outs.append(tiling.tiled_forward(self._tiler, xk, style_weights[k : k + 1],
+                                                     tile=tile))
+            return torch.cat(outs)
+        if x.shape[0] == 1 and style_weights.shape[0] > 1:
+            x = x.expand(style_weights.shape[0], -1, -1, -1)
+        return self.runtime((h, w))(x, style_weights, hook)
+
+    def supports_hooks(self, size: tuple[int, int]) -> bool:
+        """Whether frames of ``size`` (h, w) run untiled on a runtime with feature hooks."""
+        return not self._tile_for(*size) and self.runtime(size).supports_hooks
+
+    def stylize_tensor(self, x: torch.Tensor, hook: FeatureHook | None = None) -> torch.Tensor:
+        """(1, 3, H, W) in [0, 1] at working size -> stylized (1, 3, H, W) with strength
+        (and ``--preserve-color``). ``hook``: see :meth:`network`."""
+        out = self.network(x, self.style_weights, hook)
+        out = blend_strength(out, x.to(out.device, out.dtype), self.config.fast.strength)
+        if self.config.fast.preserve_color:
+            out = keep_colors(out, x)
+        return out
+
+    def stylize_many(self, image: torch.Tensor, style_vectors: torch.Tensor) -> torch.Tensor:
+        """One image (1, 3, H, W) in several styles in one batched pass.
+
+        style_vectors: (B, S) rows (one-hot or mixes, e.g. from :meth:`style_vector`).
+        Returns (B, 3, H, W) in [0, 1], strength applied; row b equals stylizing with
+        style b alone.
+        """
+        if image.dim() != 4 or image.shape[0] != 1:
+            raise ValueError(f"expected one image (1, 3, H, W), got {tuple(image.shape)}")
+        sv = style_vectors.reshape(-1, self.model.net.num_styles).to(torch.float32)
+        out = self.network(image, sv)
+        return blend_strength(out, image.to(out.device, out.dtype).expand_as(out),
+                              self.config.fast.strength)
+
+    def stylize_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """A still image (H, W, 3) uint8 -> stylized (h, w, 3) uint8 at the working size."""
+        return to_uint8(self.stylize_tensor(self.prepare(rgb)))
+
+    # -- the engine's frame protocol ----------------------------------------------------
+    def reset(self) -> None:
+        """Forget the video history (the next frame is a first frame)."""
+        s = self.config.fast.stability
+        self.stabilizer = Stabilizer(flow=None, stability=s) if s > 0 else None
+        self._first = True
+
+    def prepare(self, rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (1, 3, h, w) float32 at the working size (``--size``)."""
+        h, w = rgb.shape[:2]
+        if min(h, w) < 1:
+            raise UsageError(f"frame size {w}x{h} is empty")
+        return to_tensor(resize_uint8(rgb, working_size(h, w, self.config.fast.size)))
+
+    def stylize(self, x: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
+        """One frame (1, 3, H, W) at working size; frames must come in order. With
+        stabilization the network's features are blended with the previous frame's,
+        warped by ``ctx.pair`` (where :meth:`supports_hooks`)."""
+        st = self.stabilizer
+        if st is None:
+            return self.stylize_tensor(x)
+        if self._first:
+            st.feature_blend = self.supports_hooks(tuple(x.shape[-2:]))
+            self._first = False
+        hook = st.feature_hook(ctx.pair) if st.feature_blend else None
+        return self.stylize_tensor(x, hook)
+
+    def finish(self, y: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
+        """The output blend with the warped previous output (in order; encode thread)."""
+        if self.stabilizer is None:
+            return y
+        return self.stabilizer.apply(ctx.pair, y)
+
+    def observe(self, output: torch.Tensor, ctx: FrameContext) -> None:
+        """Fast outputs are never cached: nothing to replay."""
+        return None
+
+
+def resolve_model(spec: str | None, device: torch.device | str = "cpu") -> tuple[LoadedModel, str]:
+    """Load ``spec`` (a model file path, a shipped model name, or None for the default).
+
+    Returns (model, sha256 of its file). Raises WeightsError when missing or corrupt.
+    """
+    name = spec or DEFAULT_MODEL
+    entries = read_manifest().get("models", {})
+    if name in entries and not Path(name).suffix:
+        model = load_shipped(name, device=device)
+        return model, str(entries[name]["sha256"])
+    path = Path(name).expanduser()
+    if not path.is_file() and (DEFAULT_WEIGHTS_DIR / name).is_file():
+        path = DEFAULT_WEIGHTS_DIR / name
+    model = load_model(path, device=device)
+    return model, sha256_file(path)
+
+
+def make_fast_stylizer(*, config: RunConfig, device: torch.device | str = "cpu") -> FastStylizer:
+    """Load the model of ``config.fast.model`` and map ``config.style`` to its style weights.
+
+    Raises StyleError for a style the model lacks (or a per-person spec, not yet
+    supported), WeightsError for a missing/corrupt model.
+    """
+    if not config.style.is_plain:
+        raise UsageError("per-person styles and layer weights are not supported yet")
+    device = torch.device(device)
+    model, sha = resolve_model(config.fast.model, device)
+    weights = style_vector(config.style.default, model.style_names)
+    return FastStylizer(model=model, model_sha256=sha, style_weights=weights, config=config,
+                        device=device)
+
+
+__all__ = ["FastStylizer", "make_fast_stylizer", "resolve_model", "style_vector"]

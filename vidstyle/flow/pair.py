@@ -1,0 +1,45 @@
+"""Motion between consecutive frames: both flows, their consistency mask and the cut test.
+
+The engine's flow and masks stages call :func:`frame_pair` for each new frame; the fast
+stabilizer and evaluation use the same function, so every consumer sees the same motion.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vidstyle.contracts import FramePair
+from vidstyle.flow.consistency import CUT_THRESHOLD, consistency_mask, cut_score
+from vidstyle.flow.estimate import FlowEstimator
+
+
+def frame_pair(
+    previous: torch.Tensor,
+    current: torch.Tensor,
+    *,
+    flow: FlowEstimator,
+    masks: bool = True,
+    cut_threshold: float = CUT_THRESHOLD,
+) -> FramePair:
+    """Motion from ``previous`` to ``current`` (each (1, 3, H, W) in [0, 1], same size).
+
+    Estimates the forward (previous -> current) and backward (current -> previous) flow in
+    pixels; ``masks``: the forward-backward consistency mask (1, 1, H, W) in {0, 1} and a
+    shot-cut decision (consistent fraction below ``cut_threshold``); without masks the mask
+    is all ones and no pair is a cut.
+    """
+    if previous.shape != current.shape:
+        raise ValueError(f"frames differ in shape: {tuple(previous.shape)} vs "
+                         f"{tuple(current.shape)}")
+    fwd = flow.estimate(previous, current)
+    bwd = flow.estimate(current, previous)
+    if not masks:
+        ones = torch.ones_like(bwd[:, :1])
+        return FramePair(forward=fwd, backward=bwd, mask=ones, score=1.0, cut=False)
+    mask = consistency_mask(forward=fwd, backward=bwd)
+    score = cut_score(mask)
+    return FramePair(forward=fwd, backward=bwd, mask=mask, score=score,
+                     cut=score < cut_threshold)
+
+
+__all__ = ["frame_pair"]

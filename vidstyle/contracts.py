@@ -228,6 +228,32 @@ class FramePair:
     cut: bool
 
 
+@dataclass(frozen=True)
+class Instances:
+    """People found in one frame (full frame resolution, CPU tensors).
+
+    masks: (N, H, W) float32 soft masks in [0, 1]; boxes: (N, 4) float32 pixel boxes
+    (x0, y0, x1, y1); scores: (N,) detection confidences in [0, 1]; ids: N instance ids
+    (>= 1; 0 means "not assigned yet": the tracker numbers people left to right in the
+    first frame they appear in). faces: (N, 4) face boxes in pixels, rows of NaN where a
+    person's face was not found (None when the backend gives no face boxes).
+    """
+
+    masks: torch.Tensor
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    ids: tuple[int, ...]
+    faces: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the frame the masks cover."""
+        return int(self.masks.shape[-2]), int(self.masks.shape[-1])
+
+
 @dataclass
 class FrameContext:
     """What the engine hands a frame stylizer with each frame.
@@ -354,6 +380,7 @@ __all__ = [
     "ClipStylizer",
     "FrameContext",
     "FramePair",
+    "Instances",
     "FrameStylizer",
     "PairFlows",
     "ProgressEvent",

@@ -119,7 +119,8 @@ def test_changed_setting_recomputes_and_same_setting_reuses(clip, tmp_path):
 def test_pipeline_files_are_data(tmp_path):
     for method in ("optim", "fast"):
         spec = PipelineSpec.builtin(method)
-        assert [s.kind for s in spec.stages] == ["decode", "flow", "masks", "stylize", "encode"]
+        assert [s.kind for s in spec.stages] == ["decode", "flow", "masks", "segment",
+                                                 "stylize", "encode"]
     p = tmp_path / "p.toml"
     p.write_text('name = "mine"\n[[stage]]\nkind = "decode"\n[[stage]]\nkind = "stylize"\n'
                  'method = "optim"\niters = 7\nsize = 99\n[[stage]]\nkind = "encode"\ncrf = 30\n')
@@ -153,7 +154,8 @@ def test_builtin_pipeline_files_hold_no_defaults():
     for method in ("optim", "fast"):
         spec = PipelineSpec.builtin(method)
         assert {s.kind: dict(s.params) for s in spec.stages} == {
-            "decode": {}, "flow": {}, "masks": {}, "stylize": {"method": method}, "encode": {}}
+            "decode": {}, "flow": {}, "masks": {}, "segment": {}, "stylize": {"method": method},
+            "encode": {}}
         base = RunConfig(method=method)
         assert spec.configure(base) == base
 

@@ -74,7 +74,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 # -- options generated from the config dataclasses ---------------------------------------
 
 #: Help sections, in order; options of other groups go under "Other".
-GROUPS = ("Common", "Output", "Video", "Fast network", "Optimization", "Run", "Other")
+GROUPS = ("Common", "People", "Output", "Video", "Fast network", "Optimization", "Run", "Other")
 
 
 class _Option(click.Option):
@@ -191,6 +191,17 @@ def _stylize_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The stylization options shared by ``run`` and ``batch``, one per config setting."""
     options = [_setting_option(s) for s in settings()]
     options.append(click.option(
+        "--instance", "cfg_instance", multiple=True, cls=_Option, group="People",
+        metavar="ID=STYLE", example="--instance 1=wave --instance 2=scream:0.5,udnie:0.5",
+        help="Give person ID its own style (any style spec, mixes included; repeatable). "
+             "Ids are numbered left to right where people first appear: see `vidstyle "
+             "masks`. Others keep --style."))
+    options.append(click.option(
+        "--background", "cfg_background", default=None, cls=_Option, group="People",
+        metavar="STYLE|none", example="--background none",
+        help="Style outside every person (none: keep the original pixels) [default: "
+             "--style]."))
+    options.append(click.option(
         "--pipeline", type=click.Path(path_type=Path), default=None, cls=_Option,
         group="Run", example="--pipeline my.toml",
         help="Pipeline file (TOML): stages and overrides, instead of the method's built-in "
@@ -209,6 +220,8 @@ def _values(opts: dict[str, Any]) -> dict[str, Any]:
         if s.flag == "--flow-weights" and value is not None:
             value = str(value)
         values[s.flag] = value
+    values["--instance"] = tuple(opts.pop("cfg_instance", ()) or ()) or None
+    values["--background"] = opts.pop("cfg_background", None)
     return values
 
 
@@ -332,6 +345,54 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
     if res.failed:
         raise InputError(f"{len(res.failed)} item(s) failed (listed above); fix or remove "
                          "them and run the same command again")
+
+
+@cli.command(cls=_Command)
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path),
+              cls=_Option, group="Output", example="-o masks/",
+              help="Folder for the masks: per frame an id PNG (pixel = person id, 0 = "
+                   "background) and a coloured *_overlay.png preview with the ids drawn.")
+@click.option("--size", type=int, default=None, cls=_Option, group="Common",
+              example="--size 640", help="Longest side in pixels, as given to `vidstyle run` "
+                                         "(the same size gives the same ids) [default: input "
+                                         "size].")
+@click.option("--max-frames", type=int, default=None, cls=_Option, group="Common",
+              example="--max-frames 30", help="Only the first N frames.")
+@click.option("--segmenter", type=click.Choice(["mediapipe", "maskrcnn"]), default=None,
+              cls=_Option, group="People", example="--segmenter maskrcnn",
+              help="Person segmentation backend [default: mediapipe].")
+@click.option("--mask-weights", type=click.Path(path_type=Path), default=None, cls=_Option,
+              group="People", example="--mask-weights maskrcnn.pth",
+              help="Mask R-CNN weights file (--segmenter maskrcnn).")
+@click.option("--overwrite", is_flag=True, cls=_Option, group="Output", example="--overwrite",
+              help="Replace existing mask files.")
+@click.option("-q", "--quiet", is_flag=True, cls=_Option, group="Run", example="-q",
+              help="No progress bars.")
+def masks(input_path: Path, out_dir: Path, size: int | None, max_frames: int | None,
+          segmenter: str | None, mask_weights: Path | None, overwrite: bool,
+          quiet: bool) -> None:
+    """Find the people of a video or photo and write their masks and numbered previews,
+    to pick ids for `vidstyle run --instance ID=STYLE`.
+
+    \b
+    Examples:
+      vidstyle masks clip.mp4 -o clip_masks/
+      vidstyle masks photo.jpg -o masks/ --size 768
+    """
+    from vidstyle.engine import build_config
+    from vidstyle.engine.people import export_masks
+
+    values: dict[str, Any] = {"--size": size, "--max-frames": max_frames,
+                              "--segmenter": segmenter, "--background": "none",
+                              "--mask-weights": str(mask_weights) if mask_weights else None,
+                              "--method": "fast"}
+    cfg, _ = build_config(values)
+    with _Progress(quiet) as bar:
+        people = export_masks(input_path, out_dir, cfg, progress=bar, overwrite=overwrite)
+    ids = ", ".join(f"{pid} (frames {fr[0]}-{fr[-1]})" for pid, fr in sorted(people.seen.items()))
+    click.echo(f"wrote masks of {people.frames} frame(s) to {out_dir}: "
+               f"{len(people.seen)} people: {ids or 'none'}")
 
 
 class _Progress:

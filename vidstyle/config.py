@@ -358,14 +358,49 @@ class FastConfig(_Config):
                         methods=("fast",), example="1024", group="Fast network")
     preserve_color: bool = setting(False, help="Keep the input's colours (style the "
                                    "luminance only).", methods=("fast",), group="Common")
+    detail: float = setting(0.5, help="With per-person styles: how much the style strength "
+                            "drops inside faces (0 = none, 1 = faces unstyled), so people stay "
+                            "recognizable.", methods=("fast",), group="People", example="0.8")
 
     def __post_init__(self) -> None:
         self._check_types()
         self._range("size", MIN_SIZE, MAX_SIZE)
+        self._range("detail", 0, 1)
         self._range("strength", 0, 1)
         self._range("stability", 0, 1)
         if self.tile < 0 or 0 < self.tile < 64:
             raise UsageError(f"--tile must be 0 (automatic) or >= 64 pixels, got {self.tile}")
+
+
+@dataclass(frozen=True)
+class SegmentConfig(_Config):
+    """Instance masks of people (per-person styles: ``--instance``, ``--background``)."""
+
+    backend: Literal["mediapipe", "maskrcnn"] = setting(
+        "mediapipe", flag="segmenter", help="Person segmentation: mediapipe (offline "
+        "default) or maskrcnn (torchvision Mask R-CNN; weights in the torch cache or "
+        "--mask-weights).", group="People", example="maskrcnn")
+    weights_path: str | None = setting(None, flag="mask-weights", help="Mask R-CNN weights "
+                                       "file.", group="People", metavar="PATH",
+                                       example="maskrcnn.pth")
+    masks_dir: str | None = setting(None, flag="masks", help="Your own masks instead: a "
+                                    "folder with one PNG per frame, pixel value = person id, "
+                                    "0 = background.", group="People", metavar="DIR",
+                                    example="masks/")
+    feather: float = setting(0.006, help="Soft mask edge width, as a fraction of the frame "
+                             "diagonal.", group="People", example="0.01")
+    smooth: bool = setting(True, flag="mask-smoothing", help="Blend each frame's masks with "
+                           "the previous frame's (flow-warped) where they agree.",
+                           group="People")
+    max_gap: float = setting(3.0, help="Seconds a person may be hidden and still get the "
+                             "same id back.", group="People", example="5")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._range("feather", 0, 0.1)
+        self._range("max_gap", 0)
+        if self.weights_path is not None and self.backend != "maskrcnn":
+            raise UsageError("--mask-weights applies to --segmenter maskrcnn only")
 
 
 @dataclass(frozen=True)
@@ -390,6 +425,7 @@ class RunConfig(_Config):
     flow: FlowConfig = field(default_factory=FlowConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     fast: FastConfig = field(default_factory=FastConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -398,8 +434,9 @@ class RunConfig(_Config):
     def stylize_fingerprint(self) -> str:
         """Fingerprint of what determines stylized frames (not encoding, device, limits)."""
         if self.method == "fast":
-            flow = self.flow if self.fast.stability > 0 else None
-            return fingerprint_of(self.method, self.style, self.fast, flow)
+            flow = self.flow if self.uses_flow else None
+            segment = self.segment if self.style.per_person else None
+            return fingerprint_of(self.method, self.style, self.fast, flow, segment)
         temporal = self.temporal if self.temporal.mode != "none" else None
         flow = self.flow if temporal is not None else None
         return fingerprint_of(self.method, self.style, self.optim, temporal, flow)
@@ -408,12 +445,12 @@ class RunConfig(_Config):
     def uses_flow(self) -> bool:
         """Whether the chosen method needs optical flow with these settings."""
         if self.method == "fast":
-            return self.fast.stability > 0
+            return self.fast.stability > 0 or self.style.per_person
         return self.method == "optim" and self.temporal.mode != "none"
 
 
 #: The sections of RunConfig whose fields are settings, in help order.
-SECTIONS: tuple[str, ...] = ("", "optim", "temporal", "flow", "fast", "encode")
+SECTIONS: tuple[str, ...] = ("", "optim", "temporal", "flow", "fast", "segment", "encode")
 
 
 def section_type(section: str) -> type:
@@ -515,6 +552,15 @@ def check_applicable(cfg: RunConfig, given: set[str]) -> None:
                          "stabilization")
 
 
+def check_people(cfg: RunConfig, given: set[str]) -> None:
+    """People settings given without per-person styles: a UsageError."""
+    flags = {flag_of(f) for f in dataclasses.fields(SegmentConfig)} | {"--detail"}
+    used = given & flags
+    if used and not cfg.style.per_person:
+        raise UsageError(f"{', '.join(sorted(used))} needs per-person styles: add "
+                         "--instance ID=STYLE or --background STYLE|none")
+
+
 def apply_params(obj: Any, params: Mapping[str, Any], where: str) -> Any:
     """``obj`` (a config dataclass) with ``params`` (field name -> value) from a pipeline
     file; an unknown name is a UsageError naming ``where``."""
@@ -540,6 +586,7 @@ __all__ = [
     "FlowConfig",
     "OptimConfig",
     "RunConfig",
+    "SegmentConfig",
     "Setting",
     "TemporalConfig",
     "apply_params",

@@ -151,6 +151,43 @@ class StyleSpec:
             return text
         return cls(StyleMix.parse(text))
 
+    def with_people(self, instances: list[str] | tuple[str, ...] = (),
+                    background: str | None = None) -> StyleSpec:
+        """This spec with ``--instance ID=STYLE`` texts and ``--background STYLE|none``.
+
+        Raises StyleError for a malformed item, an id below 1 or given twice.
+        """
+        pairs: dict[int, StyleMix] = dict(self.instances)
+        for item in instances:
+            ident, sep, style = str(item).partition("=")
+            try:
+                pid = int(ident.strip())
+            except ValueError:
+                pid = 0
+            if not sep or pid < 1 or not style.strip():
+                raise StyleError(f"bad --instance {item!r}: expected ID=STYLE with ID >= 1, "
+                                 "e.g. 1=wave or 2=scream:0.5,udnie:0.5")
+            if pid in pairs:
+                raise StyleError(f"--instance {pid} is given twice")
+            pairs[pid] = StyleMix.parse(style)
+        keep, bg = self.keep_background, self.background
+        if background is not None:
+            if background.strip().lower() == "none":
+                keep, bg = True, None
+            else:
+                keep, bg = False, StyleMix.parse(background)
+        return StyleSpec(self.default, tuple(sorted(pairs.items())), bg, keep,
+                         self.layer_weights)
+
+    @property
+    def per_person(self) -> bool:
+        """Whether people get something else than the whole frame (needs instance masks)."""
+        return bool(self.instances) or self.background is not None or self.keep_background
+
+    def mix_for(self, person: int) -> StyleMix:
+        """The style of person ``person`` (the default when not given)."""
+        return dict(self.instances).get(person, self.default)
+
     def mixes(self) -> tuple[StyleMix, ...]:
         """Every distinct mix the spec uses (default first)."""
         out = [self.default]
@@ -261,17 +298,16 @@ class FrameContext:
     index: the frame's number (0-based); total: the frame count when known. size: the
     working size (h, w). pair: motion to the previous frame (None for the first frame,
     when the pipeline has no flow stage, or when the stylizer does not ask for it).
-    instance_masks: (N, H, W) soft masks in [0, 1] and their ids, when the pipeline has
-    an instance-mask stage. alpha: the source frame's alpha plane (H, W) uint8 or None.
-    progress: where a slow stylizer reports its iterations.
+    instances: the people of this frame at the working size, tracked (ids stable over
+    the clip), when the stylizer asks for them. alpha: the source frame's alpha plane
+    (H, W) uint8 or None. progress: where a slow stylizer reports its iterations.
     """
 
     index: int
     size: tuple[int, int]
     total: int | None = None
     pair: FramePair | None = None
-    instance_masks: torch.Tensor | None = None
-    instance_ids: tuple[int, ...] = ()
+    instances: Instances | None = None
     alpha: np.ndarray | None = None
     progress: ProgressFn = no_progress
     extras: dict[str, Any] = field(default_factory=dict)
@@ -286,11 +322,13 @@ class StylizerNeeds:
 
     flow: per-frame motion to the previous frame (:class:`FramePair`) in the context.
     cache: outputs are costly: the engine keeps each finished frame in the work
-    directory (resume after a kill) instead of streaming.
+    directory (resume after a kill) instead of streaming. instances: the people of each
+    frame (:class:`Instances`, tracked) in the context.
     """
 
     flow: bool = False
     cache: bool = False
+    instances: bool = False
 
 
 @runtime_checkable

@@ -41,6 +41,12 @@ from vidstyle.contracts import (
 )
 from vidstyle.device import pick_device
 from vidstyle.engine.clip import run_clip
+from vidstyle.engine.people import (
+    PeopleTrack,
+    make_segmenter,
+    segment_fingerprint,
+    track_people,
+)
 from vidstyle.engine.spec import PipelineSpec, build_config, resolve_method
 from vidstyle.engine.stream import stream_frames
 from vidstyle.errors import InputError, Interrupted, UsageError
@@ -50,6 +56,7 @@ from vidstyle.flow import FlowEstimator, flow_from_config
 from vidstyle.imageops import resize_uint8
 from vidstyle.optim.frame import OptimFrameStylizer, load_loss_net
 from vidstyle.optim.video import TemporalOptimStylizer
+from vidstyle.segment.base import Segmenter
 from vidstyle.styles import resolve_style
 from vidstyle.workdir import WorkDir, default_work_dir, load_png
 
@@ -79,8 +86,9 @@ def make_stylizer(*, config: RunConfig, device: Any) -> Stylizer:
         return make_fast_stylizer(config=config, device=device)
     if config.method != "optim":
         raise UsageError(f"method {config.method!r} is not resolved: use optim or fast")
-    if not config.style.is_plain:
-        raise UsageError("per-person styles and layer weights need the fast method")
+    if config.style.per_person or config.style.layer_weights:
+        raise UsageError("per-person styles and layer weights need the fast method "
+                         "(--method fast)")
     if not config.style.default.is_single:
         raise UsageError(f"style mixes ({config.style}) need the fast method; the "
                          "optimization method takes one style name or image")
@@ -149,6 +157,7 @@ def run(
     progress: ProgressFn | None = None,
     stylizer_factory: StylizerFactory | None = None,
     flow: FlowEstimator | None = None,
+    segmenter: Segmenter | None = None,
     overwrite: bool = False,
     keep_work: bool = False,
 ) -> RunResult:
@@ -190,6 +199,11 @@ def run(
             motion = flow_from_config(config.flow, device=device)
             motion.check()  # e.g. RAFT weights present: fail now, not after decoding
     stylizer = (stylizer_factory or make_stylizer)(config=config, device=device)
+    if not stylizer.needs.instances:
+        segmenter = None
+    elif segmenter is None:
+        segmenter = make_segmenter(config.segment, device=device)
+        segmenter.check()  # model files present: fail now, not after decoding
     _sweep_partial_outputs(output_path)
     cached = stylizer.needs.cache
     try:
@@ -197,14 +211,20 @@ def run(
             result = _run_clip(stylizer, input_path, output_path, info, config, work,
                                motion, progress)
         else:
+            people = None
+            if segmenter is not None:
+                people = _people(stylizer, segmenter, motion, input_path, info, config, work,
+                                 progress)
+                cached = True  # the segment stage lives in the work folder
             stage = None
-            if cached:
+            if stylizer.needs.cache:
                 stage = work.stage("stylize", _stylize_fp(config, stylizer, input_path))
                 log.info("work directory %s (stylize %s)", work.root, stage.fingerprint)
             res = stream_frames(stylizer, input_path=input_path, output_path=output_path,
                                 info=info, encode=config.encode, max_frames=config.max_frames,
                                 flow=motion if stylizer.needs.flow else None,
-                                masks=spec.has("masks"), cache=stage, progress=progress)
+                                masks=spec.has("masks"), cache=stage, progress=progress,
+                                people=people.load if people is not None else None)
             result = RunResult(output_path, work.root if cached else None, res.frames,
                                res.computed, res.reused, tuple(res.cuts))
     except KeyboardInterrupt:
@@ -218,6 +238,24 @@ def run(
     log.info("wrote %s (%d frames, %d computed, %d reused)", output_path, result.frames,
              result.computed, result.reused)
     return result
+
+
+def _people(stylizer: Any, segmenter: Segmenter, motion: FlowEstimator | None,
+            input_path: Path, info: Any, config: RunConfig, work: WorkDir,
+            progress: ProgressFn) -> PeopleTrack:
+    """The segment stage of a per-person run (cached; checks the ``--instance`` ids)."""
+    sha = sha256_file(input_path)
+    stage = work.stage("segment", segment_fingerprint(config, segmenter, motion, sha))
+    total = info.frame_count or None
+    if config.max_frames is not None:
+        total = min(total, config.max_frames) if total else config.max_frames
+    people = track_people(lambda: media.iter_frames(input_path), prepare=stylizer.prepare,
+                          segmenter=segmenter, flow=motion, config=config.segment,
+                          fps=float(info.fps) if info.fps else None, input_sha256=sha,
+                          stage=stage, max_frames=config.max_frames, total=total,
+                          progress=progress)
+    people.check_ids({pid for pid, _ in config.style.instances}, input_path.name)
+    return people
 
 
 def _stylize_fp(config: RunConfig, stylizer: Stylizer, input_path: Path) -> str:

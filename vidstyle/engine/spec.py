@@ -1,9 +1,10 @@
 """Pipelines as data: which stages run, in which order, with which overrides.
 
 A pipeline file (``vidstyle/data/pipelines/<method>.toml`` for the built-in ones, or a
-user's ``--pipeline FILE``) lists stages in the order decode -> flow -> masks -> stylize
--> encode; flow and masks may be left out (no optical flow: no temporal terms, no
-stabilization). Each stage's keys override fields of that stage's config dataclass
+user's ``--pipeline FILE``) lists stages in the order decode -> flow -> masks -> segment
+-> stylize -> encode; flow and masks may be left out (no optical flow: no temporal
+terms, no stabilization), and so may segment (instance masks of people: run only when a
+per-person style asks for them). Each stage's keys override fields of that stage's config dataclass
 (:mod:`vidstyle.config`, the one home of defaults); unknown keys are errors. Settings are
 resolved defaults <- pipeline file <- command line (:func:`build_config`).
 """
@@ -22,6 +23,7 @@ from vidstyle.config import (
     RunConfig,
     apply_params,
     check_applicable,
+    check_people,
     settings,
     with_settings,
 )
@@ -29,7 +31,7 @@ from vidstyle.contracts import StyleSpec
 from vidstyle.errors import UsageError, VidstyleError
 from vidstyle.fast.model_io import shipped_style_names
 
-StageKind = Literal["decode", "flow", "masks", "stylize", "encode"]
+StageKind = Literal["decode", "flow", "masks", "segment", "stylize", "encode"]
 STAGE_ORDER: tuple[str, ...] = get_args(StageKind)
 
 
@@ -70,7 +72,7 @@ class PipelineSpec:
         if "masks" in kinds and "flow" not in kinds:
             raise UsageError(f"pipeline {self.name}: the masks stage needs a flow stage")
         for s in self.stages:
-            if s.kind in ("decode", "masks") and s.params:
+            if s.kind in ("decode", "masks", "segment") and s.params:
                 raise UsageError(f"pipeline {self.name}: stage {s.kind} takes no settings "
                                  f"(got {', '.join(sorted(s.params))})")
         method = self.stage("stylize").params.get("method")  # type: ignore[union-attr]
@@ -155,10 +157,14 @@ class PipelineSpec:
         return cfg
 
     def check(self, config: RunConfig) -> None:
-        """Settings this pipeline cannot honour: temporal optimization needs flow."""
+        """Settings this pipeline cannot honour: temporal optimization needs flow,
+        per-person styles the segment stage."""
         if config.method == "optim" and config.temporal.mode != "none" and not self.has("flow"):
             raise UsageError(f"--temporal {config.temporal.mode} needs optical flow, but "
                              f"pipeline {self.name} has no flow stage")
+        if config.style.per_person and not self.has("segment"):
+            raise UsageError(f"per-person styles need instance masks, but pipeline "
+                             f"{self.name} has no segment stage")
 
 
 def shipped_fast_styles() -> frozenset[str]:
@@ -197,15 +203,19 @@ def build_config(values: Mapping[str, Any], *, pipeline: str | Path | None = Non
     given = {k for k, v in values.items() if v is not None}
     style = StyleSpec.parse(values["--style"]) if values.get("--style") is not None \
         else base.style
+    style = style.with_people(values.get("--instance") or (), values.get("--background"))
     spec = PipelineSpec.from_toml(pipeline) if pipeline else None
     method = values.get("--method") or (spec.method if spec else None) or base.method
     if method == "auto":
         method = resolve_method(style, given - {"--method"})
     spec = spec or PipelineSpec.builtin(method)
     cfg = spec.configure(dataclasses.replace(base, method=method))
-    rest = {k: v for k, v in values.items() if k != "--method"}
+    rest = {k: v for k, v in values.items() if k not in ("--method", "--instance",
+                                                         "--background")}
     cfg = with_settings(cfg, rest, method=method)
+    cfg = dataclasses.replace(cfg, style=style)
     check_applicable(cfg, given)
+    check_people(cfg, given)
     spec.check(cfg)
     return cfg, spec
 

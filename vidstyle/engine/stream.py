@@ -30,6 +30,7 @@ from vidstyle.contracts import (
     FrameContext,
     FramePair,
     FrameStylizer,
+    Instances,
     ProgressEvent,
     ProgressFn,
     frame_unit,
@@ -112,11 +113,14 @@ def stream_frames(
     cache: Stage | None,
     progress: ProgressFn,
     frames: Callable[[], Any] | None = None,
+    people: Callable[[int], Instances] | None = None,
 ) -> StreamResult:
     """Stylize a whole clip through ``stylizer`` into ``output_path`` (see the module
     docstring). ``flow``: the flow stage's estimator (None: no motion in the contexts);
     ``masks``: compute consistency masks and cuts; ``cache``: the stage keeping finished
     frames (None: stream only). ``frames`` replaces decoding ``input_path`` (tests).
+    ``people(i)``: the tracked people of frame i (the segment stage's result), for
+    stylizers that ask for them.
 
     On any error or KeyboardInterrupt the threads stop, the partial output is deleted
     (finished frames stay in ``cache``) and the exception propagates.
@@ -163,7 +167,8 @@ def stream_frames(
                     prev = x
                     ctx = FrameContext(index=frame.index, size=(x.shape[-2], x.shape[-1]),
                                        total=total, pair=pair, alpha=frame.alpha,
-                                       progress=progress)
+                                       progress=progress,
+                                       instances=people(frame.index) if people else None)
                     put(q_in, (frame, x, ctx))
             put(q_in, _END)
         except _Stop:

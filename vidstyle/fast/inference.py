@@ -27,6 +27,13 @@ FeatureHook = Callable[[str, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
+class _StyleMap:
+    """Per-pixel style weights (1, S, H, W) at the input resolution."""
+
+    weights: torch.Tensor
+
+
+@dataclass(frozen=True)
 class _LayerSpec:
     pad: int
     stride: int
@@ -40,6 +47,12 @@ class InferenceNet(nn.Module):
 
     forward(x, style_weights): x (B, 3, H, W) float in [0, 1], style_weights (B, S) or
     (1, S) -> (B, 3, H, W) float32 in [0, 1], equal to ``StyleNet.forward`` up to rounding.
+
+    A *style map* (1, S, H, W) instead of rows paints different styles in different places
+    in one pass (Dumoulin et al. 2017, spatial style interpolation): each pixel's column
+    holds convex style weights; every conditional normalization then takes per-pixel
+    (gamma, beta), the map averaged down to that layer's resolution. A map constant over
+    the frame gives the same output as the equal row.
 
     :meth:`forward_stats` also exposes the normalization statistics (for tiling): it can
     use given per-layer (mean, var) instead of the image's own, and report the statistics
@@ -99,6 +112,17 @@ class InferenceNet(nn.Module):
         w = style_weights.to(torch.float32)
         return [(w @ g, w @ b) for g, b in zip(self.gammas, self.betas, strict=True)]
 
+    def affine_map(self, i: int, style_map: torch.Tensor, size: Sequence[int]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gamma, beta) maps (1, C, h, w) float32 of layer ``i`` for a style map
+        (1, S, H, W), averaged down (area) to the layer's size (h, w)."""
+        m = style_map.to(torch.float32)
+        if tuple(m.shape[-2:]) != tuple(size):
+            m = F.adaptive_avg_pool2d(m, tuple(size))
+        g = torch.einsum("sc,bshw->bchw", self.gammas[i], m)
+        b = torch.einsum("sc,bshw->bchw", self.betas[i], m)
+        return g, b
+
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.dtype)
         if self.channels_last:
@@ -126,10 +150,15 @@ class InferenceNet(nn.Module):
         self,
         i: int,
         y: torch.Tensor,
-        gb: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        gb: Sequence[tuple[torch.Tensor, torch.Tensor]] | _StyleMap,
         stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None,
     ) -> torch.Tensor:
         s = self.specs[i]
+        if isinstance(gb, _StyleMap):
+            g, b = self.affine_map(i, gb.weights, y.shape[-2:])
+            z = F.batch_norm(y, None, None, None, None, True, 0.0, s.eps)
+            z = torch.addcmul(b.to(z.dtype), z, g.to(z.dtype))
+            return F.relu(z, inplace=True) if s.relu else z
         g, b = gb[i]
         outs = []
         for k in range(y.shape[0]):
@@ -157,11 +186,20 @@ class InferenceNet(nn.Module):
     ) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected (B, 3, H, W) images, got {tuple(x.shape)}")
-        if style_weights.dim() != 2 or style_weights.shape[1] != self.num_styles:
+        gb: Sequence[tuple[torch.Tensor, torch.Tensor]] | _StyleMap
+        if style_weights.dim() == 4:  # a style map (1, S, H, W)
+            if (style_weights.shape[:2] != (1, self.num_styles) or x.shape[0] != 1
+                    or style_weights.shape[-2:] != x.shape[-2:] or stats is not None):
+                raise ValueError(f"a style map must be (1, {self.num_styles}, H, W) for one "
+                                 f"image (H, W), got {tuple(style_weights.shape)} for "
+                                 f"{tuple(x.shape)}")
+            gb = _StyleMap(style_weights.to(x.device))
+        elif style_weights.dim() != 2 or style_weights.shape[1] != self.num_styles:
             raise ValueError(
                 f"expected (B, {self.num_styles}) style weights, got {tuple(style_weights.shape)}"
             )
-        gb = self.affine(style_weights.to(x.device))
+        else:
+            gb = self.affine(style_weights.to(x.device))
         x = self._prep(x)
         n = self.num_layers
 

@@ -62,6 +62,8 @@ class Runtime:
     name = "base"
     #: whether ``__call__`` accepts a feature ``hook`` (see :meth:`InferenceNet.forward`)
     supports_hooks = False
+    #: whether ``style_weights`` may be a style map (1, S, H, W) (per-person styles)
+    supports_style_maps = False
 
     def __call__(
         self, x: torch.Tensor, style_weights: torch.Tensor, hook: FeatureHook | None = None
@@ -75,6 +77,7 @@ class TorchRuntime(Runtime):
     on the device."""
 
     supports_hooks = True
+    supports_style_maps = True
 
     def __init__(
         self,
@@ -95,7 +98,8 @@ class TorchRuntime(Runtime):
         with torch.inference_mode():
             x = x.to(self.device, non_blocking=True)
             style_weights = style_weights.to(self.device)
-            if hook is not None:  # a compiled graph has no hook points: run the module
+            if hook is not None or style_weights.dim() == 4:
+                # a compiled graph has no hook points and takes style rows: run the module
                 out = self.module(x, style_weights, hook)
             else:
                 out = self.fn(x, style_weights)

@@ -10,6 +10,7 @@ motion between them and the encoding.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from vidstyle.config import DEFAULT_MODEL, RunConfig, fingerprint_of
-from vidstyle.contracts import FrameContext, StyleMix, StylizerNeeds
+from vidstyle.contracts import FrameContext, Instances, StyleMix, StylizerNeeds
 from vidstyle.errors import StyleError, UsageError
 from vidstyle.fast import tiling
 from vidstyle.fast.inference import FeatureHook, InferenceNet
@@ -33,6 +34,8 @@ from vidstyle.fast.runtimes import Runtime, RuntimeChoice, select_runtime
 from vidstyle.fast.stabilize import Stabilizer
 from vidstyle.fileio import sha256_file
 from vidstyle.imageops import keep_colors, resize_uint8, working_size
+from vidstyle.segment.faces import face_mask
+from vidstyle.segment.ops import feather
 from vidstyle.tensors import to_tensor, to_uint8
 
 log = logging.getLogger(__name__)
@@ -80,7 +83,15 @@ class FastStylizer:
         self.style_weights = style_weights.reshape(1, -1).to(torch.float32)
         self.config = config
         self.device = device
-        self.needs = StylizerNeeds(flow=config.fast.stability > 0, cache=False)
+        spec = config.style
+        self.people = spec.per_person
+        #: style rows of the per-person spec: the background's and each listed person's
+        self._background = (style_vector(spec.background, model.style_names)
+                            if spec.background is not None else self.style_weights[0])
+        self._person_rows = {pid: style_vector(mix, model.style_names)
+                             for pid, mix in spec.instances}
+        self.needs = StylizerNeeds(flow=config.fast.stability > 0 or self.people, cache=False,
+                                   instances=self.people)
         self.runtime_choice: RuntimeChoice | None = None
         self._runtime: Runtime | None = None
         self._tiler: InferenceNet | None = None
@@ -125,6 +136,19 @@ class FastStylizer:
         ``hook``: see :meth:`InferenceNet.forward`; only when :meth:`supports_hooks`."""
         h, w = x.shape[-2:]
         tile = self._tile_for(h, w)
+        if style_weights.dim() == 4:  # a style map: one pass, never tiled
+            if tile:
+                raise UsageError(f"per-person styles need frames under the tile limit; "
+                                 f"{w}x{h} is over it: use a smaller --size")
+            rt = self.runtime((h, w))
+            if not rt.supports_style_maps:
+                if self._tiler is None:
+                    self._tiler = InferenceNet(self.model.net, dtype=torch.float32)
+                with torch.inference_mode():
+                    return self._tiler(x.to(_weights_device(self._tiler)),
+                                       style_weights.to(_weights_device(self._tiler)),
+                                       hook).float().cpu()
+            return rt(x, style_weights, hook)
         if tile:
             if hook is not None:
                 raise ValueError("tiled frames have no feature hook points")
@@ -145,14 +169,58 @@ class FastStylizer:
         """Whether frames of ``size`` (h, w) run untiled on a runtime with feature hooks."""
         return not self._tile_for(*size) and self.runtime(size).supports_hooks
 
-    def stylize_tensor(self, x: torch.Tensor, hook: FeatureHook | None = None) -> torch.Tensor:
+    def stylize_tensor(self, x: torch.Tensor, hook: FeatureHook | None = None,
+                       instances: Instances | None = None) -> torch.Tensor:
         """(1, 3, H, W) in [0, 1] at working size -> stylized (1, 3, H, W) with strength
-        (and ``--preserve-color``). ``hook``: see :meth:`network`."""
-        out = self.network(x, self.style_weights, hook)
-        out = blend_strength(out, x.to(out.device, out.dtype), self.config.fast.strength)
-        if self.config.fast.preserve_color:
+        (and ``--preserve-color``). ``hook``: see :meth:`network`. ``instances``: the
+        people of the frame at this size (per-person styles; see :meth:`layout`)."""
+        fast = self.config.fast
+        if not self.people:
+            out = self.network(x, self.style_weights, hook)
+            out = blend_strength(out, x.to(out.device, out.dtype), fast.strength)
+            return keep_colors(out, x) if fast.preserve_color else out
+        weights, people, faces = self.layout(instances, tuple(x.shape[-2:]))
+        out = self.network(x, weights, hook)
+        x = x.to(out.device, out.dtype)
+        strength = fast.strength * (1.0 - fast.detail * faces)  # (1, 1, H, W)
+        out = torch.lerp(x, out, strength.to(out))
+        if fast.preserve_color:
             out = keep_colors(out, x)
+        if self.config.style.keep_background:
+            out = torch.lerp(x, out, people.to(out))
         return out
+
+    def layout(self, instances: Instances | None, size: tuple[int, int]
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where each style goes: (style map (1, S, H, W), people (1, 1, H, W), faces
+        (1, 1, H, W)), all in [0, 1] at ``size``.
+
+        Each person's feathered mask carries its style (``--instance``, else ``--style``),
+        the rest the background's (``--background``, else ``--style``; with ``none`` the
+        original pixels are put back outside the people afterwards); where masks overlap
+        they share the pixel in proportion. ``faces``: feathered ellipses in the people's
+        face boxes (for ``--detail``).
+        """
+        h, w = size
+        bg = self._background.view(1, -1, 1, 1)
+        if instances is None or len(instances) == 0:
+            zero = torch.zeros(1, 1, h, w)
+            return bg.expand(1, -1, h, w).contiguous(), zero, zero
+        if instances.size != (h, w):
+            raise ValueError(f"masks are {instances.size}, the frame {size}")
+        radius = self.config.segment.feather * math.hypot(h, w)
+        masks = feather(instances.masks.float(), radius)  # (N, H, W)
+        total = masks.sum(dim=0, keepdim=True)
+        masks = masks / total.clamp(min=1.0)  # overlapping people share the pixel
+        people = masks.sum(dim=0).clamp(max=1.0)[None, None]
+        rows = torch.stack([self._person_rows.get(pid, self.style_weights[0])
+                            for pid in instances.ids])  # (N, S)
+        style_map = torch.einsum("ns,nhw->shw", rows, masks)[None]
+        style_map = style_map + (1.0 - people) * bg
+        faces = torch.zeros(1, 1, h, w)
+        if instances.faces is not None:
+            faces = face_mask(instances.faces, size, radius)[None, None]
+        return style_map, people, faces
 
     def stylize_many(self, image: torch.Tensor, style_vectors: torch.Tensor) -> torch.Tensor:
         """One image (1, 3, H, W) in several styles in one batched pass.
@@ -192,12 +260,12 @@ class FastStylizer:
         warped by ``ctx.pair`` (where :meth:`supports_hooks`)."""
         st = self.stabilizer
         if st is None:
-            return self.stylize_tensor(x)
+            return self.stylize_tensor(x, instances=ctx.instances)
         if self._first:
             st.feature_blend = self.supports_hooks(tuple(x.shape[-2:]))
             self._first = False
         hook = st.feature_hook(ctx.pair) if st.feature_blend else None
-        return self.stylize_tensor(x, hook)
+        return self.stylize_tensor(x, hook, instances=ctx.instances)
 
     def finish(self, y: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
         """The output blend with the warped previous output (in order; encode thread)."""
@@ -208,6 +276,10 @@ class FastStylizer:
     def observe(self, output: torch.Tensor, ctx: FrameContext) -> None:
         """Fast outputs are never cached: nothing to replay."""
         return None
+
+
+def _weights_device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def resolve_model(spec: str | None, device: torch.device | str = "cpu") -> tuple[LoadedModel, str]:
@@ -233,8 +305,8 @@ def make_fast_stylizer(*, config: RunConfig, device: torch.device | str = "cpu")
     Raises StyleError for a style the model lacks (or a per-person spec, not yet
     supported), WeightsError for a missing/corrupt model.
     """
-    if not config.style.is_plain:
-        raise UsageError("per-person styles and layer weights are not supported yet")
+    if config.style.layer_weights:
+        raise UsageError("per-layer style weights need an adjustable model (not yet shipped)")
     device = torch.device(device)
     model, sha = resolve_model(config.fast.model, device)
     weights = style_vector(config.style.default, model.style_names)

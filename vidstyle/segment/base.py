@@ -13,8 +13,10 @@ from vidstyle.contracts import Instances
 class Segmenter(Protocol):
     """Finds people in one frame.
 
-    ``segment(frame)``: frame (1, 3, H, W) float32 RGB in [0, 1] -> :class:`Instances`
-    with masks at (H, W), ids all 0 (numbering is the tracker's job). ``fingerprint()``
+    ``segment(frame, index=i)``: frame i (1, 3, H, W) float32 RGB in [0, 1] ->
+    :class:`Instances` with masks at (H, W), ids all 0 (numbering is the tracker's job)
+    except for sources that carry their own ids (a user's mask files); ``index`` is the
+    frame's number in the clip (backends that read per-frame files need it). ``fingerprint()``
     names the backend and every parameter or weight file that changes the result (it
     keys the cached masks of the work directory). ``check()`` raises now what would
     fail at the first frame (missing model files).
@@ -26,7 +28,7 @@ class Segmenter(Protocol):
 
     def check(self) -> None: ...
 
-    def segment(self, frame: torch.Tensor) -> Instances: ...
+    def segment(self, frame: torch.Tensor, *, index: int = 0) -> Instances: ...
 
 
 __all__ = ["Segmenter"]

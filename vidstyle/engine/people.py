@@ -1,0 +1,243 @@
+"""The segment stage: people of every frame, tracked through the clip, before stylizing.
+
+Per-person styles need to know which ids exist before the first frame is painted (an
+``--instance`` id that never appears is an error listing the ids found), so the engine
+runs this stage as a pass of its own over the clip:
+
+1. each frame at the stylizer's working size is segmented (:class:`Segmenter`); the raw
+   result is cached per frame (``raw_NNNNNN.npz``) in a folder keyed by the segmenter,
+   the input's SHA-256 and the working size, under ``$VIDSTYLE_HOME/cache/segment/``, so
+   a killed run resumes and another style or setting reuses them;
+2. the tracker numbers people (left to right where they first appear) and keeps each
+   id through the clip (mask IoU after warping by the flow; short occlusions keep ids);
+3. masks are smoothed in time (blended with the previous frame's flow-warped masks where
+   they agree) and the final people of each frame are saved (``people_NNNNNN.npz``).
+
+The stylize pass then reads frame i's people (:func:`load_people`). Masks are stored as
+uint8 (1/255 steps).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vidstyle import media
+from vidstyle.config import RunConfig, SegmentConfig, fingerprint_of
+from vidstyle.contracts import Instances, ProgressEvent, ProgressFn, limited
+from vidstyle.errors import UsageError
+from vidstyle.fileio import atomic_path, atomic_write_bytes, sha256_file
+from vidstyle.flow import FlowEstimator, flow_from_config
+from vidstyle.flow.pair import frame_pair
+from vidstyle.imageops import resize_uint8, working_size
+from vidstyle.segment.base import Segmenter
+from vidstyle.segment.files import write_id_png
+from vidstyle.segment.render import overlay
+from vidstyle.segment.track import Tracker, smooth_instances
+from vidstyle.tensors import to_tensor
+from vidstyle.weights.cache import vidstyle_home
+from vidstyle.workdir import Stage, WorkDir
+
+
+def make_segmenter(config: SegmentConfig, *, device: torch.device | str = "cpu") -> Segmenter:
+    """The segmenter of ``config``: the user's mask folder, MediaPipe or Mask R-CNN."""
+    if config.masks_dir is not None:
+        from vidstyle.segment.files import FolderMasks
+
+        return FolderMasks(folder=Path(config.masks_dir))
+    if config.backend == "maskrcnn":
+        from vidstyle.segment.maskrcnn import MaskRCNNSegmenter
+
+        return MaskRCNNSegmenter(weights_path=config.weights_path, device=device)
+    from vidstyle.segment.mediapipe import MediaPipeSegmenter
+
+    return MediaPipeSegmenter()
+
+
+def segment_cache_root() -> Path:
+    """Where raw per-frame segmentations are cached (safe to delete)."""
+    return vidstyle_home() / "cache" / "segment"
+
+
+def save_people(path: Path, inst: Instances) -> None:
+    """Write ``inst`` (masks as uint8) atomically to an ``.npz`` file."""
+    masks = (inst.masks.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    faces = inst.faces.numpy() if inst.faces is not None else np.zeros((0, 4), np.float32)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, masks=masks, boxes=inst.boxes.numpy().astype(np.float32),
+                            scores=inst.scores.numpy().astype(np.float32),
+                            ids=np.asarray(inst.ids, np.int64), faces=faces,
+                            has_faces=np.asarray(inst.faces is not None))
+
+
+def load_people(path: Path) -> Instances:
+    """Read what :func:`save_people` wrote."""
+    with np.load(path) as z:
+        faces = torch.from_numpy(z["faces"]) if bool(z["has_faces"]) else None
+        return Instances(masks=torch.from_numpy(z["masks"]).float() / 255.0,
+                         boxes=torch.from_numpy(z["boxes"]), scores=torch.from_numpy(z["scores"]),
+                         ids=tuple(int(i) for i in z["ids"]), faces=faces)
+
+
+@dataclass
+class PeopleTrack:
+    """The segment stage's result: the folder of per-frame people, the frame count and
+    every id seen, with the frames it appears in."""
+
+    stage: Stage
+    frames: int
+    seen: dict[int, list[int]]
+
+    def path(self, i: int) -> Path:
+        return self.stage.path(f"people_{i:06d}.npz")
+
+    def load(self, i: int) -> Instances:
+        return load_people(self.path(i))
+
+    def check_ids(self, wanted: set[int], source: str) -> None:
+        """Every id of ``wanted`` (``--instance``) appears somewhere: else a UsageError
+        listing the ids found."""
+        if not self.seen:
+            raise UsageError(f"no people found in {source}: per-person styles need people "
+                             "(check with `vidstyle masks`)")
+        missing = sorted(wanted - set(self.seen))
+        if missing:
+            found = ", ".join(str(i) for i in sorted(self.seen))
+            raise UsageError(f"--instance {', '.join(map(str, missing))}: no such person in "
+                             f"{source} (people found: {found}; see `vidstyle masks`)")
+
+
+def track_people(
+    frames: Callable[[], Iterator[Any]],
+    *,
+    prepare: Callable[[np.ndarray], torch.Tensor],
+    segmenter: Segmenter,
+    flow: FlowEstimator | None,
+    config: SegmentConfig,
+    fps: float | None,
+    input_sha256: str,
+    stage: Stage,
+    max_frames: int | None,
+    total: int | None,
+    progress: ProgressFn,
+) -> PeopleTrack:
+    """Run the segment stage (see the module docstring) into ``stage``; raw results are
+    cached under :func:`segment_cache_root`."""
+    done = stage.path("seen.json")
+    if done.is_file():
+        meta = json.loads(done.read_text())
+        return PeopleTrack(stage, int(meta["frames"]),
+                           {int(k): v for k, v in meta["seen"].items()})
+    gap = max(1, round(config.max_gap * (fps or 25.0)))
+    tracker = Tracker(max_gap_frames=gap)
+    raw_root: Stage | None = None
+    prev_x: torch.Tensor | None = None
+    prev: Instances | None = None
+    seen: dict[int, list[int]] = {}
+    n = 0
+    for frame in limited(frames(), max_frames):
+        x = prepare(frame.rgb)
+        if raw_root is None:
+            fp = fingerprint_of("segment-raw", segmenter.fingerprint(), input_sha256,
+                                list(x.shape[-2:]))
+            raw_root = Stage(root=segment_cache_root(), name=fp, fingerprint=fp).open()
+        raw_path = raw_root.path(f"raw_{frame.index:06d}.npz")
+        if raw_path.is_file():
+            raw = load_people(raw_path)
+        else:
+            raw = segmenter.segment(x, index=frame.index)
+            save_people(raw_path, raw)
+        pair = None
+        if flow is not None and prev_x is not None and prev_x.shape == x.shape:
+            with torch.inference_mode():
+                pair = frame_pair(prev_x, x, flow=flow)
+        # people of a user's mask files come numbered: their ids are kept, not tracked
+        numbered = len(raw) > 0 and all(i != 0 for i in raw.ids)
+        people = raw if numbered else tracker.update(raw, pair)
+        if config.smooth:
+            people = smooth_instances(people, prev, pair)
+        save_people(stage.path(f"people_{frame.index:06d}.npz"), people)
+        for pid in people.ids:
+            seen.setdefault(pid, []).append(frame.index)
+        prev_x, prev, n = x, people, n + 1
+        progress(ProgressEvent("segment", n, total))
+    atomic_write_bytes(done, json.dumps({"frames": n, "seen": seen}).encode())
+    return PeopleTrack(stage, n, seen)
+
+
+def segment_fingerprint(config: RunConfig, segmenter: Segmenter, flow: FlowEstimator | None,
+                        input_sha256: str) -> str:
+    """What determines the tracked people of a run (the segment stage's folder)."""
+    seg = config.segment
+    return fingerprint_of("segment", segmenter.fingerprint(), input_sha256, seg,
+                          flow.fingerprint() if flow is not None else None,
+                          config.max_frames, config.fast.size)
+
+
+__all__ = ["PeopleTrack", "load_people", "make_segmenter", "save_people",
+           "segment_cache_root", "segment_fingerprint", "track_people"]
+
+
+def export_masks(
+    input_path: str | Path,
+    out_dir: str | Path,
+    config: RunConfig,
+    *,
+    progress: ProgressFn,
+    overwrite: bool = False,
+) -> PeopleTrack:
+    """``vidstyle masks``: the people of every frame of ``input_path`` as the fast method's
+    per-person run sees them (same working size, segmenter, tracking and ids), written
+    into ``out_dir``: ``<name>.png`` (pixel = person id, 0 = background) and
+    ``<name>_overlay.png`` (a coloured preview with each id drawn on its person), where
+    ``<name>`` is ``frame_NNNNNN`` for a video and the input's stem for a still image.
+    Refuses to replace existing files unless ``overwrite``."""
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    info = media.probe(input_path)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"-o {out_dir} is a file: give a folder")
+    still = info.frame_count == 1 and media.is_image_path(input_path)
+
+    def name(i: int) -> str:
+        return input_path.stem if still else f"frame_{i:06d}"
+
+    size = config.fast.size
+
+    def prepare(rgb: np.ndarray) -> torch.Tensor:
+        return to_tensor(resize_uint8(rgb, working_size(rgb.shape[0], rgb.shape[1], size)))
+
+    if not overwrite and out_dir.is_dir():
+        clash = [p for p in (out_dir / f"{name(0)}.png", out_dir / f"{name(0)}_overlay.png")
+                 if p.exists()]
+        if clash:
+            raise UsageError(f"{clash[0]} exists: pass --overwrite to replace it")
+    segmenter = make_segmenter(config.segment)
+    segmenter.check()
+    flow = flow_from_config(config.flow)
+    sha = sha256_file(input_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = WorkDir(out_dir / ".vidstyle-work")
+    stage = work.stage("segment", segment_fingerprint(config, segmenter, flow, sha))
+    people = track_people(lambda: media.iter_frames(input_path), prepare=prepare,
+                          segmenter=segmenter, flow=flow, config=config.segment,
+                          fps=float(info.fps) if info.fps else None, input_sha256=sha,
+                          stage=stage, max_frames=config.max_frames,
+                          total=config.max_frames or info.frame_count or None,
+                          progress=progress)
+    for frame in limited(media.iter_frames(input_path), config.max_frames):
+        inst = people.load(frame.index)
+        rgb = resize_uint8(frame.rgb, inst.size)
+        write_id_png(out_dir / f"{name(frame.index)}.png", inst, inst.size)
+        preview = overlay(rgb, inst)
+        with atomic_path(out_dir / f"{name(frame.index)}_overlay.png") as tmp:
+            Image.fromarray(preview).save(tmp, format="PNG")
+        progress(ProgressEvent("write", frame.index + 1, people.frames))
+    work.remove_stages()
+    return people

@@ -94,7 +94,7 @@ def test_folder_masks_reads_frames_by_index_and_in_order(tmp_path: Path) -> None
     assert second.ids == (3, 7)
     assert second.boxes[1].tolist() == [3.0, 2.0, 13.0, 10.0]
     frame = torch.zeros(1, 3, H * 2, W * 2)
-    first, again = seg.segment(frame), seg.segment(frame)
+    first, again = seg.segment(frame, index=0), seg.segment(frame, index=1)
     assert first.size == (H * 2, W * 2)
     assert first.boxes[1].tolist() == [4.0, 4.0, 24.0, 20.0]
     assert again.boxes[1].tolist() == [6.0, 4.0, 26.0, 20.0]  # frame 1's file

@@ -202,7 +202,8 @@ def run(
     if not stylizer.needs.instances:
         segmenter = None
     elif segmenter is None:
-        segmenter = make_segmenter(config.segment, device=device)
+        segmenter = make_segmenter(config.segment, device=device, frames=wanted,
+                                   size=(info.height, info.width))
         segmenter.check()  # model files present: fail now, not after decoding
     _sweep_partial_outputs(output_path)
     cached = stylizer.needs.cache

@@ -38,7 +38,7 @@ from vidstyle.flow import FlowEstimator, flow_from_config
 from vidstyle.flow.pair import frame_pair
 from vidstyle.imageops import resize_uint8, working_size
 from vidstyle.segment.base import Segmenter
-from vidstyle.segment.files import write_id_png
+from vidstyle.segment.files import FolderMasks, write_id_png
 from vidstyle.segment.render import overlay
 from vidstyle.segment.track import Tracker, smooth_instances
 from vidstyle.tensors import to_tensor
@@ -46,12 +46,13 @@ from vidstyle.weights.cache import vidstyle_home
 from vidstyle.workdir import Stage, WorkDir
 
 
-def make_segmenter(config: SegmentConfig, *, device: torch.device | str = "cpu") -> Segmenter:
-    """The segmenter of ``config``: the user's mask folder, MediaPipe or Mask R-CNN."""
+def make_segmenter(config: SegmentConfig, *, device: torch.device | str = "cpu",
+                   frames: int | None = None, size: tuple[int, int] | None = None
+                   ) -> Segmenter:
+    """The segmenter of ``config``: the user's mask folder (one PNG for each of ``frames``
+    frames of ``size`` (H, W): checked by ``check()``), MediaPipe or Mask R-CNN."""
     if config.masks_dir is not None:
-        from vidstyle.segment.files import FolderMasks
-
-        return FolderMasks(folder=Path(config.masks_dir))
+        return FolderMasks(folder=Path(config.masks_dir), n_frames=frames, size=size)
     if config.backend == "maskrcnn":
         from vidstyle.segment.maskrcnn import MaskRCNNSegmenter
 
@@ -218,7 +219,9 @@ def export_masks(
                  if p.exists()]
         if clash:
             raise UsageError(f"{clash[0]} exists: pass --overwrite to replace it")
-    segmenter = make_segmenter(config.segment)
+    wanted = info.frame_count if config.max_frames is None else min(info.frame_count or 1,
+                                                                       config.max_frames)
+    segmenter = make_segmenter(config.segment, frames=wanted, size=(info.height, info.width))
     segmenter.check()
     flow = flow_from_config(config.flow)
     sha = sha256_file(input_path)

@@ -160,8 +160,7 @@ class FolderMasks:
     folder: a mask folder (see the module doc). n_frames: the frames to be processed
     (None: as many as there are files). size: (H, W) every file must have (None: the
     first file's size). Ids are the pixel values, kept as they are (not renumbered, never
-    tracked). :meth:`segment_index` reads any frame's file; :meth:`segment` reads the
-    file after the one it read last (starting at frame 0), for a plain in-order run.
+    tracked). :meth:`segment` reads frame ``index``'s file at the frame's size.
     """
 
     name = "folder"
@@ -174,7 +173,6 @@ class FolderMasks:
         self.allow_extra = allow_extra
         self._files: list[Path] | None = None
         self._fingerprint: str | None = None
-        self._next = 0
 
     def files(self) -> list[Path]:
         """The checked files in frame order (checked once, see :func:`check_mask_folder`)."""
@@ -212,11 +210,9 @@ class FolderMasks:
                              f"({len(files)} files)")
         return instances_from_ids(read_id_png(files[index]), size)
 
-    def segment(self, frame: torch.Tensor) -> Instances:
-        """The next frame's masks, at ``frame``'s size (frame: (1, 3, H, W))."""
-        out = self.segment_index(self._next, (int(frame.shape[-2]), int(frame.shape[-1])))
-        self._next += 1
-        return out
+    def segment(self, frame: torch.Tensor, *, index: int = 0) -> Instances:
+        """Frame ``index``'s masks, at ``frame``'s size (frame: (1, 3, H, W))."""
+        return self.segment_index(index, (int(frame.shape[-2]), int(frame.shape[-1])))
 
 
 def write_id_png(path: str | os.PathLike[str], instances: Instances,

@@ -179,7 +179,7 @@ class MaskRCNNSegmenter:
         return (f"{self.name}:{weights}:score={self.score_threshold:g}:"
                 f"size={self.min_size}-{self.max_size}")
 
-    def segment(self, frame: torch.Tensor) -> Instances:
+    def segment(self, frame: torch.Tensor, *, index: int = 0) -> Instances:
         """The people of ``frame`` (1, 3, H, W): masks (N, H, W) at the frame's size,
         detections of the ``person`` class scoring at least ``score_threshold``."""
         if frame.dim() != 4 or frame.shape[:2] != (1, 3):

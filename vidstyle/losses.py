@@ -48,6 +48,49 @@ def style_loss(
     return total
 
 
+def masked_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of the features inside a soft region, normalized by C * the region's
+    area (so a region's Gram is on the scale of :func:`gram` of a whole image).
+
+    features: (B, C, H, W); mask: (B or 1, 1, H, W) weights in [0, 1] at the features'
+    resolution -> (B, C, C). Each feature vector is weighted by its pixel's mask value
+    (Gatys et al. 2017, spatial control).
+    """
+    b, c, h, w = features.shape
+    f = (features * mask).reshape(b, c, h * w)
+    area = mask.reshape(mask.shape[0], -1).sum(dim=1).clamp(min=1.0)  # (B or 1,)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * area.view(-1, 1, 1))
+
+
+def region_style_loss(
+    features: Mapping[str, torch.Tensor],
+    regions: Sequence[tuple[torch.Tensor, Mapping[str, torch.Tensor]]],
+    weights: Mapping[str, float] | None = None,
+) -> torch.Tensor:
+    """Style loss of several regions, each with its own Gram targets.
+
+    regions: (mask (1, 1, H, W) in [0, 1] at image resolution, target grams layer ->
+    (1, C, C)). Each region's loss is :func:`style_loss` with :func:`masked_gram` (the
+    mask averaged down to each layer's size), weighted by the region's share of the
+    image area, so one region covering the whole image equals :func:`style_loss`.
+    """
+    first = features[next(iter(regions[0][1]))]
+    total = first.new_zeros(())
+    for mask, targets in regions:
+        share = float(mask.mean())
+        if share <= 0.0:
+            continue
+        for layer, target in targets.items():
+            w = 1.0 if weights is None else weights.get(layer, 0.0)
+            if w == 0.0:
+                continue
+            f = features[layer]
+            m = torch.nn.functional.adaptive_avg_pool2d(mask.to(f), tuple(f.shape[-2:]))
+            g = masked_gram(f, m)
+            total = total + share * w * torch.mean((g - target) ** 2, dim=(1, 2)).sum()
+    return total
+
+
 def tv_loss(image: torch.Tensor) -> torch.Tensor:
     """Total variation (mean squared neighbour difference) of (B, C, H, W) -> scalar."""
     dx = image[:, :, :, 1:] - image[:, :, :, :-1]

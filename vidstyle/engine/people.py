@@ -52,7 +52,9 @@ def make_segmenter(config: SegmentConfig, *, device: torch.device | str = "cpu",
     """The segmenter of ``config``: the user's mask folder (one PNG for each of ``frames``
     frames of ``size`` (H, W): checked by ``check()``), MediaPipe or Mask R-CNN."""
     if config.masks_dir is not None:
-        return FolderMasks(folder=Path(config.masks_dir), n_frames=frames, size=size)
+        # under --max-frames the folder may hold files for later frames too
+        return FolderMasks(folder=Path(config.masks_dir), n_frames=frames, size=size,
+                           allow_extra=True)
     if config.backend == "maskrcnn":
         from vidstyle.segment.maskrcnn import MaskRCNNSegmenter
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from vidstyle.config import OptimConfig
 from vidstyle.errors import UsageError
@@ -25,7 +26,14 @@ from vidstyle.imageops import (
     rgb_to_yiq,
     yiq_to_rgb,
 )
-from vidstyle.losses import content_loss, gram, style_loss, temporal_loss, tv_loss
+from vidstyle.losses import (
+    content_loss,
+    gram,
+    region_style_loss,
+    style_loss,
+    temporal_loss,
+    tv_loss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,19 @@ class OptimResult:
 
 def _gray3(image: torch.Tensor) -> torch.Tensor:
     return luminance(image).expand(-1, 3, -1, -1)
+
+
+@dataclass(frozen=True)
+class StyleRegion:
+    """A part of the image with its own style (per-person styles).
+
+    mask: (1, 1, H, W) soft weights in [0, 1] at the content's size. style: the
+    stylizer whose style image gives the region's Gram targets, or None for a region
+    without style loss (a background kept as it is).
+    """
+
+    mask: torch.Tensor
+    style: GatysStylizer | None
 
 
 class GatysStylizer:
@@ -132,11 +153,15 @@ class GatysStylizer:
         iters: int | None = None,
         temporal: TemporalTerms | None = None,
         seed: int | None = None,
+        regions: Sequence[StyleRegion] | None = None,
     ) -> OptimResult:
         """Stylize ``content`` (1, 3, H, W) at its own size.
 
         ``init`` (1, 3, H, W) warm-starts the optimization (then only the final scale is
         optimized); otherwise the config's init and coarse-to-fine levels are used.
+        ``regions``: per-region styles (Gatys et al. 2017 spatial control): each region's
+        Gram loss over its own mask, weighted by its area, replaces the whole-image style
+        loss.
         """
         cfg = self.config
         iters = cfg.iters if iters is None else iters
@@ -179,6 +204,7 @@ class GatysStylizer:
                 level,
                 len(sizes),
                 temporal if level == len(sizes) - 1 else None,
+                regions,
             )
             total_iters += n
         assert x is not None
@@ -207,11 +233,17 @@ class GatysStylizer:
         level: int,
         levels: int,
         temporal: TemporalTerms | None,
+        regions: Sequence[StyleRegion] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
         longest = max(content.shape[-2:])
         content_y = luminance(content) if cfg.preserve_color else None
         grams = self.style_grams(longest, content_y)
+        targets = [
+            (F.interpolate(r.mask.to(self.device), size=tuple(content.shape[-2:]),
+                           mode="area"), r.style.style_grams(longest, content_y))
+            for r in regions or () if r.style is not None
+        ]
         with torch.no_grad():
             c_targets = self.net(content, self.content_layers)
         layers = tuple(dict.fromkeys(self.style_layers + self.content_layers))
@@ -224,7 +256,12 @@ class GatysStylizer:
             opt.zero_grad(set_to_none=True)
             feats = self.net(x, layers)
             lc = sum(content_loss(feats[k], c_targets[k]) for k in self.content_layers)
-            ls = style_loss(feats, grams, self.layer_weights)
+            if regions is None:
+                ls = style_loss(feats, grams, self.layer_weights)
+            elif targets:
+                ls = region_style_loss(feats, targets, self.layer_weights)
+            else:
+                ls = x.new_zeros(())
             lt = tv_loss(x)
             loss = cfg.content_weight * lc + cfg.style_weight * ls + cfg.tv_weight * lt
             lT = None

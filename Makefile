@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine, creating only what is missing:
-#   make demo   -> venv + pinned install + offline weights, then stylizes the bundled clip
+#   make demo   -> venv + pinned install + offline weights and person models, then stylizes
+#                  the bundled clip
 #   make test   -> the same set-up, then the default test suite (CI runs this)
 PY ?= python3
 VENV ?= .venv
@@ -21,7 +22,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VIDSTYLE_HOME)/weights/manifest.json: $(VENV)/.installed
 	$(BIN)/python -m vidstyle.weights fetch
 
-setup: $(VENV)/.installed $(VIDSTYLE_HOME)/weights/manifest.json
+$(VIDSTYLE_HOME)/models/mediapipe/manifest.json: $(VENV)/.installed
+	$(BIN)/python -m vidstyle.segment.models fetch
+
+setup: $(VENV)/.installed $(VIDSTYLE_HOME)/weights/manifest.json \
+	$(VIDSTYLE_HOME)/models/mediapipe/manifest.json
 
 demo: setup
 	$(BIN)/vidstyle demo

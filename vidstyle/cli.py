@@ -475,16 +475,19 @@ def styles() -> None:
 @click.option("--downloads", type=click.Path(path_type=Path), default=None,
               help="Folder that already holds the downloaded archives.")
 def setup(downloads: Path | None) -> None:
-    """Fetch and convert the offline VGG weights once into $VIDSTYLE_HOME.
+    """Fetch the offline VGG weights and person models once into $VIDSTYLE_HOME.
 
     \b
     Example:
       vidstyle setup
     """
+    from vidstyle.segment.models import fetch_mediapipe_models
     from vidstyle.weights import fetch_offline_weights
 
     for r in fetch_offline_weights(downloads_dir=downloads):
         click.echo(f"{r.name}: {r.path} (sha256 {r.sha256[:12]}..., {r.source})")
+    models = fetch_mediapipe_models(downloads_dir=downloads)
+    click.echo(f"person segmentation models: {models.detector.parent}")
 
 
 @cli.command()

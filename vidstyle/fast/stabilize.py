@@ -122,7 +122,7 @@ def texture_preserving_blend(
     detail = torch.lerp(dn, do, weight)
     e_target = torch.lerp(_box(dn.pow(2), radius), _box(do.pow(2), radius), weight)
     e_blend = _box(detail.pow(2), radius)
-    gain = (e_target / (e_blend + 1e-6)).sqrt().clamp(1.0, 2.0)
+    gain = (e_target.clamp(min=0.0) / (e_blend.clamp(min=0.0) + 1e-6)).sqrt().clamp(1.0, 2.0)
     return (low + gain * detail).clamp(0.0, 1.0)
 
 
@@ -156,8 +156,10 @@ def _tpb_hwc(
     # the three local energies (summed over RGB) as the channels of one box filter pass
     energy = box(torch.from_numpy(cv2.merge([_rgb_energy(dn), _rgb_energy(do),
                                              _rgb_energy(detail)])))
-    e_target = torch.lerp(energy[..., 0], energy[..., 1], weight[..., 0])
-    gain = (e_target / (energy[..., 2] + 3e-6)).sqrt_().clamp_(1.0, 2.0)
+    # running-sum box filters can round a flat area's energy slightly below zero: clamp,
+    # or the square root gives NaN there (and the next frames' warps spread it)
+    e_target = torch.lerp(energy[..., 0], energy[..., 1], weight[..., 0]).clamp_(min=0.0)
+    gain = (e_target / (energy[..., 2].clamp(min=0.0) + 3e-6)).sqrt_().clamp_(1.0, 2.0)
     return (low + gain[..., None] * detail).clamp_(0.0, 1.0)
 
 

@@ -16,6 +16,7 @@ from vidstyle.engine import build_config, run
 from vidstyle.errors import UsageError
 from vidstyle.fast.stylizer import make_fast_stylizer
 from vidstyle.imageops import load_image, resize
+from vidstyle.media import iter_frames
 from vidstyle.segment.ops import feather
 from vidstyle.tensors import to_tensor
 
@@ -172,3 +173,31 @@ def test_kodim12_acceptance_with_the_real_segmenter(data_dir: Path, tmp_path: Pa
     assert (~near).mean() > 0.3
     assert np.array_equal(a[~near], b[~near])
     assert np.abs(a[near] - b[near]).mean() > 10
+
+
+def test_a_user_mask_folder_is_checked_before_any_work(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vidstyle.cli import cli
+
+    clip = make_clip(tmp_path / "c.mp4", n=3, size=(96, 64))
+    masks = tmp_path / "m"
+    masks.mkdir()
+    ids = np.zeros((64, 96), np.uint8)
+    ids[10:50, 10:40] = 1
+    ids[10:50, 55:90] = 4
+    for i in range(2):  # one file short
+        Image.fromarray(ids).save(masks / f"frame_{i:06d}.png")
+    out = tmp_path / "o.mp4"
+    args = ["run", str(clip), "-o", str(out), "--instance", "4=wave", "--background", "none",
+            "--masks", str(masks), "-q"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and "3" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.glob(".o.mp4*"))
+    Image.fromarray(ids).save(masks / "frame_000002.png")
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.stderr
+    a = next(iter_frames(out)).rgb
+    src = next(iter_frames(clip)).rgb
+    diff = np.abs(a.astype(int) - src.astype(int)).mean(axis=2)
+    assert diff[20:40, 60:85].mean() > 3 * diff[55:, :].mean()  # person 4 styled, rest kept

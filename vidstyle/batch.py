@@ -41,6 +41,7 @@ from vidstyle.device import pick_device
 from vidstyle.engine import make_stylizer, resolved, run
 from vidstyle.errors import InputError, Interrupted, UsageError, VidstyleError
 from vidstyle.fast.model_io import read_manifest
+from vidstyle.fast.runtimes import resolve_runtime
 from vidstyle.fileio import atomic_write_bytes, sha256_file
 from vidstyle.styles import resolve_style
 
@@ -151,15 +152,24 @@ def _model_identity(config: RunConfig) -> str:
     return f"sha256:{sha}"
 
 
+def _runtime_identity(config: RunConfig) -> str:
+    """The fast runtime that will run (``--runtime auto`` resolved for this machine's
+    device): bf16 or fp16 outputs differ slightly from eager ones."""
+    if config.method != "fast":
+        return ""
+    return resolve_runtime(config.fast.runtime, pick_device(config.device))
+
+
 def settings_fingerprint(config: RunConfig) -> str:
     """Everything of ``config`` that shapes an output file, with the style images, the fast
-    model and flow weights given by their content (a file replaced in place changes it).
-    Not the device."""
+    model and flow weights given by their content (a file replaced in place changes it),
+    and the fast runtime that runs (``auto`` resolved). Not the device otherwise."""
     weights = config.flow.weights_path
     flow_weights = _file_identity(weights) if weights else ""
     return fingerprint_of("batch", config.stylize_fingerprint(), config.encode,
                           config.max_frames, _style_identity(config.style),
-                          _model_identity(config), flow_weights, __version__)
+                          _model_identity(config), flow_weights, _runtime_identity(config),
+                          __version__)
 
 
 def _stat_key(path: Path) -> list[int]:

@@ -351,8 +351,9 @@ class FastConfig(_Config):
         0.7, help="Temporal stability 0..1 (0 = off): how much of the flow-warped previous "
         "frame's network features and output is kept.", methods=("fast",),
         example="0.9", group="Video")
-    runtime: Runtime = setting("auto", help="Inference runtime (auto = fastest measured; "
-                               "fp16 is for CUDA).", methods=("fast",),
+    runtime: Runtime = setting("auto", help="Inference runtime (auto: bf16 on a CPU with "
+                               "native bf16, fp16 on CUDA, else eager; fp16 is for CUDA).",
+                               methods=("fast",),
                                example="bf16", group="Fast network")
     tile: int = setting(0, help="Tile size in pixels for huge frames (0 = automatic).",
                         methods=("fast",), example="1024", group="Fast network")

@@ -93,8 +93,14 @@ class FastStylizer:
         f = self.config.fast
         return fingerprint_of(
             "fast", self.model_sha256, [round(float(v), 6) for v in self.style_weights[0]],
-            f.size, f.strength, f.stability, f.tile, f.preserve_color,
+            f.size, f.strength, f.stability, f.tile, f.preserve_color, self.runtime_name,
         )
+
+    @property
+    def runtime_name(self) -> str:
+        """The runtime the network runs on (``--runtime auto`` resolved; see
+        :func:`~vidstyle.fast.runtimes.select_runtime`); builds it on first use."""
+        return self.runtime().name
 
     @property
     def style_names(self) -> tuple[str, ...]:
@@ -105,11 +111,12 @@ class FastStylizer:
         return style_vector(mix, self.model.style_names)
 
     # -- network -----------------------------------------------------------------------
-    def runtime(self, size: tuple[int, int]) -> Runtime:
-        """The runtime for frames of ``size`` (h, w), chosen on first use (cached)."""
+    def runtime(self) -> Runtime:
+        """The runtime of the network, chosen on first use (cached per process): a
+        function of ``--runtime``, the machine and the model, never of timing."""
         if self._runtime is None:
             self.runtime_choice, self._runtime = select_runtime(
-                self.model.net, self.config.fast.runtime, size=size,
+                self.model.net, self.config.fast.runtime,
                 cache_key=(self.model_sha256, str(self.device)),
             )
         return self._runtime
@@ -139,11 +146,11 @@ class FastStylizer:
             return torch.cat(outs)
         if x.shape[0] == 1 and style_weights.shape[0] > 1:
             x = x.expand(style_weights.shape[0], -1, -1, -1)
-        return self.runtime((h, w))(x, style_weights, hook)
+        return self.runtime()(x, style_weights, hook)
 
     def supports_hooks(self, size: tuple[int, int]) -> bool:
         """Whether frames of ``size`` (h, w) run untiled on a runtime with feature hooks."""
-        return not self._tile_for(*size) and self.runtime(size).supports_hooks
+        return not self._tile_for(*size) and self.runtime().supports_hooks
 
     def stylize_tensor(self, x: torch.Tensor, hook: FeatureHook | None = None) -> torch.Tensor:
         """(1, 3, H, W) in [0, 1] at working size -> stylized (1, 3, H, W) with strength

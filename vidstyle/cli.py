@@ -470,6 +470,9 @@ def demo(output: Path | None, style: str, quiet: bool) -> None:
 @click.option("--resume", is_flag=True,
               help="Continue from the checkpoint in --out, with that run's settings (options "
                    "given again override them; --max-minutes is per invocation).")
+@click.option("--overwrite", is_flag=True,
+              help="Start afresh in an --out folder holding an earlier run's checkpoint "
+                   "(replacing it and its losses.jsonl).")
 @click.option("--add-style", default=None, help="NAME=IMAGE: add one style to --from MODEL.")
 @click.option("--from", "from_model", type=click.Path(path_type=Path), default=None)
 @click.option("--teacher", default=None,

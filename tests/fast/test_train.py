@@ -280,6 +280,42 @@ def test_messages_name_the_command_line_options(tiny_data, tiny_loss_net) -> Non
     assert "--size" in str(e.value)
 
 
+def test_an_earlier_run_is_never_overwritten_silently(
+    tiny_data, tiny_loss_net, monkeypatch
+) -> None:
+    """``vidstyle train --out DIR`` where DIR holds a checkpoint: refused (exit 2, one
+    line, nothing touched) unless --resume or --overwrite."""
+    from click.testing import CliRunner
+
+    import vidstyle.fast.train as train_mod
+    from vidstyle.cli import cli
+
+    cfg = _config(tiny_data, "kept", steps=2)
+    first = train(cfg, loss_net=tiny_loss_net)
+    files = {p: p.read_bytes() for p in (first.checkpoint_path, first.log_path)}
+    with pytest.raises(UsageError) as e:
+        train(cfg, loss_net=tiny_loss_net)
+    assert "--resume" in str(e.value) and "--overwrite" in str(e.value)
+
+    def tiny_train(c: TrainConfig, progress=None):  # noqa: ANN001, ANN202
+        return train(dataclasses.replace(cfg, out_dir=c.out_dir, resume=c.resume,
+                                         overwrite=c.overwrite, steps=3),
+                     loss_net=tiny_loss_net, progress=progress)
+
+    monkeypatch.setattr(train_mod, "train", tiny_train)
+    res = CliRunner().invoke(cli, ["train", "--out", cfg.out_dir, "--device", "cpu"])
+    assert res.exit_code == 2, res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and "--overwrite" in res.stderr
+    assert {p: p.read_bytes() for p in files} == files  # checkpoint and log untouched
+    res = CliRunner().invoke(cli, ["train", "--out", cfg.out_dir, "--resume", "--overwrite"])
+    assert res.exit_code == 2 and "do not go together" in res.stderr
+    res = CliRunner().invoke(cli, ["train", "--out", cfg.out_dir, "--device", "cpu",
+                                   "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert [r["step"] for r in _log(first.log_path)] == [1, 2, 3]  # a fresh run of 3 steps
+    assert saved_config(cfg.out_dir).overwrite is False  # per invocation, not stored
+
+
 def test_option_names_match_the_train_command() -> None:
     """FLAGS (used in messages) is exactly the ``vidstyle train`` options of the fields."""
     from vidstyle.cli import cli

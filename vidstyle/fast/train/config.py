@@ -81,6 +81,9 @@ class TrainConfig:
     out_dir: str = "out/train"
     #: continue from out_dir/checkpoint.pt
     resume: bool = False
+    #: start afresh in an out_dir that holds an earlier run's checkpoint (replacing it and
+    #: its losses.jsonl); without it (or ``resume``) such a folder is refused
+    overwrite: bool = False
     #: ``name=image``: train one new style into ``from_model`` (all else frozen)
     add_style: str = ""
     from_model: str = ""
@@ -125,6 +128,7 @@ FLAGS: dict[str, str] = {
     "style_exponent": "--style-exponent",
     "out_dir": "--out",
     "resume": "--resume",
+    "overwrite": "--overwrite",
     "add_style": "--add-style",
     "from_model": "--from",
     "teacher": "--teacher",
@@ -175,6 +179,8 @@ def validate(config: TrainConfig) -> None:
         raise UsageError(f"{flag('add_style')} takes NAME=IMAGE, got {config.add_style!r}")
     if config.model_dtype not in ("fp16", "fp32"):
         raise UsageError(f"model_dtype must be fp16 or fp32 ({flag('model_dtype')})")
+    if config.resume and config.overwrite:
+        raise UsageError(f"{flag('resume')} and {flag('overwrite')} do not go together")
     if config.teacher and config.add_style:
         raise UsageError(f"{flag('teacher')} and {flag('add_style')} do not go together")
     if config.teacher and config.distill_weight <= 0:
@@ -224,7 +230,7 @@ def config_from_pairs(pairs: Sequence[str], base: TrainConfig | None = None) -> 
 
 #: Settings of one invocation (a time limit, the machine), not of the run: a resume does not
 #: inherit them from the checkpoint.
-_PER_INVOCATION = ("max_minutes", "device", "precision")
+_PER_INVOCATION = ("max_minutes", "device", "precision", "overwrite")
 
 
 def saved_config(out_dir: str | Path) -> TrainConfig | None:
@@ -233,7 +239,8 @@ def saved_config(out_dir: str | Path) -> TrainConfig | None:
     What ``vidstyle train --out DIR --resume`` continues with: the run's own settings, so a
     resume needs no repeat of the original options (those given again override these).
     Fields newer than the checkpoint take their defaults; unknown old fields are ignored;
-    the per-invocation settings (time limit, device, precision) are not carried over.
+    the per-invocation settings (time limit, device, precision, overwrite) are not carried
+    over.
     """
     path = Path(out_dir) / "checkpoint.pt"
     if not path.is_file():

@@ -131,6 +131,8 @@ def train(
 
     Writes into ``config.out_dir``: checkpoint.pt (every ``checkpoint_every`` steps and at
     the end), losses.jsonl, model.pt (final, fp16 by default), curves.png, samples.png.
+    A folder that already holds a checkpoint is a UsageError unless ``resume`` (continue
+    it) or ``overwrite`` (start over, replacing it).
     ``loss_net`` replaces the VGG named in the config (tests pass tiny nets).
     ``progress`` is called every ``log_every`` steps. Ctrl-C checkpoints and raises
     :class:`~vidstyle.errors.Interrupted`.
@@ -144,9 +146,15 @@ def train(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "losses.jsonl"
+    if ckpt_path.is_file() and not (config.resume or config.overwrite):
+        raise UsageError(
+            f"{out_dir} holds the checkpoint of an earlier run: continue it with "
+            f"{flag('resume')}, start over with {flag('overwrite')}, or choose another "
+            f"{flag('out_dir')}"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     # styles and the network
     adding = bool(config.add_style)

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from types import UnionType
@@ -19,8 +20,9 @@ from typing import Any, Literal, Union, get_args, get_origin
 import click
 
 from vidstyle import __version__
-from vidstyle.config import RunConfig, Setting, section_type, settings
+from vidstyle.config import RunConfig, Setting, flag_of, section_type, settings
 from vidstyle.errors import InputError, Interrupted, VidstyleError
+from vidstyle.fast.train.config import TRAIN_GROUPS, TrainConfig, parse_pairs
 
 log = logging.getLogger("vidstyle")
 
@@ -94,7 +96,9 @@ class _Option(click.Option):
 
 
 class _Command(click.Command):
-    """Prints options in sections (``_Option.group``)."""
+    """Prints options in sections (``_Option.group``, in the order of ``groups``)."""
+
+    groups: tuple[str, ...] = GROUPS
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         sections: dict[str, list[tuple[str, str]]] = {}
@@ -102,8 +106,8 @@ class _Command(click.Command):
             rec = param.get_help_record(ctx)
             if rec is not None:
                 group = param.group if isinstance(param, _Option) else "Other"
-                sections.setdefault(group if group in GROUPS else "Other", []).append(rec)
-        for name in GROUPS:
+                sections.setdefault(group if group in self.groups else "Other", []).append(rec)
+        for name in self.groups:
             if name in sections:
                 with formatter.section(f"{name} options"):
                     formatter.write_dl(sections[name])
@@ -450,40 +454,68 @@ def demo(output: Path | None, style: str, quiet: bool) -> None:
                f"method {cfg.method}, style {style})")
 
 
-@cli.command(context_settings={"ignore_unknown_options": False})
-@click.option("--styles", default=None,
-              help="Comma list of style names or name=image (default: the seven named).")
-@click.option("--content-dir", "content_dirs", multiple=True, type=click.Path(path_type=Path),
-              help="Folder of training photos (repeatable).")
-@click.option("--video", "videos", multiple=True, type=click.Path(path_type=Path),
-              help="Video whose frames add to the training photos (repeatable).")
-@click.option("--holdout-dir", "holdout_dirs", multiple=True, type=click.Path(path_type=Path),
-              help="Held-out photos for the sample sheet and evaluation losses.")
-@click.option("--steps", type=int, default=None)
-@click.option("--size", type=int, default=None, help="Training crop size in pixels.")
-@click.option("--batch", type=int, default=None)
-@click.option("--style-weight", type=float, default=None)
-@click.option("--style-exponent", type=float, default=None,
-              help="Strength exponent epsilon: lambda_s = style_weight * 10**epsilon.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder for checkpoints, logs, curves and the model.")
-@click.option("--resume", is_flag=True,
-              help="Continue from the checkpoint in --out, with that run's settings (options "
-                   "given again override them; --max-minutes is per invocation).")
-@click.option("--overwrite", is_flag=True,
-              help="Start afresh in an --out folder holding an earlier run's checkpoint "
-                   "(replacing it and its losses.jsonl).")
-@click.option("--add-style", default=None, help="NAME=IMAGE: add one style to --from MODEL.")
-@click.option("--from", "from_model", type=click.Path(path_type=Path), default=None)
-@click.option("--teacher", default=None,
-              help="Distil this model (file or shipped name) into a new network, e.g. a "
-                   "cheaper architecture via --set outer_kernel=5.")
-@click.option("--max-minutes", type=float, default=None,
-              help="Stop cleanly (checkpointed) after this many minutes.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
-@click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
-              help="Any other TrainConfig field, e.g. --set lr=5e-4.")
-def train(pairs: tuple[str, ...], **opts: object) -> None:
+class _TrainCommand(_Command):
+    groups = TRAIN_GROUPS
+
+
+def _train_default(value: Any) -> str:
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _train_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``train`` options, one per TrainConfig field with a flag (help, section, example
+    and shown default from the dataclass), then ``--set`` for the other fields."""
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
+    options = []
+    others = []
+    for fld in dataclasses.fields(TrainConfig):
+        flag = flag_of(fld)
+        if flag is None:
+            others.append(fld.name)
+            continue
+        meta = fld.metadata
+        hint = hints[fld.name]
+        inner = [a for a in get_args(hint) if a is not type(None)]
+        base = inner[0] if get_origin(hint) in (Union, UnionType) and len(inner) == 1 else hint
+        kw: dict[str, Any] = {"default": None, "metavar": meta["metavar"]}
+        example = f"{flag} {meta['example']}"
+        if base is bool:
+            kw.update(is_flag=True, default=False, metavar=None)
+            example = flag
+        elif get_origin(base) is Literal:
+            kw.update(type=click.Choice([str(a) for a in get_args(base)]), metavar=None)
+        elif get_origin(base) is tuple and meta["repeat"]:
+            kw["multiple"] = True
+        elif get_origin(base) is tuple:
+            kw["callback"] = _comma_list(get_args(base)[0])
+        elif base in (int, float):
+            kw["type"] = base
+        default = _train_default(getattr(defaults, fld.name))
+        options.append(click.option(
+            flag, fld.name, cls=_Option, group=meta["group"] or "Other", example=example,
+            help=f"{meta['help']} [default: {default}]", **kw))
+    options.append(click.option(
+        "--set", "pairs", multiple=True, metavar="FIELD=VALUE", cls=_Option, group="Other",
+        example="--set lr=5e-4 --set channels=32,64,128",
+        help="Any other setting (repeatable; lists comma-separated): "
+             f"{', '.join(others)}."))
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@cli.command(cls=_TrainCommand)
+@_train_options
+def train(pairs: tuple[str, ...], **opts: Any) -> None:
     """Train the multi-style fast network (resumable), or add a style to one.
 
     \b
@@ -496,28 +528,18 @@ def train(pairs: tuple[str, ...], **opts: object) -> None:
       vidstyle train --teacher fast7 --set outer_kernel=5 --set style_weight=0 \\
           --set content_weight=0 --content-dir photos/ --out runs/k5
     """
-    from vidstyle.fast.train import TrainConfig, config_from_pairs, format_progress, saved_config
+    from vidstyle.fast.train import format_progress, saved_config
     from vidstyle.fast.train import train as run_train
 
+    # options given (False / () / None: not given), over --set values
+    changes = {**parse_pairs(pairs),
+               **{k: v for k, v in opts.items() if v is not None and v != () and v is not False}}
     base = TrainConfig()
-    if opts.get("resume"):
+    if changes.get("resume"):
         # continue with the run's own settings (from --out, --set out_dir=... or the
         # default folder); options given again override them
-        out_dir = opts.get("out_dir") or config_from_pairs(list(pairs), base).out_dir
-        base = saved_config(str(out_dir)) or base
-    cfg = config_from_pairs(list(pairs), base)
-    changes: dict[str, object] = {}
-    for key, value in opts.items():
-        if value is None or value == () or value is False:
-            continue
-        if key == "styles":
-            value = tuple(v.strip() for v in str(value).split(",") if v.strip())
-        elif key in ("content_dirs", "videos", "holdout_dirs"):
-            value = tuple(str(v) for v in value)  # type: ignore[union-attr]
-        elif key in ("out_dir", "from_model"):
-            value = str(value)
-        changes[key] = value
-    cfg = dataclasses.replace(cfg, **changes)
+        base = saved_config(changes.get("out_dir", base.out_dir)) or base
+    cfg = dataclasses.replace(base, **changes)
 
     def report(p) -> None:  # noqa: ANN001 - a TrainProgress, every log_every steps
         click.echo(format_progress(p))

@@ -214,7 +214,12 @@ def run_batch(
     items = plan_batch(in_dir, out_dir)
     settings = settings_fingerprint(config)
     # settings errors (unknown style, bad size, missing weights) once, before any item
-    (stylizer_factory or make_stylizer)(config=config, device=pick_device(config.device))
+    probe = (stylizer_factory or make_stylizer)(config=config,
+                                                device=pick_device(config.device))
+    keeps = probe.needs.cache  # the method keeps finished frames in a work folder
+    if keep_work and not keeps:
+        raise UsageError(f"--keep-work has no effect: the {config.method} method streams "
+                         "its frames and keeps no work folder")
     result = BatchResult()
     note = on_item or (lambda *_: None)
     for i, item in enumerate(items, 1):
@@ -231,9 +236,9 @@ def run_batch(
                 raise UsageError(f"{item.output} exists and was not written by a batch: "
                                  "remove it, or pass --overwrite")
             item.output.parent.mkdir(parents=True, exist_ok=True)
-            res = run(item.input, item.output, config, work_dir=item.work_dir,
-                      progress=progress, stylizer_factory=stylizer_factory, overwrite=True,
-                      keep_work=True)
+            res = run(item.input, item.output, config,
+                      work_dir=item.work_dir if keeps else None, progress=progress,
+                      stylizer_factory=stylizer_factory, overwrite=True, keep_work=keeps)
             receipt = {
                 "settings": settings,
                 "item": str(item.rel),

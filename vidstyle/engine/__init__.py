@@ -35,6 +35,7 @@ from vidstyle.contracts import (
     ProgressFn,
     StyleSpec,
     Stylizer,
+    StylizerNeeds,
     frame_unit,
     limited,
     no_progress,
@@ -44,7 +45,7 @@ from vidstyle.engine.clip import run_clip
 from vidstyle.engine.spec import PipelineSpec, build_config, resolve_method
 from vidstyle.engine.stream import stream_frames
 from vidstyle.errors import InputError, Interrupted, UsageError
-from vidstyle.fast.stylizer import make_fast_stylizer
+from vidstyle.fast.stylizer import FastStylizer, make_fast_stylizer
 from vidstyle.fileio import sha256_file
 from vidstyle.flow import FlowEstimator, flow_from_config
 from vidstyle.imageops import resize_uint8
@@ -72,6 +73,16 @@ class RunResult:
     cuts: tuple[int, ...] = ()
 
 
+def stylizer_class(config: RunConfig) -> type[Any]:
+    """The class of the stylizer :func:`make_stylizer` builds for ``config`` (resolved
+    method): its ``kind`` and ``needs_for(config)`` are known before anything loads."""
+    if config.method == "fast":
+        return FastStylizer
+    if config.method != "optim":
+        raise UsageError(f"method {config.method!r} is not resolved: use optim or fast")
+    return TemporalOptimStylizer if config.temporal.mode != "none" else OptimFrameStylizer
+
+
 def make_stylizer(*, config: RunConfig, device: Any) -> Stylizer:
     """The stylizer of ``config.method`` (loads weights: call once per run). Raises
     StyleError for an unknown style, WeightsError for missing weights."""
@@ -88,9 +99,7 @@ def make_stylizer(*, config: RunConfig, device: Any) -> Stylizer:
     net, style_layers, content_layers = load_loss_net(config, device)
     kw = dict(config=config, device=device, net=net, style_path=str(style.path),
               style_layers=style_layers, content_layers=content_layers)
-    if config.temporal.mode != "none":
-        return TemporalOptimStylizer(**kw)
-    return OptimFrameStylizer(**kw)
+    return stylizer_class(config)(**kw)
 
 
 def resolved(config: RunConfig) -> RunConfig:
@@ -180,8 +189,6 @@ def run(
         raise UsageError(f"{input_path.name} is {info.width}x{info.height}: the fast "
                          "network needs at least 2x2 pixels")
     work = WorkDir(work_dir or default_work_dir(output_path))
-    if work.root.exists() and not work.root.is_dir():
-        raise UsageError(f"work folder {work.root} is a file: give --work-dir a folder")
     device = pick_device(config.device)
     motion = None
     if config.uses_flow and spec.has("flow"):
@@ -189,7 +196,17 @@ def run(
         if motion is None:
             motion = flow_from_config(config.flow, device=device)
             motion.check()  # e.g. RAFT weights present: fail now, not after decoding
-    stylizer = (stylizer_factory or make_stylizer)(config=config, device=device)
+    if stylizer_factory is None:  # the stylizer's needs are known before it loads
+        cls = stylizer_class(config)
+        _prepare_work(work, cls.kind, cls.needs_for(config), config, work_dir=work_dir,
+                      keep_work=keep_work)
+    try:
+        stylizer = (stylizer_factory or make_stylizer)(config=config, device=device)
+        _prepare_work(work, stylizer.kind, stylizer.needs, config, work_dir=work_dir,
+                      keep_work=keep_work)
+    except BaseException:
+        work.discard_created()  # nothing was done: leave no empty work folder behind
+        raise
     _sweep_partial_outputs(output_path)
     cached = stylizer.needs.cache
     try:
@@ -218,6 +235,24 @@ def run(
     log.info("wrote %s (%d frames, %d computed, %d reused)", output_path, result.frames,
              result.computed, result.reused)
     return result
+
+
+def _prepare_work(work: WorkDir, kind: str, needs: StylizerNeeds, config: RunConfig, *,
+                  work_dir: str | Path | None, keep_work: bool) -> None:
+    """Create the work folder now when the stylizer keeps work (UsageError in one line
+    when it cannot be made, or when a stage folder there was not made by vidstyle);
+    ``--work-dir`` and ``--keep-work`` for a run that keeps no work folder are errors."""
+    if not needs.cache:
+        for given, flag in ((work_dir is not None, "--work-dir"), (keep_work, "--keep-work")):
+            if given:
+                raise UsageError(f"{flag} has no effect: this run keeps no work folder (the "
+                                 f"{config.method} method streams its frames)")
+        return
+    stages = ("stylize",)
+    if kind == "clip":
+        passes = config.temporal.passes if config.temporal.mode != "none" else 1
+        stages += ("decode", "flow") + tuple(f"pass_{k}" for k in range(passes - 1))
+    work.create(stages)
 
 
 def _stylize_fp(config: RunConfig, stylizer: Stylizer, input_path: Path) -> str:
@@ -266,4 +301,5 @@ __all__ = [
     "resolve_method",
     "resolved",
     "run",
+    "stylizer_class",
 ]

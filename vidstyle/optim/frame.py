@@ -25,6 +25,11 @@ class OptimFrameStylizer:
 
     kind: ClassVar[Literal["frame"]] = "frame"
 
+    @staticmethod
+    def needs_for(config: RunConfig) -> StylizerNeeds:
+        """No motion; costly outputs, kept in the work folder (resume)."""
+        return StylizerNeeds(flow=False, cache=True)
+
     def __init__(self, *, config: RunConfig, device: torch.device, net: torch.nn.Module,
                  style_path: str, style_layers: tuple[str, ...],
                  content_layers: tuple[str, ...]) -> None:
@@ -32,7 +37,7 @@ class OptimFrameStylizer:
         self.device = device
         self.net = net
         self.style_path = style_path
-        self.needs = StylizerNeeds(flow=False, cache=True)
+        self.needs = self.needs_for(config)
         self.style_layers = tuple(style_layers)
         self.content_layers = tuple(content_layers)
         self._style_sha: str | None = None

@@ -171,6 +171,11 @@ class TemporalOptimStylizer:
 
     kind: ClassVar[Literal["clip"]] = "clip"
 
+    @staticmethod
+    def needs_for(config: RunConfig) -> StylizerNeeds:
+        """Pair flows with temporal terms; the clip and its passes in the work folder."""
+        return StylizerNeeds(flow=config.temporal.mode != "none", cache=True)
+
     def __init__(
         self,
         *,
@@ -197,7 +202,7 @@ class TemporalOptimStylizer:
         #: counters of the last run_stage: frames computed (all passes), flow pairs
         #: estimated, worker seconds estimating, seconds the optimizer waited for flow.
         self.stats: dict[str, float] = {}
-        self.needs = StylizerNeeds(flow=bool(self.offsets), cache=True)
+        self.needs = self.needs_for(config)
 
     # -- settings --------------------------------------------------------------------
     @property
@@ -268,7 +273,8 @@ class TemporalOptimStylizer:
         n = clip.n
         if n == 0:
             return 0, 0
-        if self.offsets and flows is None:
+        if self.offsets and flows is None and n > 1:
+            # one frame has no pairs: it is stylized cold, like any first frame
             raise ValueError("temporal terms need the engine's flows")
         passes = self.passes
         final_done = sum(out.has(frame_unit(i)) for i in range(n))

@@ -212,12 +212,12 @@ def _values(opts: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _run_config(pipeline: Path | None, opts: dict[str, Any]) -> RunConfig:
-    """The RunConfig of the generated options and a pipeline file (validated)."""
+def _run_config(pipeline: Path | None, opts: dict[str, Any]) -> tuple[RunConfig, Any]:
+    """The RunConfig of the generated options and a pipeline file (validated), and the
+    PipelineSpec to run (the file's, or the method's built-in one)."""
     from vidstyle.engine import build_config
 
-    cfg, _ = build_config(_values(opts), pipeline=pipeline)
-    return cfg
+    return build_config(_values(opts), pipeline=pipeline)
 
 
 def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -257,11 +257,10 @@ def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: 
       vidstyle run clip.mp4 --style my_painting.jpg --temporal long --passes 3
       vidstyle run clip.mp4 --style starry:0.6,wave:0.4 --strength 0.8
     """
-    from vidstyle.engine import PipelineSpec, default_output
+    from vidstyle.engine import default_output
     from vidstyle.engine import run as run_engine
 
-    cfg = _run_config(pipeline, opts)
-    spec = PipelineSpec.from_toml(pipeline) if pipeline else None
+    cfg, spec = _run_config(pipeline, opts)
     output = output or default_output(input_path, cfg)
     with _Progress(quiet) as bar:
         result = run_engine(input_path, output, cfg, pipeline=spec, work_dir=work_dir,
@@ -304,9 +303,9 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
     """
     from vidstyle.batch import is_done, plan_batch, run_batch, settings_fingerprint
 
-    cfg = _run_config(pipeline, opts)
+    cfg, spec = _run_config(pipeline, opts)
     if dry_run:
-        items, settings_fp = plan_batch(in_dir, out_dir), settings_fingerprint(cfg)
+        items, settings_fp = plan_batch(in_dir, out_dir), settings_fingerprint(cfg, spec)
         todo = 0
         for i, item in enumerate(items, 1):
             done = is_done(item, settings_fp)
@@ -325,8 +324,8 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
             shown = "already done, skipped" if status == "skip" else status
             click.echo(f"[{i}/{n}] {item.rel}: {shown}", err=status.startswith("failed"))
 
-        res = run_batch(in_dir, out_dir, cfg, keep_work=keep_work, overwrite=overwrite,
-                        progress=bar, on_item=on_item)
+        res = run_batch(in_dir, out_dir, cfg, pipeline=spec, keep_work=keep_work,
+                        overwrite=overwrite, progress=bar, on_item=on_item)
     click.echo(f"{len(res.done)} done, {len(res.skipped)} already done, "
                f"{len(res.failed)} failed, of {res.total} in {in_dir}")
     if res.failed:

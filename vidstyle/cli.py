@@ -263,7 +263,7 @@ def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: 
     from vidstyle.engine import run as run_engine
 
     cfg, spec = _run_config(pipeline, opts)
-    output = output or default_output(input_path, cfg)
+    output = output or default_output(input_path, cfg, pipeline=spec)
     with _Progress(quiet) as bar:
         result = run_engine(input_path, output, cfg, pipeline=spec, work_dir=work_dir,
                             progress=bar, overwrite=overwrite, keep_work=keep_work)

@@ -18,7 +18,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
@@ -501,12 +501,19 @@ def _section_methods(section: str, name: str) -> tuple[Method, ...]:
     return tuple(f.metadata.get("methods", BOTH))
 
 
-def check_applicable(cfg: RunConfig, given: set[str]) -> None:
+def check_applicable(cfg: RunConfig, given: set[str], *,
+                     stages: Collection[str] | None = None) -> None:
     """Settings given that have no effect with the chosen settings: a UsageError.
 
-    ``given`` are flags the user set. Flow settings need a method that uses flow
-    (``--temporal short|long`` with optim; ``--stability`` > 0 with fast)."""
+    ``given`` are flags the user set; ``stages`` the stage kinds of the pipeline (None:
+    all). Flow settings (and ``--stability``) need a flow stage, and a method that uses
+    flow (``--temporal short|long`` with optim; ``--stability`` > 0 with fast)."""
     flow_flags = {flag_of(f) for f in dataclasses.fields(FlowConfig)}
+    if stages is not None and "flow" not in stages:
+        used = given & (flow_flags | {"--stability"})
+        if used:
+            raise UsageError(f"{', '.join(sorted(used))} has no effect: the pipeline has no "
+                             "flow stage")
     used = given & flow_flags
     if used and not cfg.uses_flow:
         why = ("--temporal none" if cfg.method == "optim" else "--stability 0")

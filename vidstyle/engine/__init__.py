@@ -109,16 +109,20 @@ def resolved(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, method=resolve_method(config.style))
 
 
-def default_output(input_path: str | Path, config: RunConfig) -> Path:
+def default_output(input_path: str | Path, config: RunConfig, *,
+                   pipeline: PipelineSpec | None = None) -> Path:
     """The default output beside the input: ``<stem>_<style>_<method>[_<changes>]<suffix>``.
 
     The name encodes what changes the result (the style spec, the method and every
     stylization setting that differs from its default), sanitized for file systems (no
     ``:``, ``,`` or spaces); so two runs with different settings never share a name.
+    Flow settings count only when ``pipeline`` (default: the built-in one) has a flow
+    stage.
     """
     config = resolved(config)
     p = Path(input_path)
-    parts = [p.stem, config.style.slug(), config.method] + _changes(config)
+    flow = pipeline.has("flow") if pipeline is not None else True
+    parts = [p.stem, config.style.slug(), config.method] + _changes(config, flow=flow)
     if len(parts) > 7:  # many changes: the first few, then a hash of all
         parts = parts[:6] + [fingerprint_of(config.stylize_fingerprint())[:8]]
     name = "_".join(parts)
@@ -126,19 +130,19 @@ def default_output(input_path: str | Path, config: RunConfig) -> Path:
     return p.with_name(name + suffix)
 
 
-def _changes(config: RunConfig) -> list[str]:
+def _changes(config: RunConfig, *, flow: bool) -> list[str]:
     sections: list[str] = ["fast"] if config.method == "fast" else ["optim"]
     if config.method == "optim" and config.temporal.mode != "none":
         sections.append("temporal")
-    if config.uses_flow:
+    if config.uses_flow and flow:
         sections.append("flow")
     out = []
     for name in sections:
         sec = getattr(config, name)
         default = type(sec)()
         for f in dataclasses.fields(sec):
-            if f.name == "runtime":
-                continue  # how it runs, not what it makes
+            if f.name == "runtime" or (f.name == "stability" and not flow):
+                continue  # how it runs, or what has no effect: not what it makes
             v = getattr(sec, f.name)
             if v != getattr(default, f.name):
                 text = ",".join(map(str, v)) if isinstance(v, tuple) else (

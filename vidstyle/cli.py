@@ -19,7 +19,14 @@ from typing import Any, Literal, Union, get_args, get_origin
 import click
 
 from vidstyle import __version__
-from vidstyle.config import FlowConfig, RunConfig, Setting, section_type, settings
+from vidstyle.config import (
+    FlowConfig,
+    RunConfig,
+    Setting,
+    check_output_settings,
+    section_type,
+    settings,
+)
 from vidstyle.errors import InputError, Interrupted, UsageError, VidstyleError
 
 log = logging.getLogger("vidstyle")
@@ -222,6 +229,11 @@ def _run_config(pipeline: Path | None, opts: dict[str, Any]) -> tuple[RunConfig,
     return build_config(_values(opts), pipeline=pipeline)
 
 
+def _given(opts: dict[str, Any]) -> set[str]:
+    """The flags of the config options given (before :func:`_values` removes them)."""
+    return {s.flag for s in settings() if opts.get(_param_name(s.flag)) is not None}
+
+
 def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
         click.option("--work-dir", type=click.Path(path_type=Path), default=None, cls=_Option,
@@ -259,11 +271,14 @@ def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: 
       vidstyle run clip.mp4 --style my_painting.jpg --temporal long --passes 3
       vidstyle run clip.mp4 --style starry:0.6,wave:0.4 --strength 0.8
     """
+    from vidstyle import media
     from vidstyle.engine import default_output
     from vidstyle.engine import run as run_engine
 
+    given = _given(opts)
     cfg, spec = _run_config(pipeline, opts)
     output = output or default_output(input_path, cfg, pipeline=spec)
+    check_output_settings(given, output=output.name, still=media.is_image_path(output))
     with _Progress(quiet) as bar:
         result = run_engine(input_path, output, cfg, pipeline=spec, work_dir=work_dir,
                             progress=bar, overwrite=overwrite, keep_work=keep_work)

@@ -520,6 +520,31 @@ def check_applicable(cfg: RunConfig, given: set[str], *,
         raise UsageError(f"{', '.join(sorted(used))} has no effect with {why}: optical flow "
                          "is used by --temporal short|long (optim) and the fast method's "
                          "stabilization")
+    if cfg.method != "optim":
+        return  # other methods' options were refused by with_settings
+    if "--lr" in given and cfg.optim.optimizer != "adam":
+        raise UsageError("--lr applies to --optimizer adam only (L-BFGS takes no learning "
+                         "rate)")
+    used = given & {"--passes", "--temporal-weight", "--long-term"}
+    if used and cfg.temporal.mode == "none":
+        raise UsageError(f"{', '.join(sorted(used))} has no effect with --temporal none: "
+                         "use --temporal short or long")
+    if "--long-term" in given and cfg.temporal.mode != "long":
+        raise UsageError("--long-term applies to --temporal long only")
+
+
+def check_output_settings(given: set[str], *, output: str, still: bool) -> None:
+    """Encoding flags given (``given``) for a still-image ``output`` (``still``): a
+    UsageError, since stills are written losslessly by suffix, without audio."""
+    shown = {}  # flag -> as the user may have typed it (--audio/--no-audio)
+    for f in dataclasses.fields(EncodeConfig):
+        flag = flag_of(f)
+        if flag is not None:
+            shown[flag] = f"{flag}/--no-{flag[2:]}" if f.default is True else flag
+    used = sorted(shown[f] for f in given if f in shown)
+    if used and still:
+        raise UsageError(f"{', '.join(used)} applies to video outputs only, and {output} is "
+                         "a still image")
 
 
 def apply_params(obj: Any, params: Mapping[str, Any], where: str) -> Any:
@@ -551,6 +576,7 @@ __all__ = [
     "TemporalConfig",
     "apply_params",
     "check_applicable",
+    "check_output_settings",
     "coerce",
     "fingerprint_of",
     "settings",

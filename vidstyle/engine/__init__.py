@@ -48,7 +48,7 @@ from vidstyle.errors import InputError, Interrupted, UsageError
 from vidstyle.fast.stylizer import FastStylizer, make_fast_stylizer
 from vidstyle.fileio import sha256_file
 from vidstyle.flow import FlowEstimator, flow_from_config
-from vidstyle.imageops import resize_uint8
+from vidstyle.imageops import load_image, resize_uint8
 from vidstyle.optim.frame import OptimFrameStylizer, load_loss_net
 from vidstyle.optim.video import TemporalOptimStylizer
 from vidstyle.styles import resolve_style
@@ -84,8 +84,9 @@ def stylizer_class(config: RunConfig) -> type[Any]:
 
 
 def make_stylizer(*, config: RunConfig, device: Any) -> Stylizer:
-    """The stylizer of ``config.method`` (loads weights: call once per run). Raises
-    StyleError for an unknown style, WeightsError for missing weights."""
+    """The stylizer of ``config.method`` (loads weights and the style image: call once per
+    run). Raises StyleError for an unknown style (StyleImageError for a style image that
+    cannot be read), WeightsError for missing weights."""
     if config.method == "fast":
         return make_fast_stylizer(config=config, device=device)
     if config.method != "optim":
@@ -96,9 +97,11 @@ def make_stylizer(*, config: RunConfig, device: Any) -> Stylizer:
         raise UsageError(f"style mixes ({config.style}) need the fast method; the "
                          "optimization method takes one style name or image")
     style = resolve_style(config.style.default.refs[0])
+    style_image = load_image(style.path)  # a broken style image fails now, before any work
     net, style_layers, content_layers = load_loss_net(config, device)
-    kw = dict(config=config, device=device, net=net, style_path=str(style.path),
-              style_layers=style_layers, content_layers=content_layers)
+    kw = dict(config=config, device=device, net=net, style_image=style_image,
+              style_path=str(style.path), style_layers=style_layers,
+              content_layers=content_layers)
     return stylizer_class(config)(**kw)
 
 

@@ -154,3 +154,21 @@ def test_work_options_of_a_streaming_run_are_errors(photo: Path, tmp_path: Path)
     photo.rename(src / "photo.png")
     err = one_line_error(invoke("batch", src, tmp_path / "out", *fast, "--keep-work"), 2)
     assert "--keep-work has no effect" in err
+
+
+# -- 13: a still image whose suffix vidstyle does not write --------------------------------
+
+
+def test_a_still_in_a_read_only_format_gets_a_png_by_default(tmp_path: Path) -> None:
+    """Was: a one-frame .mp4 (`marple8_01.ppm` -> `..._fast_size64.mp4`)."""
+    from vidstyle.engine import build_config, default_output
+
+    ppm = tmp_path / "frame.ppm"
+    Image.fromarray(np.full((30, 40, 3), 70, np.uint8)).save(ppm)
+    cfg, _ = build_config({"--style": "starry", "--method": "fast", "--size": 32})
+    assert default_output(ppm, cfg).name == "frame_starry_fast_size32.png"
+    r = invoke("run", ppm, "--style", "starry", "--method", "fast", "--size", "32", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert Image.open(tmp_path / "frame_starry_fast_size32.png").size == (32, 24)
+    clip = make_clip(tmp_path / "c.mkv", n=2, size=(48, 32)).rename(tmp_path / "c.ts")
+    assert default_output(clip, cfg).suffix == ".mp4"  # a video stays a video

@@ -119,8 +119,9 @@ def default_output(input_path: str | Path, config: RunConfig, *,
     The name encodes what changes the result (the style spec, the method and every
     stylization setting that differs from its default), sanitized for file systems (no
     ``:``, ``,`` or spaces); so two runs with different settings never share a name.
-    Flow settings count only when ``pipeline`` (default: the built-in one) has a flow
-    stage.
+    The suffix is the input's when vidstyle writes it, else ``.png`` for a still image
+    and ``.mp4`` for a video. Flow settings count only when ``pipeline`` (default: the
+    built-in one) has a flow stage.
     """
     config = resolved(config)
     p = Path(input_path)
@@ -129,8 +130,20 @@ def default_output(input_path: str | Path, config: RunConfig, *,
     if len(parts) > 7:  # many changes: the first few, then a hash of all
         parts = parts[:6] + [fingerprint_of(config.stylize_fingerprint())[:8]]
     name = "_".join(parts)
-    suffix = p.suffix if media.is_image_path(p) or media.is_video_path(p) else ".mp4"
+    if media.is_image_path(p) or media.is_video_path(p):
+        suffix = p.suffix
+    else:  # a suffix vidstyle reads but does not write: a still stays a still
+        suffix = ".png" if _is_still(p) else ".mp4"
     return p.with_name(name + suffix)
+
+
+def _is_still(path: Path) -> bool:
+    """Whether ``path`` is a still image (FFmpeg opens it with an image demuxer, e.g.
+    ``.ppm``); False when it cannot be probed (the run reports why)."""
+    try:
+        return media.probe(path).kind == "image"
+    except InputError:
+        return False
 
 
 def _changes(config: RunConfig, *, flow: bool) -> list[str]:

@@ -20,8 +20,16 @@ from typing import Any, Literal, Union, get_args, get_origin
 import click
 
 from vidstyle import __version__
-from vidstyle.config import RunConfig, Setting, flag_of, section_type, settings
-from vidstyle.errors import InputError, Interrupted, VidstyleError
+from vidstyle.config import (
+    FlowConfig,
+    RunConfig,
+    Setting,
+    check_output_settings,
+    flag_of,
+    section_type,
+    settings,
+)
+from vidstyle.errors import InputError, Interrupted, UsageError, VidstyleError
 from vidstyle.fast.train.config import TRAIN_GROUPS, TrainConfig, parse_pairs
 
 log = logging.getLogger("vidstyle")
@@ -103,6 +111,8 @@ class _Command(click.Command):
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         sections: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
+            if isinstance(param, click.Argument):
+                continue  # named in the usage line, not an option
             rec = param.get_help_record(ctx)
             if rec is not None:
                 group = param.group if isinstance(param, _Option) else "Other"
@@ -216,12 +226,17 @@ def _values(opts: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _run_config(pipeline: Path | None, opts: dict[str, Any]) -> RunConfig:
-    """The RunConfig of the generated options and a pipeline file (validated)."""
+def _run_config(pipeline: Path | None, opts: dict[str, Any]) -> tuple[RunConfig, Any]:
+    """The RunConfig of the generated options and a pipeline file (validated), and the
+    PipelineSpec to run (the file's, or the method's built-in one)."""
     from vidstyle.engine import build_config
 
-    cfg, _ = build_config(_values(opts), pipeline=pipeline)
-    return cfg
+    return build_config(_values(opts), pipeline=pipeline)
+
+
+def _given(opts: dict[str, Any]) -> set[str]:
+    """The flags of the config options given (before :func:`_values` removes them)."""
+    return {s.flag for s in settings() if opts.get(_param_name(s.flag)) is not None}
 
 
 def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -261,12 +276,14 @@ def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: 
       vidstyle run clip.mp4 --style my_painting.jpg --temporal long --passes 3
       vidstyle run clip.mp4 --style starry:0.6,wave:0.4 --strength 0.8
     """
-    from vidstyle.engine import PipelineSpec, default_output
+    from vidstyle import media
+    from vidstyle.engine import default_output
     from vidstyle.engine import run as run_engine
 
-    cfg = _run_config(pipeline, opts)
-    spec = PipelineSpec.from_toml(pipeline) if pipeline else None
-    output = output or default_output(input_path, cfg)
+    given = _given(opts)
+    cfg, spec = _run_config(pipeline, opts)
+    output = output or default_output(input_path, cfg, pipeline=spec)
+    check_output_settings(given, output=output.name, still=media.is_image_path(output))
     with _Progress(quiet) as bar:
         result = run_engine(input_path, output, cfg, pipeline=spec, work_dir=work_dir,
                             progress=bar, overwrite=overwrite, keep_work=keep_work)
@@ -308,9 +325,9 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
     """
     from vidstyle.batch import is_done, plan_batch, run_batch, settings_fingerprint
 
-    cfg = _run_config(pipeline, opts)
+    cfg, spec = _run_config(pipeline, opts)
     if dry_run:
-        items, settings_fp = plan_batch(in_dir, out_dir), settings_fingerprint(cfg)
+        items, settings_fp = plan_batch(in_dir, out_dir), settings_fingerprint(cfg, spec)
         todo = 0
         for i, item in enumerate(items, 1):
             done = is_done(item, settings_fp)
@@ -329,8 +346,8 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
             shown = "already done, skipped" if status == "skip" else status
             click.echo(f"[{i}/{n}] {item.rel}: {shown}", err=status.startswith("failed"))
 
-        res = run_batch(in_dir, out_dir, cfg, keep_work=keep_work, overwrite=overwrite,
-                        progress=bar, on_item=on_item)
+        res = run_batch(in_dir, out_dir, cfg, pipeline=spec, keep_work=keep_work,
+                        overwrite=overwrite, progress=bar, on_item=on_item)
     click.echo(f"{len(res.done)} done, {len(res.skipped)} already done, "
                f"{len(res.failed)} failed, of {res.total} in {in_dir}")
     if res.failed:
@@ -430,26 +447,39 @@ def setup(downloads: Path | None) -> None:
         click.echo(f"{r.name}: {r.path} (sha256 {r.sha256[:12]}..., {r.source})")
 
 
-@cli.command()
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Where to write the demo clip (default: ./vidstyle_demo.mp4).")
-@click.option("--style", default="starry", show_default=True)
-@click.option("-q", "--quiet", is_flag=True)
-def demo(output: Path | None, style: str, quiet: bool) -> None:
-    """Stylize the bundled Big Buck Bunny sample clip (with its audio). The demo output
-    is replaced when it exists (it is the demo's own file).
+#: The demo's own output file (in the current folder): replaced without --overwrite.
+DEMO_OUTPUT = Path("vidstyle_demo.mp4")
+
+
+@cli.command(cls=_Command)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, cls=_Option,
+              group="Output", example="-o bunny.mp4",
+              help=f"Where to write the demo clip [default: ./{DEMO_OUTPUT}, replaced when "
+                   "it exists].")
+@click.option("--style", default="starry", cls=_Option, group="Common", example="--style wave",
+              help="Style name (see `vidstyle styles`), image path or mix [default: starry].")
+@click.option("--overwrite", is_flag=True, cls=_Option, group="Output",
+              example="-o bunny.mp4 --overwrite",
+              help="Replace an existing -o file (the default output is always replaced).")
+@click.option("-q", "--quiet", is_flag=True, cls=_Option, group="Run", example="-q",
+              help="No progress bars.")
+def demo(output: Path | None, style: str, overwrite: bool, quiet: bool) -> None:
+    """Stylize the bundled Big Buck Bunny sample clip (with its audio). The default output
+    ./vidstyle_demo.mp4 is replaced when it exists (it is the demo's own file); another
+    -o file only with --overwrite.
 
     \b
-    Example:
+    Examples:
       vidstyle demo --style wave
+      vidstyle demo -o bunny_scream.mp4 --style scream
     """
     from vidstyle.demo import demo_config, demo_input
     from vidstyle.engine import run as run_engine
 
-    output = output or Path("vidstyle_demo.mp4")
     cfg = demo_config(style)
     with _Progress(quiet) as bar:
-        result = run_engine(demo_input(), output, cfg, progress=bar, overwrite=True)
+        result = run_engine(demo_input(), output or DEMO_OUTPUT, cfg, progress=bar,
+                            overwrite=overwrite or output is None)
     click.echo(f"demo written to {result.output.resolve()} ({result.frames} frames, "
                f"method {cfg.method}, style {style})")
 
@@ -560,28 +590,69 @@ def eval_group() -> None:
     """
 
 
-@eval_group.command(name="warp-error")
+def _flow_settings() -> list[Setting]:
+    """The FlowConfig settings (``--flow``, ``--flow-preset``, ...), as `run` has them."""
+    return [s for s in settings() if s.targets[0][0] == "flow"]
+
+
+def _flow_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for s in reversed(_flow_settings()):
+        f = _setting_option(s)(f)
+    return f
+
+
+def _flow_config(opts: dict[str, Any]) -> FlowConfig:
+    """The FlowConfig of the generated flow options given (validated); removes them from
+    ``opts``."""
+    fields = {}
+    for s in _flow_settings():
+        value = opts.pop(_param_name(s.flag), None)
+        if value is not None:
+            fields[s.targets[0][1]] = str(value) if s.flag == "--flow-weights" else value
+    return FlowConfig(**fields)
+
+
+def _refuse_existing(paths: list[Path | None], overwrite: bool) -> None:
+    for p in paths:
+        if p is not None and p.exists() and not overwrite:
+            raise UsageError(f"{p} exists: pass --overwrite to replace it, or choose "
+                             "another name")
+
+
+@eval_group.command(name="warp-error", cls=_Command)
 @click.argument("stylized", type=click.Path(path_type=Path))
-@click.option("--source", required=True, type=click.Path(path_type=Path),
+@click.option("--source", required=True, type=click.Path(path_type=Path), cls=_Option,
+              group="Common", example="--source clip.mp4",
               help="The original clip the stylized one was made from.")
-@click.option("--flow", "flow_method", default="dis", show_default=True)
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None)
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None)
-def warp_error_cmd(stylized: Path, source: Path, flow_method: str, csv_path: Path | None,
-                   plot_path: Path | None) -> None:
+@_flow_options
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None,
+              cls=_Option, group="Output", example="--csv err.csv",
+              help="Also write the error of each frame pair as CSV.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
+              cls=_Option, group="Output", example="--plot err.png",
+              help="Also write a plot of the error per frame pair (PNG).")
+@click.option("--overwrite", is_flag=True, cls=_Option, group="Output",
+              example="--csv err.csv --overwrite",
+              help="Replace existing --csv and --plot files.")
+def warp_error_cmd(stylized: Path, source: Path, csv_path: Path | None,
+                   plot_path: Path | None, overwrite: bool, **opts: Any) -> None:
     """Temporal warping error (Lai et al. 2018) of STYLIZED against its --source.
 
     A clip made with --size or --max-frames is compared with the source resized to its
-    size and cut to its length (a warning says so).
+    size and cut to its length (a warning says so). The flow options are `vidstyle run`'s.
 
     \b
-    Example:
+    Examples:
       vidstyle eval warp-error out.mp4 --source clip.mp4 --plot err.png
+      vidstyle eval warp-error out.mp4 --source clip.mp4 --flow deepflow --csv err.csv
     """
     from vidstyle.evaluate import warp_error_of_files
-    from vidstyle.flow import make_flow
+    from vidstyle.flow import flow_from_config
 
-    res = warp_error_of_files(stylized, source, flow=make_flow(flow_method))
+    _refuse_existing([csv_path, plot_path], overwrite)
+    flow = flow_from_config(_flow_config(opts))
+    flow.check()  # e.g. RAFT weights present: fail now, not after decoding
+    res = warp_error_of_files(stylized, source, flow=flow)
     if csv_path:
         res.to_csv(csv_path)
     if plot_path:
@@ -589,22 +660,24 @@ def warp_error_cmd(stylized: Path, source: Path, flow_method: str, csv_path: Pat
     click.echo(f"warping error {res.mean:.6f} over {len(res.per_frame)} frame pairs")
 
 
-@eval_group.command(name="flow")
+@eval_group.command(name="flow", cls=_Command)
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--methods", default="dis:ultrafast,dis:fast,dis:medium,deepflow",
-              show_default=True)
+              cls=_Option, group="Common", example="--methods dis:fast,raft:small",
+              help="Comma list of flow backends to score, each NAME or NAME:PRESET (see "
+                   "`vidstyle run --help`, --flow and --flow-preset) [default: "
+                   "dis:ultrafast,dis:fast,dis:medium,deepflow].")
 def eval_flow_cmd(root: Path, methods: str) -> None:
     """Average endpoint error of each flow backend on an MPI-Sintel or FlyingChairs folder.
 
     \b
-    Example:
+    Examples:
       vidstyle eval flow ../shared/data/flow/sintel/training
+      vidstyle eval flow ../shared/data/flow/flyingchairs --methods dis:medium,deepflow
     """
     from vidstyle.evaluate import evaluate_flow_dir
 
     if not root.is_dir():
-        from vidstyle.errors import InputError
-
         raise InputError(f"not a folder: {root}")
     rows = evaluate_flow_dir(root, [m.strip() for m in methods.split(",") if m.strip()])
     click.echo(f"{'method':<16} {'dataset':<12} {'sequence':<12} {'pass':<6} "

@@ -66,6 +66,12 @@ class FastStylizer:
 
     kind: ClassVar[Literal["frame"]] = "frame"
 
+    @staticmethod
+    def needs_for(config: RunConfig) -> StylizerNeeds:
+        """What this stylizer asks of the engine with ``config`` (known before loading):
+        motion when stabilizing; frames are streamed, no work folder."""
+        return StylizerNeeds(flow=config.fast.stability > 0, cache=False)
+
     def __init__(
         self,
         *,
@@ -80,7 +86,7 @@ class FastStylizer:
         self.style_weights = style_weights.reshape(1, -1).to(torch.float32)
         self.config = config
         self.device = device
-        self.needs = StylizerNeeds(flow=config.fast.stability > 0, cache=False)
+        self.needs = self.needs_for(config)
         self.runtime_choice: RuntimeChoice | None = None
         self._runtime: Runtime | None = None
         self._tiler: InferenceNet | None = None

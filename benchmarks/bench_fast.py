@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.size != 640:
         h, w = round(720 * a.size / 1280), a.size
     t0 = time.perf_counter()
-    rt = st.runtime((h, w))
+    rt = st.runtime()
     res["startup_runtime_selection_s"] = time.perf_counter() - t0
     ch = st.runtime_choice
     res["runtime"] = ch.name
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if a.also:
             cfg2 = dataclasses.replace(cfg, fast=dataclasses.replace(cfg.fast, model=a.also))
             st2 = make_fast_stylizer(config=cfg2, device="cpu")
-            rt2 = st2.runtime((h, w))
+            rt2 = st2.runtime()
             g2 = 2 * conv_macs(st2.model.net, x, st2.style_weights) / 1e9
             n2 = time_network(lambda: rt2(x, st2.style_weights), 3 if a.quick else 5)
             res["also"] = {"model": a.also, "gflop_per_frame": g2, "network_ms": n2 * 1e3,

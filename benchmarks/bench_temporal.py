@@ -41,7 +41,7 @@ from benchmarks.eval_temporal import DEFAULT_DATA, clip_frames, load_net, mode_c
 from vidstyle.config import OptimConfig, RunConfig
 from vidstyle.engine.clip import run_clip
 from vidstyle.flow import flow_from_config, make_flow, warp
-from vidstyle.imageops import resize, working_size
+from vidstyle.imageops import load_image, resize, working_size
 from vidstyle.optim.image import GatysStylizer
 from vidstyle.optim.video import TemporalOptimStylizer
 from vidstyle.tensors import to_tensor
@@ -53,7 +53,8 @@ STYLE = "styles/starry_night.jpg"
 
 def _stylizer(cfg: RunConfig, net: Any, layers: tuple[Any, Any], data: Path) -> Any:
     return TemporalOptimStylizer(config=cfg, device="cpu", net=net,
-                                 style_path=str(data / STYLE), style_layers=layers[0],
+                                 style_path=str(data / STYLE),
+                                 style_image=load_image(data / STYLE), style_layers=layers[0],
                                  content_layers=layers[1])
 
 

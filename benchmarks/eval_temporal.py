@@ -44,6 +44,7 @@ from vidstyle.contracts import frame_unit
 from vidstyle.engine.clip import run_clip
 from vidstyle.evaluate import warp_error
 from vidstyle.flow import flow_from_config, make_flow
+from vidstyle.imageops import load_image
 from vidstyle.media import iter_frames
 from vidstyle.optim.frame import load_loss_net
 from vidstyle.optim.video import TemporalOptimStylizer
@@ -250,6 +251,7 @@ def evaluate(
             cfg = mode_config(mode, base, passes)
             st = TemporalOptimStylizer(
                 config=cfg, device="cpu", net=net, style_path=str(Path(data_dir) / style),
+                style_image=load_image(Path(data_dir) / style),
                 style_layers=style_layers, content_layers=content_layers,
             )
             out, src, seconds = stylize_clip(st, clip_frames(path, frames), work,

@@ -310,3 +310,19 @@ def test_plan_picks_media_by_the_media_suffix_table(tmp_path: Path) -> None:
     for item in items:
         read_only = item.input.suffix in READ_ONLY_VIDEO_SUFFIXES
         assert item.output.name == item.rel.name + (".mp4" if read_only else "")
+
+
+def test_receipts_name_the_runtime_that_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--runtime auto is resolved for this machine in the settings fingerprint: a machine
+    whose auto runs bf16 does not take an eager-made output as done, and vice versa."""
+    from vidstyle.batch import settings_fingerprint
+    from vidstyle.fast import runtimes
+
+    monkeypatch.setattr(runtimes, "cpu_flags", lambda: frozenset({"avx2"}))
+    eager_machine = settings_fingerprint(_config(runtime="auto"))
+    assert settings_fingerprint(_config(runtime="auto")) == eager_machine
+    monkeypatch.setattr(runtimes, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    bf16_machine = settings_fingerprint(_config(runtime="auto"))
+    assert bf16_machine != eager_machine
+    assert settings_fingerprint(_config(runtime="eager")) != settings_fingerprint(
+        _config(runtime="bf16"))

@@ -38,9 +38,10 @@ from vidstyle import __version__, media
 from vidstyle.config import DEFAULT_MODEL, RunConfig, fingerprint_of
 from vidstyle.contracts import ProgressFn, StyleSpec
 from vidstyle.device import pick_device
-from vidstyle.engine import make_stylizer, resolved, run
+from vidstyle.engine import PipelineSpec, make_stylizer, resolved, run
 from vidstyle.errors import InputError, Interrupted, UsageError, VidstyleError
 from vidstyle.fast.model_io import read_manifest
+from vidstyle.fast.runtimes import resolve_runtime
 from vidstyle.fileio import atomic_write_bytes, sha256_file
 from vidstyle.styles import resolve_style
 
@@ -151,15 +152,27 @@ def _model_identity(config: RunConfig) -> str:
     return f"sha256:{sha}"
 
 
-def settings_fingerprint(config: RunConfig) -> str:
+def _runtime_identity(config: RunConfig) -> str:
+    """The fast runtime that will run (``--runtime auto`` resolved for this machine's
+    device): bf16 or fp16 outputs differ slightly from eager ones."""
+    if config.method != "fast":
+        return ""
+    return resolve_runtime(config.fast.runtime, pick_device(config.device))
+
+
+def settings_fingerprint(config: RunConfig, pipeline: PipelineSpec | None = None) -> str:
     """Everything of ``config`` that shapes an output file, with the style images, the fast
-    model and flow weights given by their content (a file replaced in place changes it).
-    Not the device."""
+    model and flow weights given by their content (a file replaced in place changes it),
+    the stages of ``pipeline`` (default: the method's built-in one) and the fast runtime
+    that runs (``auto`` resolved). Not the device otherwise."""
+    config = resolved(config)
+    spec = pipeline or PipelineSpec.builtin(config.method)
     weights = config.flow.weights_path
     flow_weights = _file_identity(weights) if weights else ""
     return fingerprint_of("batch", config.stylize_fingerprint(), config.encode,
                           config.max_frames, _style_identity(config.style),
-                          _model_identity(config), flow_weights, __version__)
+                          _model_identity(config), flow_weights, _runtime_identity(config),
+                          [s.kind for s in spec.stages], __version__)
 
 
 def _stat_key(path: Path) -> list[int]:
@@ -198,6 +211,7 @@ def run_batch(
     out_dir: str | Path,
     config: RunConfig,
     *,
+    pipeline: PipelineSpec | None = None,
     keep_work: bool = False,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
@@ -206,15 +220,23 @@ def run_batch(
 ) -> BatchResult:
     """Stylize every media file under ``in_dir`` into ``out_dir`` (see the module doc).
 
-    on_item(index, count, item, status) is called before each item ("start" or "skip") and
-    after it ("done" or "failed: <reason>"); ``progress`` receives the per-frame events of
-    the item being processed.
+    ``pipeline``: the stages to run for every item (default: the method's built-in
+    pipeline). on_item(index, count, item, status) is called before each item ("start"
+    or "skip") and after it ("done" or "failed: <reason>"); ``progress`` receives the
+    per-frame events of the item being processed.
     """
     config = resolved(config)
+    spec = pipeline or PipelineSpec.builtin(config.method)
+    spec.check(config)
     items = plan_batch(in_dir, out_dir)
-    settings = settings_fingerprint(config)
+    settings = settings_fingerprint(config, spec)
     # settings errors (unknown style, bad size, missing weights) once, before any item
-    (stylizer_factory or make_stylizer)(config=config, device=pick_device(config.device))
+    probe = (stylizer_factory or make_stylizer)(config=config,
+                                                device=pick_device(config.device))
+    keeps = probe.needs.cache  # the method keeps finished frames in a work folder
+    if keep_work and not keeps:
+        raise UsageError(f"--keep-work has no effect: the {config.method} method streams "
+                         "its frames and keeps no work folder")
     result = BatchResult()
     note = on_item or (lambda *_: None)
     for i, item in enumerate(items, 1):
@@ -231,9 +253,9 @@ def run_batch(
                 raise UsageError(f"{item.output} exists and was not written by a batch: "
                                  "remove it, or pass --overwrite")
             item.output.parent.mkdir(parents=True, exist_ok=True)
-            res = run(item.input, item.output, config, work_dir=item.work_dir,
-                      progress=progress, stylizer_factory=stylizer_factory, overwrite=True,
-                      keep_work=True)
+            res = run(item.input, item.output, config, pipeline=spec,
+                      work_dir=item.work_dir if keeps else None, progress=progress,
+                      stylizer_factory=stylizer_factory, overwrite=True, keep_work=keeps)
             receipt = {
                 "settings": settings,
                 "item": str(item.rel),

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from types import UnionType
@@ -19,8 +20,17 @@ from typing import Any, Literal, Union, get_args, get_origin
 import click
 
 from vidstyle import __version__
-from vidstyle.config import RunConfig, Setting, section_type, settings
-from vidstyle.errors import InputError, Interrupted, VidstyleError
+from vidstyle.config import (
+    FlowConfig,
+    RunConfig,
+    Setting,
+    check_output_settings,
+    flag_of,
+    section_type,
+    settings,
+)
+from vidstyle.errors import InputError, Interrupted, UsageError, VidstyleError
+from vidstyle.fast.train.config import TRAIN_GROUPS, TrainConfig, parse_pairs
 
 log = logging.getLogger("vidstyle")
 
@@ -94,16 +104,20 @@ class _Option(click.Option):
 
 
 class _Command(click.Command):
-    """Prints options in sections (``_Option.group``)."""
+    """Prints options in sections (``_Option.group``, in the order of ``groups``)."""
+
+    groups: tuple[str, ...] = GROUPS
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         sections: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
+            if isinstance(param, click.Argument):
+                continue  # named in the usage line, not an option
             rec = param.get_help_record(ctx)
             if rec is not None:
                 group = param.group if isinstance(param, _Option) else "Other"
-                sections.setdefault(group if group in GROUPS else "Other", []).append(rec)
-        for name in GROUPS:
+                sections.setdefault(group if group in self.groups else "Other", []).append(rec)
+        for name in self.groups:
             if name in sections:
                 with formatter.section(f"{name} options"):
                     formatter.write_dl(sections[name])
@@ -225,12 +239,17 @@ def _values(opts: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _run_config(pipeline: Path | None, opts: dict[str, Any]) -> RunConfig:
-    """The RunConfig of the generated options and a pipeline file (validated)."""
+def _run_config(pipeline: Path | None, opts: dict[str, Any]) -> tuple[RunConfig, Any]:
+    """The RunConfig of the generated options and a pipeline file (validated), and the
+    PipelineSpec to run (the file's, or the method's built-in one)."""
     from vidstyle.engine import build_config
 
-    cfg, _ = build_config(_values(opts), pipeline=pipeline)
-    return cfg
+    return build_config(_values(opts), pipeline=pipeline)
+
+
+def _given(opts: dict[str, Any]) -> set[str]:
+    """The flags of the config options given (before :func:`_values` removes them)."""
+    return {s.flag for s in settings() if opts.get(_param_name(s.flag)) is not None}
 
 
 def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -270,12 +289,14 @@ def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: 
       vidstyle run clip.mp4 --style my_painting.jpg --temporal long --passes 3
       vidstyle run clip.mp4 --style starry:0.6,wave:0.4 --strength 0.8
     """
-    from vidstyle.engine import PipelineSpec, default_output
+    from vidstyle import media
+    from vidstyle.engine import default_output
     from vidstyle.engine import run as run_engine
 
-    cfg = _run_config(pipeline, opts)
-    spec = PipelineSpec.from_toml(pipeline) if pipeline else None
-    output = output or default_output(input_path, cfg)
+    given = _given(opts)
+    cfg, spec = _run_config(pipeline, opts)
+    output = output or default_output(input_path, cfg, pipeline=spec)
+    check_output_settings(given, output=output.name, still=media.is_image_path(output))
     with _Progress(quiet) as bar:
         result = run_engine(input_path, output, cfg, pipeline=spec, work_dir=work_dir,
                             progress=bar, overwrite=overwrite, keep_work=keep_work)
@@ -317,9 +338,9 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
     """
     from vidstyle.batch import is_done, plan_batch, run_batch, settings_fingerprint
 
-    cfg = _run_config(pipeline, opts)
+    cfg, spec = _run_config(pipeline, opts)
     if dry_run:
-        items, settings_fp = plan_batch(in_dir, out_dir), settings_fingerprint(cfg)
+        items, settings_fp = plan_batch(in_dir, out_dir), settings_fingerprint(cfg, spec)
         todo = 0
         for i, item in enumerate(items, 1):
             done = is_done(item, settings_fp)
@@ -338,8 +359,8 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
             shown = "already done, skipped" if status == "skip" else status
             click.echo(f"[{i}/{n}] {item.rel}: {shown}", err=status.startswith("failed"))
 
-        res = run_batch(in_dir, out_dir, cfg, keep_work=keep_work, overwrite=overwrite,
-                        progress=bar, on_item=on_item)
+        res = run_batch(in_dir, out_dir, cfg, pipeline=spec, keep_work=keep_work,
+                        overwrite=overwrite, progress=bar, on_item=on_item)
     click.echo(f"{len(res.done)} done, {len(res.skipped)} already done, "
                f"{len(res.failed)} failed, of {res.total} in {in_dir}")
     if res.failed:
@@ -490,61 +511,105 @@ def setup(downloads: Path | None) -> None:
     click.echo(f"person segmentation models: {models.detector.parent}")
 
 
-@cli.command()
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Where to write the demo clip (default: ./vidstyle_demo.mp4).")
-@click.option("--style", default="starry", show_default=True)
-@click.option("-q", "--quiet", is_flag=True)
-def demo(output: Path | None, style: str, quiet: bool) -> None:
-    """Stylize the bundled Big Buck Bunny sample clip (with its audio). The demo output
-    is replaced when it exists (it is the demo's own file).
+#: The demo's own output file (in the current folder): replaced without --overwrite.
+DEMO_OUTPUT = Path("vidstyle_demo.mp4")
+
+
+@cli.command(cls=_Command)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, cls=_Option,
+              group="Output", example="-o bunny.mp4",
+              help=f"Where to write the demo clip [default: ./{DEMO_OUTPUT}, replaced when "
+                   "it exists].")
+@click.option("--style", default="starry", cls=_Option, group="Common", example="--style wave",
+              help="Style name (see `vidstyle styles`), image path or mix [default: starry].")
+@click.option("--overwrite", is_flag=True, cls=_Option, group="Output",
+              example="-o bunny.mp4 --overwrite",
+              help="Replace an existing -o file (the default output is always replaced).")
+@click.option("-q", "--quiet", is_flag=True, cls=_Option, group="Run", example="-q",
+              help="No progress bars.")
+def demo(output: Path | None, style: str, overwrite: bool, quiet: bool) -> None:
+    """Stylize the bundled Big Buck Bunny sample clip (with its audio). The default output
+    ./vidstyle_demo.mp4 is replaced when it exists (it is the demo's own file); another
+    -o file only with --overwrite.
 
     \b
-    Example:
+    Examples:
       vidstyle demo --style wave
+      vidstyle demo -o bunny_scream.mp4 --style scream
     """
     from vidstyle.demo import demo_config, demo_input
     from vidstyle.engine import run as run_engine
 
-    output = output or Path("vidstyle_demo.mp4")
     cfg = demo_config(style)
     with _Progress(quiet) as bar:
-        result = run_engine(demo_input(), output, cfg, progress=bar, overwrite=True)
+        result = run_engine(demo_input(), output or DEMO_OUTPUT, cfg, progress=bar,
+                            overwrite=overwrite or output is None)
     click.echo(f"demo written to {result.output.resolve()} ({result.frames} frames, "
                f"method {cfg.method}, style {style})")
 
 
-@cli.command(context_settings={"ignore_unknown_options": False})
-@click.option("--styles", default=None,
-              help="Comma list of style names or name=image (default: the seven named).")
-@click.option("--content-dir", "content_dirs", multiple=True, type=click.Path(path_type=Path),
-              help="Folder of training photos (repeatable).")
-@click.option("--video", "videos", multiple=True, type=click.Path(path_type=Path),
-              help="Video whose frames add to the training photos (repeatable).")
-@click.option("--holdout-dir", "holdout_dirs", multiple=True, type=click.Path(path_type=Path),
-              help="Held-out photos for the sample sheet and evaluation losses.")
-@click.option("--steps", type=int, default=None)
-@click.option("--size", type=int, default=None, help="Training crop size in pixels.")
-@click.option("--batch", type=int, default=None)
-@click.option("--style-weight", type=float, default=None)
-@click.option("--style-exponent", type=float, default=None,
-              help="Strength exponent epsilon: lambda_s = style_weight * 10**epsilon.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder for checkpoints, logs, curves and the model.")
-@click.option("--resume", is_flag=True,
-              help="Continue from the checkpoint in --out, with that run's settings (options "
-                   "given again override them; --max-minutes is per invocation).")
-@click.option("--add-style", default=None, help="NAME=IMAGE: add one style to --from MODEL.")
-@click.option("--from", "from_model", type=click.Path(path_type=Path), default=None)
-@click.option("--teacher", default=None,
-              help="Distil this model (file or shipped name) into a new network, e.g. a "
-                   "cheaper architecture via --set outer_kernel=5.")
-@click.option("--max-minutes", type=float, default=None,
-              help="Stop cleanly (checkpointed) after this many minutes.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
-@click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
-              help="Any other TrainConfig field, e.g. --set lr=5e-4.")
-def train(pairs: tuple[str, ...], **opts: object) -> None:
+class _TrainCommand(_Command):
+    groups = TRAIN_GROUPS
+
+
+def _train_default(value: Any) -> str:
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _train_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``train`` options, one per TrainConfig field with a flag (help, section, example
+    and shown default from the dataclass), then ``--set`` for the other fields."""
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
+    options = []
+    others = []
+    for fld in dataclasses.fields(TrainConfig):
+        flag = flag_of(fld)
+        if flag is None:
+            others.append(fld.name)
+            continue
+        meta = fld.metadata
+        hint = hints[fld.name]
+        inner = [a for a in get_args(hint) if a is not type(None)]
+        base = inner[0] if get_origin(hint) in (Union, UnionType) and len(inner) == 1 else hint
+        kw: dict[str, Any] = {"default": None, "metavar": meta["metavar"]}
+        example = f"{flag} {meta['example']}"
+        if base is bool:
+            kw.update(is_flag=True, default=False, metavar=None)
+            example = flag
+        elif get_origin(base) is Literal:
+            kw.update(type=click.Choice([str(a) for a in get_args(base)]), metavar=None)
+        elif get_origin(base) is tuple and meta["repeat"]:
+            kw["multiple"] = True
+        elif get_origin(base) is tuple:
+            kw["callback"] = _comma_list(get_args(base)[0])
+        elif base in (int, float):
+            kw["type"] = base
+        default = _train_default(getattr(defaults, fld.name))
+        options.append(click.option(
+            flag, fld.name, cls=_Option, group=meta["group"] or "Other", example=example,
+            help=f"{meta['help']} [default: {default}]", **kw))
+    options.append(click.option(
+        "--set", "pairs", multiple=True, metavar="FIELD=VALUE", cls=_Option, group="Other",
+        example="--set lr=5e-4 --set channels=32,64,128",
+        help="Any other setting (repeatable; lists comma-separated): "
+             f"{', '.join(others)}."))
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@cli.command(cls=_TrainCommand)
+@_train_options
+def train(pairs: tuple[str, ...], **opts: Any) -> None:
     """Train the multi-style fast network (resumable), or add a style to one.
 
     \b
@@ -557,28 +622,18 @@ def train(pairs: tuple[str, ...], **opts: object) -> None:
       vidstyle train --teacher fast7 --set outer_kernel=5 --set style_weight=0 \\
           --set content_weight=0 --content-dir photos/ --out runs/k5
     """
-    from vidstyle.fast.train import TrainConfig, config_from_pairs, format_progress, saved_config
+    from vidstyle.fast.train import format_progress, saved_config
     from vidstyle.fast.train import train as run_train
 
+    # options given (False / () / None: not given), over --set values
+    changes = {**parse_pairs(pairs),
+               **{k: v for k, v in opts.items() if v is not None and v != () and v is not False}}
     base = TrainConfig()
-    if opts.get("resume"):
+    if changes.get("resume"):
         # continue with the run's own settings (from --out, --set out_dir=... or the
         # default folder); options given again override them
-        out_dir = opts.get("out_dir") or config_from_pairs(list(pairs), base).out_dir
-        base = saved_config(str(out_dir)) or base
-    cfg = config_from_pairs(list(pairs), base)
-    changes: dict[str, object] = {}
-    for key, value in opts.items():
-        if value is None or value == () or value is False:
-            continue
-        if key == "styles":
-            value = tuple(v.strip() for v in str(value).split(",") if v.strip())
-        elif key in ("content_dirs", "videos", "holdout_dirs"):
-            value = tuple(str(v) for v in value)  # type: ignore[union-attr]
-        elif key in ("out_dir", "from_model"):
-            value = str(value)
-        changes[key] = value
-    cfg = dataclasses.replace(cfg, **changes)
+        base = saved_config(changes.get("out_dir", base.out_dir)) or base
+    cfg = dataclasses.replace(base, **changes)
 
     def report(p) -> None:  # noqa: ANN001 - a TrainProgress, every log_every steps
         click.echo(format_progress(p))
@@ -599,28 +654,69 @@ def eval_group() -> None:
     """
 
 
-@eval_group.command(name="warp-error")
+def _flow_settings() -> list[Setting]:
+    """The FlowConfig settings (``--flow``, ``--flow-preset``, ...), as `run` has them."""
+    return [s for s in settings() if s.targets[0][0] == "flow"]
+
+
+def _flow_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for s in reversed(_flow_settings()):
+        f = _setting_option(s)(f)
+    return f
+
+
+def _flow_config(opts: dict[str, Any]) -> FlowConfig:
+    """The FlowConfig of the generated flow options given (validated); removes them from
+    ``opts``."""
+    fields = {}
+    for s in _flow_settings():
+        value = opts.pop(_param_name(s.flag), None)
+        if value is not None:
+            fields[s.targets[0][1]] = str(value) if s.flag == "--flow-weights" else value
+    return FlowConfig(**fields)
+
+
+def _refuse_existing(paths: list[Path | None], overwrite: bool) -> None:
+    for p in paths:
+        if p is not None and p.exists() and not overwrite:
+            raise UsageError(f"{p} exists: pass --overwrite to replace it, or choose "
+                             "another name")
+
+
+@eval_group.command(name="warp-error", cls=_Command)
 @click.argument("stylized", type=click.Path(path_type=Path))
-@click.option("--source", required=True, type=click.Path(path_type=Path),
+@click.option("--source", required=True, type=click.Path(path_type=Path), cls=_Option,
+              group="Common", example="--source clip.mp4",
               help="The original clip the stylized one was made from.")
-@click.option("--flow", "flow_method", default="dis", show_default=True)
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None)
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None)
-def warp_error_cmd(stylized: Path, source: Path, flow_method: str, csv_path: Path | None,
-                   plot_path: Path | None) -> None:
+@_flow_options
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None,
+              cls=_Option, group="Output", example="--csv err.csv",
+              help="Also write the error of each frame pair as CSV.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
+              cls=_Option, group="Output", example="--plot err.png",
+              help="Also write a plot of the error per frame pair (PNG).")
+@click.option("--overwrite", is_flag=True, cls=_Option, group="Output",
+              example="--csv err.csv --overwrite",
+              help="Replace existing --csv and --plot files.")
+def warp_error_cmd(stylized: Path, source: Path, csv_path: Path | None,
+                   plot_path: Path | None, overwrite: bool, **opts: Any) -> None:
     """Temporal warping error (Lai et al. 2018) of STYLIZED against its --source.
 
     A clip made with --size or --max-frames is compared with the source resized to its
-    size and cut to its length (a warning says so).
+    size and cut to its length (a warning says so). The flow options are `vidstyle run`'s.
 
     \b
-    Example:
+    Examples:
       vidstyle eval warp-error out.mp4 --source clip.mp4 --plot err.png
+      vidstyle eval warp-error out.mp4 --source clip.mp4 --flow deepflow --csv err.csv
     """
     from vidstyle.evaluate import warp_error_of_files
-    from vidstyle.flow import make_flow
+    from vidstyle.flow import flow_from_config
 
-    res = warp_error_of_files(stylized, source, flow=make_flow(flow_method))
+    _refuse_existing([csv_path, plot_path], overwrite)
+    flow = flow_from_config(_flow_config(opts))
+    flow.check()  # e.g. RAFT weights present: fail now, not after decoding
+    res = warp_error_of_files(stylized, source, flow=flow)
     if csv_path:
         res.to_csv(csv_path)
     if plot_path:
@@ -628,22 +724,24 @@ def warp_error_cmd(stylized: Path, source: Path, flow_method: str, csv_path: Pat
     click.echo(f"warping error {res.mean:.6f} over {len(res.per_frame)} frame pairs")
 
 
-@eval_group.command(name="flow")
+@eval_group.command(name="flow", cls=_Command)
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--methods", default="dis:ultrafast,dis:fast,dis:medium,deepflow",
-              show_default=True)
+              cls=_Option, group="Common", example="--methods dis:fast,raft:small",
+              help="Comma list of flow backends to score, each NAME or NAME:PRESET (see "
+                   "`vidstyle run --help`, --flow and --flow-preset) [default: "
+                   "dis:ultrafast,dis:fast,dis:medium,deepflow].")
 def eval_flow_cmd(root: Path, methods: str) -> None:
     """Average endpoint error of each flow backend on an MPI-Sintel or FlyingChairs folder.
 
     \b
-    Example:
+    Examples:
       vidstyle eval flow ../shared/data/flow/sintel/training
+      vidstyle eval flow ../shared/data/flow/flyingchairs --methods dis:medium,deepflow
     """
     from vidstyle.evaluate import evaluate_flow_dir
 
     if not root.is_dir():
-        from vidstyle.errors import InputError
-
         raise InputError(f"not a folder: {root}")
     rows = evaluate_flow_dir(root, [m.strip() for m in methods.split(",") if m.strip()])
     click.echo(f"{'method':<16} {'dataset':<12} {'sequence':<12} {'pass':<6} "

@@ -18,7 +18,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
@@ -351,8 +351,9 @@ class FastConfig(_Config):
         0.7, help="Temporal stability 0..1 (0 = off): how much of the flow-warped previous "
         "frame's network features and output is kept.", methods=("fast",),
         example="0.9", group="Video")
-    runtime: Runtime = setting("auto", help="Inference runtime (auto = fastest measured; "
-                               "fp16 is for CUDA).", methods=("fast",),
+    runtime: Runtime = setting("auto", help="Inference runtime (auto: bf16 on a CPU with "
+                               "native bf16, fp16 on CUDA, else eager; fp16 is for CUDA).",
+                               methods=("fast",),
                                example="bf16", group="Fast network")
     tile: int = setting(0, help="Tile size in pixels for huge frames (0 = automatic).",
                         methods=("fast",), example="1024", group="Fast network")
@@ -538,18 +539,50 @@ def _section_methods(section: str, name: str) -> tuple[Method, ...]:
     return tuple(f.metadata.get("methods", BOTH))
 
 
-def check_applicable(cfg: RunConfig, given: set[str]) -> None:
+def check_applicable(cfg: RunConfig, given: set[str], *,
+                     stages: Collection[str] | None = None) -> None:
     """Settings given that have no effect with the chosen settings: a UsageError.
 
-    ``given`` are flags the user set. Flow settings need a method that uses flow
-    (``--temporal short|long`` with optim; ``--stability`` > 0 with fast)."""
+    ``given`` are flags the user set; ``stages`` the stage kinds of the pipeline (None:
+    all). Flow settings (and ``--stability``) need a flow stage, and a method that uses
+    flow (``--temporal short|long`` with optim; ``--stability`` > 0 with fast)."""
     flow_flags = {flag_of(f) for f in dataclasses.fields(FlowConfig)}
+    if stages is not None and "flow" not in stages:
+        used = given & (flow_flags | {"--stability"})
+        if used:
+            raise UsageError(f"{', '.join(sorted(used))} has no effect: the pipeline has no "
+                             "flow stage")
     used = given & flow_flags
     if used and not cfg.uses_flow:
         why = ("--temporal none" if cfg.method == "optim" else "--stability 0")
         raise UsageError(f"{', '.join(sorted(used))} has no effect with {why}: optical flow "
                          "is used by --temporal short|long (optim) and the fast method's "
                          "stabilization")
+    if cfg.method != "optim":
+        return  # other methods' options were refused by with_settings
+    if "--lr" in given and cfg.optim.optimizer != "adam":
+        raise UsageError("--lr applies to --optimizer adam only (L-BFGS takes no learning "
+                         "rate)")
+    used = given & {"--passes", "--temporal-weight", "--long-term"}
+    if used and cfg.temporal.mode == "none":
+        raise UsageError(f"{', '.join(sorted(used))} has no effect with --temporal none: "
+                         "use --temporal short or long")
+    if "--long-term" in given and cfg.temporal.mode != "long":
+        raise UsageError("--long-term applies to --temporal long only")
+
+
+def check_output_settings(given: set[str], *, output: str, still: bool) -> None:
+    """Encoding flags given (``given``) for a still-image ``output`` (``still``): a
+    UsageError, since stills are written losslessly by suffix, without audio."""
+    shown = {}  # flag -> as the user may have typed it (--audio/--no-audio)
+    for f in dataclasses.fields(EncodeConfig):
+        flag = flag_of(f)
+        if flag is not None:
+            shown[flag] = f"{flag}/--no-{flag[2:]}" if f.default is True else flag
+    used = sorted(shown[f] for f in given if f in shown)
+    if used and still:
+        raise UsageError(f"{', '.join(used)} applies to video outputs only, and {output} is "
+                         "a still image")
 
 
 def check_people(cfg: RunConfig, given: set[str]) -> None:
@@ -591,6 +624,7 @@ __all__ = [
     "TemporalConfig",
     "apply_params",
     "check_applicable",
+    "check_output_settings",
     "coerce",
     "fingerprint_of",
     "settings",

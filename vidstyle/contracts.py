@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -310,7 +310,6 @@ class FrameContext:
     instances: Instances | None = None
     alpha: np.ndarray | None = None
     progress: ProgressFn = no_progress
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 # -- stylizers ---------------------------------------------------------------------------

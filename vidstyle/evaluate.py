@@ -24,16 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 
 from vidstyle import media
-from vidstyle.errors import InputError, OutputError, UsageError, describe
+from vidstyle.errors import InputError, OutputError, UsageError
 from vidstyle.fileio import atomic_write_bytes
 from vidstyle.flow.consistency import CUT_THRESHOLD, consistency_mask, cut_score
 from vidstyle.flow.estimate import FlowEstimator, make_flow
 from vidstyle.flow.io import read_flo
 from vidstyle.flow.pair import frame_pair
 from vidstyle.flow.warp import warp
+from vidstyle.imageops import load_image
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,9 @@ def endpoint_error(
 
 
 def _read_rgb(path: Path) -> torch.Tensor:
-    """Image file -> (1, 3, H, W) float32 in [0, 1]."""
-    try:
-        with Image.open(path) as im:
-            arr = np.array(im.convert("RGB"))
-    except UnidentifiedImageError as exc:
-        raise InputError(f"{path} is not an image PIL can read") from exc
-    except OSError as exc:
-        raise InputError(f"cannot read image {path}: {describe(exc)}") from exc
-    return torch.from_numpy(arr).permute(2, 0, 1)[None].float().div_(255.0)
+    """Image file -> (1, 3, H, W) float32 in [0, 1], read as every image is
+    (:func:`~vidstyle.imageops.load_image`); InputError when unreadable."""
+    return load_image(path, error=InputError)
 
 
 def _read_mask(path: Path) -> torch.Tensor:

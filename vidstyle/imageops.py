@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from vidstyle.errors import StyleImageError, describe
+from vidstyle.errors import StyleImageError, VidstyleError
+from vidstyle.media.image import read_pixels
 
 
 def fit_longest(h: int, w: int, longest: int) -> tuple[int, int]:
@@ -49,25 +50,19 @@ def resize_longest(image: torch.Tensor, longest: int) -> torch.Tensor:
     return resize(image, fit_longest(image.shape[-2], image.shape[-1], longest))
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """Read any PIL-readable image as (1, 3, H, W) float RGB in [0, 1] (alpha composited on
-    white, grayscale expanded). Raises StyleImageError (one line) when missing or unreadable."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA", "P"):
-                im = im.convert("RGBA")
-                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(bg, im)
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError as exc:
-        raise StyleImageError(f"image not found: {path}") from exc
-    except UnidentifiedImageError as exc:
-        raise StyleImageError(f"{path} is not an image PIL can read") from exc
-    except (OSError, ValueError) as exc:
-        raise StyleImageError(
-            f"cannot decode image {path} (truncated or corrupt file): {describe(exc)}"
-        ) from exc
+def load_image(
+    path: str | Path, *, error: type[VidstyleError] = StyleImageError
+) -> torch.Tensor:
+    """Read an image file as (1, 3, H, W) float RGB in [0, 1] for the stylizers and
+    training (style and content images): read by the one image reader
+    (:func:`vidstyle.media.image.read_pixels`: EXIF orientation applied, any mode to 8-bit
+    RGB), alpha composited on white. Raises ``error`` (StyleImageError unless given) with
+    the reader's one-line message when missing or unreadable."""
+    rgb, alpha = read_pixels(path, error=error)
+    if alpha is not None:
+        rgba = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
 

@@ -93,30 +93,3 @@ def resolve_style(spec: str) -> StyleInfo:
         return StyleInfo(p.stem, p.resolve(), source=str(p))
     names = ", ".join(sorted(by_name))
     raise StyleError(f"unknown style {spec!r}: use one of {names}, or an image path")
-
-
-def parse_style_mix(spec: str) -> list[tuple[StyleInfo, float]]:
-    """'starry:0.6,wave:0.4' -> [(starry, 0.6), (wave, 0.4)], weights normalized to sum 1.
-
-    A single name without weight gives weight 1.
-    """
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
-    if not parts:
-        raise StyleError("empty --style")
-    out: list[tuple[StyleInfo, float]] = []
-    for part in parts:
-        name, sep, w = part.rpartition(":")
-        if sep and name and not Path(part).exists():
-            try:
-                weight = float(w)
-            except ValueError as exc:
-                raise StyleError(f"bad style weight in {part!r}") from exc
-        else:
-            name, weight = part, 1.0
-        if weight < 0:
-            raise StyleError(f"negative style weight in {part!r}")
-        out.append((resolve_style(name), weight))
-    total = sum(w for _, w in out)
-    if total <= 0:
-        raise StyleError("style weights sum to zero")
-    return [(s, w / total) for s, w in out]

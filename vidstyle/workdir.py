@@ -4,8 +4,10 @@ Layout: ``<work>/<stage>/fingerprint`` holds the stage's fingerprint; per-unit a
 (``frame_000012.png``, ``flow_000012_fw.npz``) live beside it. A stage directory whose
 stored fingerprint differs from the current one is emptied before use, so stale work is
 never reused; matching artifacts are skipped, so a killed run resumes at the first
-unfinished unit. Every file is written through :func:`vidstyle.fileio.atomic_path`, so a
-kill never leaves a half-written artifact under its final name.
+unfinished unit. Only folders vidstyle made (those holding a ``fingerprint`` marker) are
+ever emptied or removed: a user's own folder of the same name is a UsageError. Every
+file is written through :func:`vidstyle.fileio.atomic_path`, so a kill never leaves a
+half-written artifact under its final name.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vidstyle.errors import UsageError, describe
 from vidstyle.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -47,17 +50,32 @@ class Stage:
         self.name = name
         self.fingerprint = fingerprint
 
+    def check(self) -> None:
+        """Raise UsageError when ``dir`` exists but is not a stage folder vidstyle made (a
+        file, or a folder with files but no ``fingerprint`` marker): it is never replaced."""
+        if self.dir.is_symlink() or (self.dir.exists() and not self.dir.is_dir()):
+            raise UsageError(f"{self.dir} is in the way of the work folder's {self.name} "
+                             "stage: move it, or give another --work-dir")
+        if self.dir.is_dir() and not (self.dir / "fingerprint").is_file() \
+                and any(self.dir.iterdir()):
+            raise UsageError(f"{self.dir} was not made by vidstyle (it has no fingerprint "
+                             "file), so it is not replaced: move it, or give another "
+                             "--work-dir")
+
     def open(self) -> Stage:
-        """Create the folder; empty it first when it holds work of another fingerprint."""
+        """Create the folder; empty it first when it holds work of another fingerprint.
+        Raises UsageError (see :meth:`check`) rather than touch a folder vidstyle did not
+        make; an empty folder is used as it is."""
+        self.check()
         marker = self.dir / "fingerprint"
         if self.dir.exists():
-            old = marker.read_text().strip() if marker.exists() else None
-            if old != self.fingerprint:
+            old = marker.read_text().strip() if marker.is_file() else None
+            if old is not None and old != self.fingerprint:
                 log.info("stage %s: settings changed (%s -> %s), recomputing",
                          self.name, old, self.fingerprint)
                 shutil.rmtree(self.dir)
-        if not self.dir.exists():
-            self.dir.mkdir(parents=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not marker.is_file():
             atomic_write_bytes(marker, self.fingerprint.encode())
         return self
 
@@ -76,6 +94,40 @@ class WorkDir:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        #: folders :meth:`create` made (the root and missing parents, deepest first)
+        self.created: list[Path] = []
+
+    def create(self, stages: tuple[str, ...] = ()) -> None:
+        """Create the root (and missing parents) now, and check that the ``stages`` named
+        can be opened; raises UsageError in one line when the folder cannot be made (a
+        file in the way, no such device, no permission). Call it before costly set-up."""
+        missing = []
+        p = self.root
+        while not p.exists() and not p.is_symlink() and p != p.parent:
+            missing.append(p)
+            p = p.parent
+        if self.root.exists() and not self.root.is_dir():
+            raise UsageError(f"work folder {self.root} is a file: give --work-dir a folder")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot create the work folder {self.root}: {describe(e)}"
+                             " (give --work-dir a folder that can be created)") from None
+        if missing:
+            self.created = missing
+        for name in stages:
+            Stage(root=self.root, name=name, fingerprint="").check()
+
+    def discard_created(self) -> None:
+        """Remove the folders :meth:`create` made, where they are still empty (a run that
+        failed before any work leaves nothing behind)."""
+        for d in self.created:
+            try:
+                d.rmdir()
+            except OSError:
+                log.debug("work folder %s kept: not empty", d)
+                return
+        self.created = []
 
     def stage(self, name: str, fingerprint: str) -> Stage:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -15,16 +15,18 @@ from PIL import Image
 
 from vidstyle.config import EncodeConfig, FastConfig, RunConfig
 from vidstyle.engine.stream import stream_frames, stylize_sequence
-from vidstyle.errors import StyleError
-from vidstyle.fast import tiling
+from vidstyle.errors import StyleError, UsageError
+from vidstyle.fast import runtimes, tiling
 from vidstyle.fast.inference import InferenceNet
 from vidstyle.fast.model_io import save_model
 from vidstyle.fast.net import StyleNet
 from vidstyle.fast.runtimes import (
     Runtime,
     TorchRuntime,
+    auto_runtime,
     build_runtime,
     clear_runtime_cache,
+    resolve_runtime,
     select_runtime,
 )
 from vidstyle.fast.stabilize import default_flow
@@ -134,7 +136,13 @@ class _Broken(Runtime):
         raise RuntimeError("no such kernel")
 
 
-def test_runtime_choice_falls_back_to_eager_when_a_runtime_fails() -> None:
+@pytest.fixture
+def bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU with native bfloat16 (whatever this machine has)."""
+    monkeypatch.setattr(runtimes, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+
+
+def test_runtime_choice_falls_back_to_eager_when_a_runtime_fails(bf16_cpu: None) -> None:
     net = _random_net(2)
 
     def builder(name: str, n: StyleNet) -> Runtime:
@@ -148,30 +156,96 @@ def test_runtime_choice_falls_back_to_eager_when_a_runtime_fails() -> None:
 
     clear_runtime_cache()
     for requested in ("auto", "bf16", "openvino", "compile"):
-        choice, rt = select_runtime(net, requested, size=(40, 56), builder=builder,
-                                    candidates=("eager", "bf16", "openvino", "compile"),
-                                    repeats=1)
+        choice, rt = select_runtime(net, requested, builder=builder, repeats=1)
         assert choice.name == "eager" and rt.name == "eager", requested
-        assert requested == "auto" or requested in choice.failed
-    assert "differs from eager" in choice.failed["compile"]
+        assert choice.target in choice.failed, requested
+    assert choice.target == "compile" and "differs from eager" in choice.failed["compile"]
     # the decision is cached per process: a second call does not rebuild anything
     calls = []
-    choice2, _ = select_runtime(net, "auto", size=(40, 56),
-                                builder=lambda n, m: calls.append(n) or build_runtime(n, m),
-                                candidates=("eager", "bf16", "openvino", "compile"))
+    choice2, _ = select_runtime(net, "auto",
+                                builder=lambda n, m: calls.append(n) or build_runtime(n, m))
     assert calls == [] and choice2.name == "eager"
     clear_runtime_cache()
 
 
-def test_auto_runtime_measures_and_reports_errors() -> None:
+def test_auto_runtime_is_a_function_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """"auto" follows the CPU's native-bf16 flags (CUDA: fp16); never compile/openvino."""
+    for flags, want in (({"avx2", "avx512f"}, "eager"), ({"avx512_bf16"}, "bf16"),
+                        ({"amx_bf16", "amx_tile"}, "bf16"), (set(), "eager")):
+        monkeypatch.setattr(runtimes, "cpu_flags", lambda f=frozenset(flags): f)
+        assert [auto_runtime("cpu") for _ in range(3)] == [want] * 3, flags
+        assert resolve_runtime("auto", torch.device("cpu")) == want
+        assert auto_runtime("cuda") == "fp16"
+    for name in ("eager", "bf16", "compile", "openvino"):  # explicit names stay themselves
+        assert resolve_runtime(name, "cpu") == name
+    with pytest.raises(UsageError, match="--runtime"):
+        resolve_runtime("fastest", "cpu")
+    monkeypatch.undo()
+    # the real flag source: /proc/cpuinfo and torch's report, the same on every call
+    assert runtimes.cpu_flags() == runtimes.cpu_flags()
+    assert auto_runtime("cpu") in ("eager", "bf16")
+
+
+def test_auto_runtime_checks_the_candidate_and_timing_never_decides(
+    bf16_cpu: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = runtimes._time_call
+
+    def timed(rt: Runtime, x: torch.Tensor, w: torch.Tensor, repeats: int):  # noqa: ANN202
+        _, out = real(rt, x, w, 0)
+        return (1.0 if rt.name == "eager" else 50.0), out  # eager looks faster
+
+    monkeypatch.setattr(runtimes, "_time_call", timed)
     clear_runtime_cache()
-    choice, rt = select_runtime(_random_net(3), "auto", size=(48, 64), repeats=1,
-                                candidates=("eager", "bf16"))
-    assert set(choice.ms) == {"eager", "bf16"} - set(choice.failed)
-    assert choice.name == min(choice.ms, key=choice.ms.get)
-    assert choice.max_err["eager"] == 0.0
-    if "bf16" in choice.max_err:
-        assert 0.0 < choice.max_err["bf16"] < 0.15
+    choice, rt = select_runtime(_random_net(3), "auto", repeats=1)
+    assert choice.name == rt.name == choice.target == "bf16"
+    assert choice.ms["eager"] < choice.ms["bf16"]  # measured and reported only
+    assert choice.max_err["eager"] == 0.0 and 0.0 < choice.max_err["bf16"] < 0.15
+    assert choice.size == runtimes.MEASURE_SIZE
+    clear_runtime_cache()
+
+
+def test_auto_gives_identical_outputs_run_after_run(
+    model_file: Path, data_dir: Path, bf16_cpu: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs with --runtime auto, the machine's load favouring a different runtime each
+    time: the same runtime, fingerprint and output bytes."""
+    real = runtimes._time_call
+    fastest = ["bf16"]
+
+    def timed(rt: Runtime, x: torch.Tensor, w: torch.Tensor, repeats: int):  # noqa: ANN202
+        _, out = real(rt, x, w, 0)
+        return (1.0 if rt.name == fastest[0] else 50.0), out
+
+    monkeypatch.setattr(runtimes, "_time_call", timed)
+    cfg = RunConfig(style="starry", method="fast",
+                    fast=FastConfig(model=str(model_file), runtime="auto"))
+    photo = _photo(data_dir)
+    outs, names, fps = [], [], []
+    for fastest[0] in ("eager", "bf16", "eager"):
+        clear_runtime_cache()
+        st = make_fast_stylizer(config=cfg, device="cpu")
+        outs.append(st.stylize_rgb(photo))
+        names.append(st.runtime().name)
+        fps.append(st.fingerprint())
+    clear_runtime_cache()
+    assert names == ["bf16"] * 3 and len(set(fps)) == 1
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+def test_fast_fingerprint_names_the_runtime_that_runs(
+    model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fingerprint(runtime: str) -> str:
+        clear_runtime_cache()
+        cfg = RunConfig(style="starry", method="fast",
+                        fast=FastConfig(model=str(model_file), runtime=runtime))
+        return make_fast_stylizer(config=cfg, device="cpu").fingerprint()
+
+    monkeypatch.setattr(runtimes, "cpu_flags", lambda: frozenset())
+    assert fingerprint("auto") == fingerprint("eager")
+    monkeypatch.setattr(runtimes, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    assert fingerprint("auto") == fingerprint("bf16") != fingerprint("eager")
     clear_runtime_cache()
 
 
@@ -318,7 +392,9 @@ def no_tf32():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
 
 
-def test_runtimes_take_and_return_cpu_tensors_and_fp16_is_cuda_only() -> None:
+def test_runtimes_take_and_return_cpu_tensors_and_fp16_is_cuda_only(
+    bf16_cpu: None,
+) -> None:
     net = _random_net(4)
     x = torch.rand(1, 3, 40, 56)
     w = torch.tensor([[1.0, 0.0, 0.0]])
@@ -334,8 +410,8 @@ def test_runtimes_take_and_return_cpu_tensors_and_fp16_is_cuda_only() -> None:
 
     built: list[str] = []
     clear_runtime_cache()
-    select_runtime(net, "auto", size=(40, 56), repeats=1, builder=builder)
-    assert built == ["eager", "bf16", "openvino"]  # the CPU candidates, no fp16
+    select_runtime(net, "auto", repeats=1, builder=builder)
+    assert built == ["eager", "bf16"]  # eager (the reference) and the CPU's choice
     clear_runtime_cache()
 
 
@@ -350,8 +426,9 @@ def test_cuda_runtimes_match_the_cpu(no_tf32: None) -> None:
         out = build_runtime(name, net)(x, w)
         assert out.device.type == "cpu"
         assert (out - ref).abs().max() < (1e-4 if name == "eager" else 0.05), name
-    choice, _ = select_runtime(net, "auto", size=(64, 96), repeats=1)
-    assert set(choice.ms) <= {"eager", "fp16", "bf16"} and choice.name in choice.ms
+    clear_runtime_cache()
+    choice, _ = select_runtime(net, "auto", repeats=1)
+    assert choice.target == choice.name == "fp16" and set(choice.ms) == {"eager", "fp16"}
 
 
 @needs_cuda

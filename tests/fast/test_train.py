@@ -22,6 +22,7 @@ from vidstyle.fast.train import (
     config_from_pairs,
     flag,
     list_images,
+    resume_conflicts,
     saved_config,
     style_image,
     style_targets,
@@ -280,6 +281,42 @@ def test_messages_name_the_command_line_options(tiny_data, tiny_loss_net) -> Non
     assert "--size" in str(e.value)
 
 
+def test_an_earlier_run_is_never_overwritten_silently(
+    tiny_data, tiny_loss_net, monkeypatch
+) -> None:
+    """``vidstyle train --out DIR`` where DIR holds a checkpoint: refused (exit 2, one
+    line, nothing touched) unless --resume or --overwrite."""
+    from click.testing import CliRunner
+
+    import vidstyle.fast.train as train_mod
+    from vidstyle.cli import cli
+
+    cfg = _config(tiny_data, "kept", steps=2)
+    first = train(cfg, loss_net=tiny_loss_net)
+    files = {p: p.read_bytes() for p in (first.checkpoint_path, first.log_path)}
+    with pytest.raises(UsageError) as e:
+        train(cfg, loss_net=tiny_loss_net)
+    assert "--resume" in str(e.value) and "--overwrite" in str(e.value)
+
+    def tiny_train(c: TrainConfig, progress=None):  # noqa: ANN001, ANN202
+        return train(dataclasses.replace(cfg, out_dir=c.out_dir, resume=c.resume,
+                                         overwrite=c.overwrite, steps=3),
+                     loss_net=tiny_loss_net, progress=progress)
+
+    monkeypatch.setattr(train_mod, "train", tiny_train)
+    res = CliRunner().invoke(cli, ["train", "--out", cfg.out_dir, "--device", "cpu"])
+    assert res.exit_code == 2, res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and "--overwrite" in res.stderr
+    assert {p: p.read_bytes() for p in files} == files  # checkpoint and log untouched
+    res = CliRunner().invoke(cli, ["train", "--out", cfg.out_dir, "--resume", "--overwrite"])
+    assert res.exit_code == 2 and "do not go together" in res.stderr
+    res = CliRunner().invoke(cli, ["train", "--out", cfg.out_dir, "--device", "cpu",
+                                   "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert [r["step"] for r in _log(first.log_path)] == [1, 2, 3]  # a fresh run of 3 steps
+    assert saved_config(cfg.out_dir).overwrite is False  # per invocation, not stored
+
+
 def test_option_names_match_the_train_command() -> None:
     """FLAGS (used in messages) is exactly the ``vidstyle train`` options of the fields."""
     from vidstyle.cli import cli
@@ -292,6 +329,120 @@ def test_option_names_match_the_train_command() -> None:
     }
     assert options == FLAGS
     assert flag("content_dirs") == "--content-dir" and flag("lr") == "--set lr=..."
+
+
+def test_train_options_have_help_examples_sections_and_the_dataclass_defaults() -> None:
+    """Every ``train`` option has a help line and an example, sits in a help section like
+    ``run``'s, and shows TrainConfig's default; ``--set`` lists every other field."""
+    from click.testing import CliRunner
+
+    from vidstyle.cli import cli
+    from vidstyle.fast.train import TRAIN_GROUPS
+
+    cmd = cli.commands["train"]
+    ctx = click.Context(cmd)
+    records = {p.name: p.get_help_record(ctx) for p in cmd.params if p.name != "help"}
+    for name, rec in records.items():
+        assert rec is not None and len(rec[1]) > 30 and "e.g. --" in rec[1], name
+    d = TrainConfig()
+    for name, shown in (("steps", d.steps), ("batch", d.batch), ("size", d.size),
+                        ("device", d.device), ("out_dir", d.out_dir),
+                        ("style_weight", f"{d.style_weight:g}"), ("teacher", "none"),
+                        ("styles", ",".join(d.styles))):
+        assert f"[default: {shown}]" in records[name][1], name
+    others = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in FLAGS]
+    assert all(name in records["pairs"][1] for name in others)
+    text = CliRunner().invoke(cli, ["train", "--help"]).output
+    heads = [f"{g} options:" for g in TRAIN_GROUPS]
+    at = [text.index(h) for h in heads]
+    assert at == sorted(at)
+    section = {h: text[a:b] for h, a, b in zip(heads, at, at[1:] + [len(text)], strict=True)}
+    assert "--steps" in section["Training options:"]
+    assert "--content-dir" in section["Styles and data options:"]
+    assert "--resume" in section["Output options:"] and "--device" in section["Run options:"]
+
+
+def test_train_config_checks_its_values_and_names_the_option() -> None:
+    """TrainConfig is the one home of valid values: Literal choices, ranges and the rules
+    between fields are checked on construction, naming what the user types."""
+    for kw, words in (({"device": "gpu"}, "--device"), ({"size": 8}, "--size must be >= 16"),
+                      ({"batch": 0}, "--batch"), ({"steps": "many"}, "--steps"),
+                      ({"precision": "fp8"}, "precision (--set precision=...)"),
+                      ({"model_dtype": "bf16"}, "--set model_dtype="),
+                      ({"vgg": "resnet"}, "--set vgg="), ({"lr": 0.0}, "--set lr="),
+                      ({"outer_kernel": 4}, "--set outer_kernel="),
+                      ({"channels": (8, 16)}, "--set channels="),
+                      ({"teacher": "fast7", "distill_weight": 0.0}, "--teacher"),
+                      ({"add_style": "mine=a.jpg"}, "--from")):
+        with pytest.raises(UsageError) as e:
+            TrainConfig(**kw)  # type: ignore[arg-type]
+        assert words in str(e.value), kw
+    d = TrainConfig()  # None, not "", for what was not given
+    assert d.teacher is None and d.add_style is None and d.from_model is None
+    assert d.vgg_weights is None
+    cfg = TrainConfig(channels=[8, 16, 32], style_weight=10)  # type: ignore[arg-type]
+    assert cfg.channels == (8, 16, 32) and isinstance(cfg.style_weight, float)
+    cfg = config_from_pairs(["teacher=fast7", "vgg_weights=", "style_layer_weights=1,2,3,4,5",
+                             "precision=bf16"])
+    assert cfg.teacher == "fast7" and cfg.vgg_weights is None and cfg.precision == "bf16"
+    assert cfg.style_layer_weights == (1.0, 2.0, 3.0, 4.0, 5.0)
+    with pytest.raises(UsageError, match="precision"):
+        config_from_pairs(["precision=fp8"])
+
+
+def test_bad_train_settings_stop_before_any_work(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from vidstyle.cli import cli
+
+    out = tmp_path / "run"
+    for args, words in ((["--size", "8"], "--size must be >= 16"),
+                        (["--set", "precision=fp8"], "precision"),
+                        (["--teacher", "fast7", "--add-style", "a=b.jpg", "--from", "m.pt"],
+                         "do not go together")):
+        res = CliRunner().invoke(cli, ["train", "--out", str(out), *args])
+        assert res.exit_code == 2, res.output
+        assert len(res.stderr.strip().splitlines()) == 1 and words in res.stderr
+    assert not out.exists()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_checkpoints_from_before_none_still_load_and_resume(tmp_path: Path) -> None:
+    """A checkpoint written when "not given" was "" and before --teacher existed (like
+    the committed fast7 run's first one) reads back with None and counts as the same
+    settings on resume."""
+    src = REPO / "weights" / "checkpoints" / "fast7" / "checkpoint.pt"
+    if not src.is_file():
+        pytest.skip("the committed fast7 checkpoint is not in this checkout")
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    old = dict(ckpt["config"], add_style="", vgg_weights="", from_model="")
+    old.pop("teacher", None)
+    ckpt["config"] = old
+    run = tmp_path / "fast7"
+    run.mkdir()
+    torch.save(ckpt, run / "checkpoint.pt")
+    stored = old
+    cfg = saved_config(run)
+    assert cfg is not None and cfg.resume and cfg.out_dir == str(run)
+    assert cfg.add_style is None and cfg.from_model is None and cfg.vgg_weights is None
+    assert cfg.teacher is None
+    assert cfg.styles == tuple(stored["styles"]) and cfg.channels == tuple(stored["channels"])
+    assert cfg.max_minutes == 0.0  # per invocation: not carried over
+    assert resume_conflicts(stored, cfg) == []
+    assert resume_conflicts(stored, dataclasses.replace(cfg, size=128)) == ["size"]
+
+
+def test_the_cli_loads_without_torch() -> None:
+    """The train options come from TrainConfig without importing the training machinery:
+    ``vidstyle --help`` stays quick."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vidstyle.cli; from vidstyle.fast.train import TrainConfig; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 def test_train_command_prints_progress_lines(

@@ -22,6 +22,7 @@ from vidstyle.engine.clip import run_clip
 from vidstyle.errors import UsageError
 from vidstyle.evaluate import warp_error
 from vidstyle.flow import flow_from_config, make_flow
+from vidstyle.imageops import load_image
 from vidstyle.media import iter_frames
 from vidstyle.optim.video import TemporalOptimStylizer, blend, references
 from vidstyle.vgg import VGGFeatures
@@ -74,6 +75,7 @@ def make(net, data_dir: Path, *, mode: str, size: int = 96, iters: int = 20, pas
     )
     return TemporalOptimStylizer(
         config=cfg, device="cpu", net=net, style_path=str(data_dir / "styles" / style),
+        style_image=load_image(data_dir / "styles" / style),
         style_layers=STYLE_LAYERS, content_layers=CONTENT_LAYERS,
     )
 
@@ -310,6 +312,7 @@ def test_pipeline_runs_the_clip_stage(tiny_net, data_dir, tmp_path):
         return TemporalOptimStylizer(
             config=config, device=device, net=tiny_net,
             style_path=str(data_dir / "styles" / "wave.jpg"),
+            style_image=load_image(data_dir / "styles" / "wave.jpg"),
             style_layers=STYLE_LAYERS, content_layers=CONTENT_LAYERS)
 
     out = tmp_path / "out.mp4"

@@ -35,6 +35,7 @@ from vidstyle.contracts import (
     ProgressFn,
     StyleSpec,
     Stylizer,
+    StylizerNeeds,
     frame_unit,
     limited,
     no_progress,
@@ -50,10 +51,10 @@ from vidstyle.engine.people import (
 from vidstyle.engine.spec import PipelineSpec, build_config, resolve_method
 from vidstyle.engine.stream import stream_frames
 from vidstyle.errors import InputError, Interrupted, UsageError
-from vidstyle.fast.stylizer import make_fast_stylizer
+from vidstyle.fast.stylizer import FastStylizer, make_fast_stylizer
 from vidstyle.fileio import sha256_file
 from vidstyle.flow import FlowEstimator, flow_from_config
-from vidstyle.imageops import resize_uint8
+from vidstyle.imageops import load_image, resize_uint8
 from vidstyle.optim.frame import OptimFrameStylizer, load_loss_net
 from vidstyle.optim.video import TemporalOptimStylizer
 from vidstyle.segment.base import Segmenter
@@ -79,9 +80,20 @@ class RunResult:
     cuts: tuple[int, ...] = ()
 
 
+def stylizer_class(config: RunConfig) -> type[Any]:
+    """The class of the stylizer :func:`make_stylizer` builds for ``config`` (resolved
+    method): its ``kind`` and ``needs_for(config)`` are known before anything loads."""
+    if config.method == "fast":
+        return FastStylizer
+    if config.method != "optim":
+        raise UsageError(f"method {config.method!r} is not resolved: use optim or fast")
+    return TemporalOptimStylizer if config.temporal.mode != "none" else OptimFrameStylizer
+
+
 def make_stylizer(*, config: RunConfig, device: Any) -> Stylizer:
-    """The stylizer of ``config.method`` (loads weights: call once per run). Raises
-    StyleError for an unknown style, WeightsError for missing weights."""
+    """The stylizer of ``config.method`` (loads weights and the style image: call once per
+    run). Raises StyleError for an unknown style (StyleImageError for a style image that
+    cannot be read), WeightsError for missing weights."""
     if config.method == "fast":
         return make_fast_stylizer(config=config, device=device)
     if config.method != "optim":
@@ -93,12 +105,12 @@ def make_stylizer(*, config: RunConfig, device: Any) -> Stylizer:
         raise UsageError(f"style mixes ({config.style}) need the fast method; the "
                          "optimization method takes one style name or image")
     style = resolve_style(config.style.default.refs[0])
+    style_image = load_image(style.path)  # a broken style image fails now, before any work
     net, style_layers, content_layers = load_loss_net(config, device)
-    kw = dict(config=config, device=device, net=net, style_path=str(style.path),
-              style_layers=style_layers, content_layers=content_layers)
-    if config.temporal.mode != "none":
-        return TemporalOptimStylizer(**kw)
-    return OptimFrameStylizer(**kw)
+    kw = dict(config=config, device=device, net=net, style_image=style_image,
+              style_path=str(style.path), style_layers=style_layers,
+              content_layers=content_layers)
+    return stylizer_class(config)(**kw)
 
 
 def resolved(config: RunConfig) -> RunConfig:
@@ -108,36 +120,53 @@ def resolved(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, method=resolve_method(config.style))
 
 
-def default_output(input_path: str | Path, config: RunConfig) -> Path:
+def default_output(input_path: str | Path, config: RunConfig, *,
+                   pipeline: PipelineSpec | None = None) -> Path:
     """The default output beside the input: ``<stem>_<style>_<method>[_<changes>]<suffix>``.
 
     The name encodes what changes the result (the style spec, the method and every
     stylization setting that differs from its default), sanitized for file systems (no
     ``:``, ``,`` or spaces); so two runs with different settings never share a name.
+    The suffix is the input's when vidstyle writes it, else ``.png`` for a still image
+    and ``.mp4`` for a video. Flow settings count only when ``pipeline`` (default: the
+    built-in one) has a flow stage.
     """
     config = resolved(config)
     p = Path(input_path)
-    parts = [p.stem, config.style.slug(), config.method] + _changes(config)
+    flow = pipeline.has("flow") if pipeline is not None else True
+    parts = [p.stem, config.style.slug(), config.method] + _changes(config, flow=flow)
     if len(parts) > 7:  # many changes: the first few, then a hash of all
         parts = parts[:6] + [fingerprint_of(config.stylize_fingerprint())[:8]]
     name = "_".join(parts)
-    suffix = p.suffix if media.is_image_path(p) or media.is_video_path(p) else ".mp4"
+    if media.is_image_path(p) or media.is_video_path(p):
+        suffix = p.suffix
+    else:  # a suffix vidstyle reads but does not write: a still stays a still
+        suffix = ".png" if _is_still(p) else ".mp4"
     return p.with_name(name + suffix)
 
 
-def _changes(config: RunConfig) -> list[str]:
+def _is_still(path: Path) -> bool:
+    """Whether ``path`` is a still image (FFmpeg opens it with an image demuxer, e.g.
+    ``.ppm``); False when it cannot be probed (the run reports why)."""
+    try:
+        return media.probe(path).kind == "image"
+    except InputError:
+        return False
+
+
+def _changes(config: RunConfig, *, flow: bool) -> list[str]:
     sections: list[str] = ["fast"] if config.method == "fast" else ["optim"]
     if config.method == "optim" and config.temporal.mode != "none":
         sections.append("temporal")
-    if config.uses_flow:
+    if config.uses_flow and flow:
         sections.append("flow")
     out = []
     for name in sections:
         sec = getattr(config, name)
         default = type(sec)()
         for f in dataclasses.fields(sec):
-            if f.name == "runtime":
-                continue  # how it runs, not what it makes
+            if f.name == "runtime" or (f.name == "stability" and not flow):
+                continue  # how it runs, or what has no effect: not what it makes
             v = getattr(sec, f.name)
             if v != getattr(default, f.name):
                 text = ",".join(map(str, v)) if isinstance(v, tuple) else (
@@ -189,8 +218,6 @@ def run(
         raise UsageError(f"{input_path.name} is {info.width}x{info.height}: the fast "
                          "network needs at least 2x2 pixels")
     work = WorkDir(work_dir or default_work_dir(output_path))
-    if work.root.exists() and not work.root.is_dir():
-        raise UsageError(f"work folder {work.root} is a file: give --work-dir a folder")
     device = pick_device(config.device)
     motion = None
     if config.uses_flow and spec.has("flow"):
@@ -198,13 +225,23 @@ def run(
         if motion is None:
             motion = flow_from_config(config.flow, device=device)
             motion.check()  # e.g. RAFT weights present: fail now, not after decoding
-    stylizer = (stylizer_factory or make_stylizer)(config=config, device=device)
-    if not stylizer.needs.instances:
-        segmenter = None
-    elif segmenter is None:
-        segmenter = make_segmenter(config.segment, device=device, frames=wanted,
-                                   size=(info.height, info.width))
-        segmenter.check()  # model files present: fail now, not after decoding
+    if stylizer_factory is None:  # the stylizer's needs are known before it loads
+        cls = stylizer_class(config)
+        _prepare_work(work, cls.kind, cls.needs_for(config), config, work_dir=work_dir,
+                      keep_work=keep_work)
+    try:
+        stylizer = (stylizer_factory or make_stylizer)(config=config, device=device)
+        _prepare_work(work, stylizer.kind, stylizer.needs, config, work_dir=work_dir,
+                      keep_work=keep_work)
+        if not stylizer.needs.instances:
+            segmenter = None
+        elif segmenter is None:
+            segmenter = make_segmenter(config.segment, device=device, frames=wanted,
+                                       size=(info.height, info.width))
+            segmenter.check()  # model files present, mask folder right: fail before work
+    except BaseException:
+        work.discard_created()  # nothing was done: leave no empty work folder behind
+        raise
     _sweep_partial_outputs(output_path)
     cached = stylizer.needs.cache
     try:
@@ -259,6 +296,24 @@ def _people(stylizer: Any, segmenter: Segmenter, motion: FlowEstimator | None,
     return people
 
 
+def _prepare_work(work: WorkDir, kind: str, needs: StylizerNeeds, config: RunConfig, *,
+                  work_dir: str | Path | None, keep_work: bool) -> None:
+    """Create the work folder now when the stylizer keeps work (UsageError in one line
+    when it cannot be made, or when a stage folder there was not made by vidstyle);
+    ``--work-dir`` and ``--keep-work`` for a run that keeps no work folder are errors."""
+    if not (needs.cache or needs.instances):
+        for given, flag in ((work_dir is not None, "--work-dir"), (keep_work, "--keep-work")):
+            if given:
+                raise UsageError(f"{flag} has no effect: this run keeps no work folder (the "
+                                 f"{config.method} method streams its frames)")
+        return
+    stages: tuple[str, ...] = ("stylize", "segment") if needs.instances else ("stylize",)
+    if kind == "clip":
+        passes = config.temporal.passes if config.temporal.mode != "none" else 1
+        stages += ("decode", "flow") + tuple(f"pass_{k}" for k in range(passes - 1))
+    work.create(stages)
+
+
 def _stylize_fp(config: RunConfig, stylizer: Stylizer, input_path: Path) -> str:
     return fingerprint_of("stylize", config.stylize_fingerprint(), stylizer.fingerprint(),
                           sha256_file(input_path), __version__)
@@ -305,4 +360,5 @@ __all__ = [
     "resolve_method",
     "resolved",
     "run",
+    "stylizer_class",
 ]

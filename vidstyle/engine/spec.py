@@ -3,8 +3,12 @@
 A pipeline file (``vidstyle/data/pipelines/<method>.toml`` for the built-in ones, or a
 user's ``--pipeline FILE``) lists stages in the order decode -> flow -> masks -> segment
 -> stylize -> encode; flow and masks may be left out (no optical flow: no temporal
-terms, no stabilization), and so may segment (instance masks of people: run only when a
-per-person style asks for them). Each stage's keys override fields of that stage's config dataclass
+terms, no stabilization; flow settings are then errors). The masks stage (forward-backward
+consistency, shot cuts) needs the flow stage, and temporal optimization (``--temporal
+short|long``) needs both: a pipeline with flow but no masks runs the optimization method
+only with ``--temporal none``, and the fast method stabilizes without cut detection. The
+segment stage (instance masks of people, tracked) runs only when a per-person style asks
+for it. Each stage's keys override fields of that stage's config dataclass
 (:mod:`vidstyle.config`, the one home of defaults); unknown keys are errors. Settings are
 resolved defaults <- pipeline file <- command line (:func:`build_config`).
 """
@@ -76,7 +80,8 @@ class PipelineSpec:
                 raise UsageError(f"pipeline {self.name}: stage {s.kind} takes no settings "
                                  f"(got {', '.join(sorted(s.params))})")
         method = self.stage("stylize").params.get("method")  # type: ignore[union-attr]
-        if method is not None and method not in ("optim", "fast"):
+        if method is not None and (not isinstance(method, str)
+                                   or method not in ("optim", "fast")):
             raise UsageError(f"pipeline {self.name}: unknown method {method!r}")
 
     @classmethod
@@ -94,15 +99,22 @@ class PipelineSpec:
         if unknown:
             raise UsageError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (use name "
                              "and [[stage]] tables)")
+        name = data.get("name", Path(path).stem)
+        if not isinstance(name, str):
+            raise UsageError(f"{path}: name must be a text, got {name!r}")
+        tables = data.get("stage", [])
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise UsageError(f"{path}: stage must be a list of [[stage]] tables, each with "
+                             f"a kind ({', '.join(STAGE_ORDER)}), got {tables!r}")
         stages = []
-        for raw in data.get("stage", []):
+        for raw in tables:
             raw = dict(raw)
             kind = raw.pop("kind", None)
-            if kind not in STAGE_ORDER:
+            if not isinstance(kind, str) or kind not in STAGE_ORDER:
                 raise UsageError(f"{path}: unknown stage kind {kind!r} (use "
                                  f"{', '.join(STAGE_ORDER)})")
-            stages.append(StageSpec(kind, raw))
-        return cls(str(data.get("name", Path(path).stem)), tuple(stages))
+            stages.append(StageSpec(kind, raw))  # type: ignore[arg-type]
+        return cls(name, tuple(stages))
 
     @classmethod
     def builtin(cls, method: str) -> PipelineSpec:
@@ -122,6 +134,11 @@ class PipelineSpec:
     def has(self, kind: str) -> bool:
         return self.stage(kind) is not None
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The kinds of the stages this pipeline has."""
+        return frozenset(s.kind for s in self.stages)
+
     def configure(self, config: RunConfig) -> RunConfig:
         """``config`` with this pipeline's settings (pipeline wins over defaults).
 
@@ -139,6 +156,8 @@ class PipelineSpec:
         top = {k: sty.pop(k) for k in ("style", "device") if k in sty}
         if top:
             cfg = dataclasses.replace(cfg, **top)
+        if "stability" in sty and not self.has("flow"):
+            raise UsageError(f"{where} stylize: stability has no effect without a flow stage")
         if method == "fast":
             cfg = dataclasses.replace(cfg, fast=apply_params(cfg.fast, sty, f"{where} stylize"))
         else:
@@ -157,11 +176,17 @@ class PipelineSpec:
         return cfg
 
     def check(self, config: RunConfig) -> None:
-        """Settings this pipeline cannot honour: temporal optimization needs flow,
-        per-person styles the segment stage."""
-        if config.method == "optim" and config.temporal.mode != "none" and not self.has("flow"):
-            raise UsageError(f"--temporal {config.temporal.mode} needs optical flow, but "
-                             f"pipeline {self.name} has no flow stage")
+        """Settings this pipeline cannot honour: temporal optimization needs the flow and
+        masks stages (its temporal terms are weighted by the consistency masks), per-person
+        styles the segment stage."""
+        if config.method == "optim" and config.temporal.mode != "none":
+            if not self.has("flow"):
+                raise UsageError(f"--temporal {config.temporal.mode} needs optical flow, but "
+                                 f"pipeline {self.name} has no flow stage")
+            if not self.has("masks"):
+                raise UsageError(f"temporal optimization needs the masks stage (consistency "
+                                 f"masks weight its temporal terms), but pipeline "
+                                 f"{self.name} has none: add it, or use --temporal none")
         if config.style.per_person and not self.has("segment"):
             raise UsageError(f"per-person styles need instance masks, but pipeline "
                              f"{self.name} has no segment stage")
@@ -214,7 +239,7 @@ def build_config(values: Mapping[str, Any], *, pipeline: str | Path | None = Non
                                                          "--background")}
     cfg = with_settings(cfg, rest, method=method)
     cfg = dataclasses.replace(cfg, style=style)
-    check_applicable(cfg, given)
+    check_applicable(cfg, given, stages=spec.kinds)
     check_people(cfg, given)
     spec.check(cfg)
     return cfg, spec

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 
 from vidstyle.config import DEFAULT_MODEL
-from vidstyle.errors import StyleError, WeightsError
+from vidstyle.errors import StyleError, WeightsError, describe
 from vidstyle.fast.net import StyleNet
 from vidstyle.fileio import atomic_path, atomic_write_text, sha256_file
 
@@ -107,20 +108,29 @@ def load_model(
             raise WeightsError(f"model file {p} has sha256 {got}, expected {expected_sha256}")
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise WeightsError(f"cannot read model file {p}: {describe(e)}") from e
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad weights file
-        raise WeightsError(f"cannot read model file {p}: {e}") from e
+        log.debug("torch.load(%s) failed", p, exc_info=True)  # torch's text: debug only
+        raise WeightsError(f"{p} is not a vidstyle model file ({_unreadable(p, e)})") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise WeightsError(f"{p} is not a vidstyle fast-network model file")
+        raise WeightsError(f"{p} is not a vidstyle model file (a PyTorch file of another "
+                           "kind)")
     if payload.get("version") != VERSION:
         raise WeightsError(f"{p} has model format version {payload.get('version')}, need 1")
-    arch = payload["arch"]
-    net = StyleNet(
-        num_styles=int(arch["num_styles"]),
-        channels=tuple(arch["channels"]),
-        num_res_blocks=int(arch["num_res_blocks"]),
-        outer_kernel=int(arch.get("outer_kernel", 9)),
-    )
-    state = {k: v.float() for k, v in payload["state_dict"].items()}
+    try:
+        arch = payload["arch"]
+        net = StyleNet(
+            num_styles=int(arch["num_styles"]),
+            channels=tuple(arch["channels"]),
+            num_res_blocks=int(arch["num_res_blocks"]),
+            outer_kernel=int(arch.get("outer_kernel", 9)),
+        )
+        state = {k: v.float() for k, v in payload["state_dict"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        log.debug("%s: bad architecture record", p, exc_info=True)
+        raise WeightsError(f"{p} is not a vidstyle model file (its architecture or "
+                           "weights record is incomplete)") from e
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
@@ -129,6 +139,19 @@ def load_model(
     return LoadedModel(
         net=net, style_names=tuple(payload["style_names"]), info=dict(payload.get("info", {}))
     )
+
+
+def _unreadable(p: Path, exc: Exception) -> str:
+    """Why ``torch.load`` (weights only) could not read ``p``, in words."""
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "the file is empty"
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):  # zip, or legacy pickle
+        return "not a PyTorch file"
+    if isinstance(exc, pickle.UnpicklingError):
+        return "it holds Python objects, not only tensors, and is never unpickled"
+    return "a damaged or truncated PyTorch file"
 
 
 # --- manifest -----------------------------------------------------------------------------

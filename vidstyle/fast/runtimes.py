@@ -10,26 +10,34 @@ function with the same weights:
   layout (oneDNN uses AMX / AVX512-BF16 where the CPU has them); the normalization
   statistics are still accumulated in float32.
 - ``compile``: ``torch.compile`` (inductor, ``freezing``) of the bf16 module. Start-up is
-  tens of seconds per frame size, so "auto" does not try it.
+  tens of seconds per frame size; explicit only.
 - ``openvino``: OpenVINO's CPU plugin on the converted module, when the optional
-  ``openvino`` package is importable (never required).
-- ``auto``: builds each available candidate, times it on a frame of the working size and
-  picks the fastest whose output stays within :data:`MAX_RUNTIME_ERROR` of eager; any
-  runtime that fails to build or run is skipped (eager is the fallback). The decision is
-  cached per process (:func:`select_runtime`).
+  ``openvino`` package is importable (never required); explicit only.
+- ``auto``: a function of the machine alone (:func:`auto_runtime`), never of timing, so
+  repeated runs give identical outputs: fp16 on CUDA, bf16 on a CPU with native bfloat16
+  arithmetic (:data:`BF16_CPU_FLAGS`), else eager. The candidate is still checked on a
+  fixed measuring frame: if it fails to build or run, or its output differs from eager by
+  more than :data:`MAX_RUNTIME_ERROR`, eager runs instead (deterministic too, for a given
+  model and machine). Timings are measured and logged only.
+
+:func:`resolve_runtime` names the runtime a requested one stands for on a device without
+building anything (batch receipts and stylizer fingerprints hold that name). The
+decision of :func:`select_runtime` is cached per process.
 
 Device: a runtime lives on the weights' device and takes and returns CPU tensors, moving
-them at its edge. On CUDA "auto" measures :data:`AUTO_CANDIDATES_CUDA` instead.
+them at its edge.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,15 +50,15 @@ from vidstyle.fast.net import StyleNet
 
 log = logging.getLogger(__name__)
 
-#: Runtimes "auto" measures on the CPU, in order (those that cannot be built are skipped).
-AUTO_CANDIDATES = ("eager", "bf16", "openvino")
-#: Runtimes "auto" measures on a CUDA device.
-AUTO_CANDIDATES_CUDA = ("eager", "fp16", "bf16")
+#: CPU feature flags of native bfloat16 arithmetic (x86 AVX512-BF16, AMX-BF16): with one
+#: of them "auto" runs bf16 on the CPU.
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 #: A runtime whose output differs from eager float32 by more than this (max abs, RGB in
-#: [0, 1]) is rejected by "auto".
+#: [0, 1]) on the measuring frame is not used (eager runs instead).
 MAX_RUNTIME_ERROR = 0.15
-#: "auto" times runtimes on a frame of at most this longest side (start-up cost).
-MEASURE_LONGEST = 512
+#: The measuring frame (h, w) of :func:`select_runtime`: fixed, so that the error check
+#: does not depend on the input's size.
+MEASURE_SIZE = (256, 384)
 
 
 # --------------------------------------------------------------------------- runtimes
@@ -169,16 +177,59 @@ def build_runtime(name: str, net: StyleNet) -> Runtime:
     raise UsageError(f"unknown --runtime {name!r}: use one of {', '.join(RUNTIMES)}")
 
 
+# --------------------------------------------------------------------------- choice
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags, lower case: those of ``/proc/cpuinfo`` (Linux; empty
+    elsewhere) and those torch reports (``torch.cpu.get_capabilities()``). Cached."""
+    flags: set[str] = set()
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    flags.update(k for k, v in torch.cpu.get_capabilities().items() if v is True)
+    return frozenset(f.lower() for f in flags)
+
+
+def auto_runtime(device: torch.device | str) -> str:
+    """The runtime "auto" stands for on ``device``, from the machine alone (no network,
+    no timing): "fp16" on CUDA, "bf16" on a CPU with a flag of :data:`BF16_CPU_FLAGS`
+    (:func:`cpu_flags`), else "eager". Never "compile" or "openvino"."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return "fp16"
+    if dev.type == "cpu" and cpu_flags() & BF16_CPU_FLAGS:
+        return "bf16"
+    return "eager"
+
+
+def resolve_runtime(requested: str, device: torch.device | str) -> str:
+    """The runtime ``requested`` (``--runtime``) stands for on ``device``: itself, or
+    :func:`auto_runtime` for "auto". What fingerprints record. UsageError when unknown."""
+    if requested not in RUNTIMES:
+        raise UsageError(f"unknown --runtime {requested!r}: use one of {', '.join(RUNTIMES)}")
+    return auto_runtime(device) if requested == "auto" else requested
+
+
 @dataclass(frozen=True)
 class RuntimeChoice:
     """What :func:`select_runtime` decided and why.
 
-    ms: per-runtime best forward time (milliseconds) at ``size``; max_err / mean_err:
-    difference from eager float32 (RGB in [0, 1]); failed: runtime -> reason.
+    name: the runtime built; requested: the ``--runtime`` asked for; target: what that
+    stands for on the device (:func:`resolve_runtime`); size: the measuring frame (h, w);
+    ms: per-runtime best forward time (milliseconds, logged, never deciding); max_err /
+    mean_err: difference from eager float32 (RGB in [0, 1]); failed: runtime -> reason.
     """
 
     name: str
     requested: str
+    target: str
     size: tuple[int, int]
     ms: dict[str, float] = field(default_factory=dict)
     max_err: dict[str, float] = field(default_factory=dict)
@@ -197,6 +248,7 @@ def clear_runtime_cache() -> None:
 
 
 def _time_call(rt: Runtime, x: torch.Tensor, w: torch.Tensor, repeats: int) -> tuple[float, Any]:
+    """(best time of ``repeats`` calls in ms, or inf for none; the warm-up call's output)."""
     out = rt(x, w)  # warm-up (and compile)
     best = math.inf
     for _ in range(repeats):
@@ -210,50 +262,37 @@ def select_runtime(
     net: StyleNet,
     requested: str = "auto",
     *,
-    size: tuple[int, int] = (360, 640),
-    candidates: Sequence[str] | None = None,
     builder: Callable[[str, StyleNet], Runtime] = build_runtime,
-    repeats: int = 2,
+    repeats: int = 1,
     cache_key: Any = None,
 ) -> tuple[RuntimeChoice, Runtime]:
-    """Choose and build the runtime for ``net`` at frame ``size`` (h, w).
-
-    "auto": each candidate is built, run once to warm up, then timed ``repeats`` times on
-    a random image of ``size`` (shrunk to :data:`MEASURE_LONGEST`); the fastest one whose
-    output is within :data:`MAX_RUNTIME_ERROR` of eager wins. A named runtime is built
-    directly; if it fails to build or run, eager is used and the reason logged.
+    """Build the runtime ``requested`` stands for (:func:`resolve_runtime` on the device of
+    the network's weights), checked against eager on a fixed seeded random frame of
+    :data:`MEASURE_SIZE`: when it fails to build or run, or its output differs from eager
+    by more than :data:`MAX_RUNTIME_ERROR`, eager is used and the reason logged (a warning
+    for a runtime named explicitly). Timings (``repeats`` calls each) are logged and
+    reported, never deciding: the result depends on the machine and the model only.
     The decision is cached per process under ``cache_key`` (e.g. the model's sha256).
-    ``candidates`` default: :data:`AUTO_CANDIDATES`, or :data:`AUTO_CANDIDATES_CUDA` when
-    the network's weights are on a CUDA device.
     """
-    if candidates is None:
-        on_cuda = _net_device(net).type == "cuda"
-        candidates = AUTO_CANDIDATES_CUDA if on_cuda else AUTO_CANDIDATES
-    if requested not in RUNTIMES:
-        raise UsageError(f"unknown --runtime {requested!r}: use one of {', '.join(RUNTIMES)}")
-    key = (cache_key if cache_key is not None else id(net), requested, tuple(candidates))
+    device = _net_device(net)
+    target = resolve_runtime(requested, device)
+    key = (cache_key if cache_key is not None else id(net), requested, str(device))
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
-    h, w = size
-    s = min(1.0, MEASURE_LONGEST / max(h, w))
-    mh, mw = max(16, round(h * s)), max(16, round(w * s))
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(1, 3, mh, mw, generator=gen)
+    x = torch.rand(1, 3, *MEASURE_SIZE, generator=gen)
     sw = torch.full((1, net.num_styles), 1.0 / net.num_styles)
     ms: dict[str, float] = {}
     max_err: dict[str, float] = {}
     mean_err: dict[str, float] = {}
     failed: dict[str, str] = {}
     built: dict[str, Runtime] = {}
-    names = list(candidates) if requested == "auto" else [requested]
-    if "eager" not in names:
-        names.insert(0, "eager")
     ref = None
-    for name in names:
+    for name in dict.fromkeys(("eager", target)):
         try:
             rt = builder(name, net)
-            t, out = _time_call(rt, x, sw, repeats if requested == "auto" else 0)
+            t, out = _time_call(rt, x, sw, repeats)
         except Exception as e:  # noqa: BLE001 - any failure means "not this runtime"
             failed[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             log.info("runtime %s unavailable: %s", name, failed[name])
@@ -266,23 +305,21 @@ def select_runtime(
             if name != "eager" and max_err[name] > MAX_RUNTIME_ERROR:
                 failed[name] = f"output differs from eager by {max_err[name]:.3f}"
                 continue
-        if requested == "auto":
+        if math.isfinite(t):
             ms[name] = t
         built[name] = rt
-    if requested != "auto" and requested in built:
-        pick = requested
-    elif requested == "auto" and ms:
-        pick = min(ms, key=ms.get)
+    if target in built:
+        pick = target
     elif "eager" in built:
         pick = "eager"
-        if requested != "auto":
-            log.warning("runtime %s failed (%s); using eager", requested, failed.get(requested))
+        level = logging.INFO if requested == "auto" else logging.WARNING
+        log.log(level, "runtime %s failed (%s); using eager", target, failed.get(target))
     else:
         raise VidstyleError(f"no inference runtime works here: {failed}")
-    choice = RuntimeChoice(pick, requested, (mh, mw), ms, max_err, mean_err, failed)
+    choice = RuntimeChoice(pick, requested, target, MEASURE_SIZE, ms, max_err, mean_err,
+                           failed)
     log.info("fast runtime: %s (requested %s, ms %s)", pick, requested,
              {k: round(v, 1) for k, v in ms.items()})
     with _CACHE_LOCK:
         _CACHE[key] = (choice, built[pick])
     return choice, built[pick]
-

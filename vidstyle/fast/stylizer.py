@@ -69,6 +69,15 @@ class FastStylizer:
 
     kind: ClassVar[Literal["frame"]] = "frame"
 
+    @staticmethod
+    def needs_for(config: RunConfig) -> StylizerNeeds:
+        """What this stylizer asks of the engine with ``config`` (known before loading):
+        motion when stabilizing or tracking people; the people of each frame for
+        per-person styles (their segment stage keeps a work folder); frames are streamed."""
+        people = config.style.per_person
+        return StylizerNeeds(flow=config.fast.stability > 0 or people, cache=False,
+                             instances=people)
+
     def __init__(
         self,
         *,
@@ -90,8 +99,7 @@ class FastStylizer:
                             if spec.background is not None else self.style_weights[0])
         self._person_rows = {pid: style_vector(mix, model.style_names)
                              for pid, mix in spec.instances}
-        self.needs = StylizerNeeds(flow=config.fast.stability > 0 or self.people, cache=False,
-                                   instances=self.people)
+        self.needs = self.needs_for(config)
         self.runtime_choice: RuntimeChoice | None = None
         self._runtime: Runtime | None = None
         self._tiler: InferenceNet | None = None
@@ -104,8 +112,14 @@ class FastStylizer:
         f = self.config.fast
         return fingerprint_of(
             "fast", self.model_sha256, [round(float(v), 6) for v in self.style_weights[0]],
-            f.size, f.strength, f.stability, f.tile, f.preserve_color,
+            f.size, f.strength, f.stability, f.tile, f.preserve_color, self.runtime_name,
         )
+
+    @property
+    def runtime_name(self) -> str:
+        """The runtime the network runs on (``--runtime auto`` resolved; see
+        :func:`~vidstyle.fast.runtimes.select_runtime`); builds it on first use."""
+        return self.runtime().name
 
     @property
     def style_names(self) -> tuple[str, ...]:
@@ -116,11 +130,12 @@ class FastStylizer:
         return style_vector(mix, self.model.style_names)
 
     # -- network -----------------------------------------------------------------------
-    def runtime(self, size: tuple[int, int]) -> Runtime:
-        """The runtime for frames of ``size`` (h, w), chosen on first use (cached)."""
+    def runtime(self) -> Runtime:
+        """The runtime of the network, chosen on first use (cached per process): a
+        function of ``--runtime``, the machine and the model, never of timing."""
         if self._runtime is None:
             self.runtime_choice, self._runtime = select_runtime(
-                self.model.net, self.config.fast.runtime, size=size,
+                self.model.net, self.config.fast.runtime,
                 cache_key=(self.model_sha256, str(self.device)),
             )
         return self._runtime
@@ -140,7 +155,7 @@ class FastStylizer:
             if tile:
                 raise UsageError(f"per-person styles need frames under the tile limit; "
                                  f"{w}x{h} is over it: use a smaller --size")
-            rt = self.runtime((h, w))
+            rt = self.runtime()
             if not rt.supports_style_maps:
                 if self._tiler is None:
                     self._tiler = InferenceNet(self.model.net, dtype=torch.float32)
@@ -163,11 +178,11 @@ class FastStylizer:
             return torch.cat(outs)
         if x.shape[0] == 1 and style_weights.shape[0] > 1:
             x = x.expand(style_weights.shape[0], -1, -1, -1)
-        return self.runtime((h, w))(x, style_weights, hook)
+        return self.runtime()(x, style_weights, hook)
 
     def supports_hooks(self, size: tuple[int, int]) -> bool:
         """Whether frames of ``size`` (h, w) run untiled on a runtime with feature hooks."""
-        return not self._tile_for(*size) and self.runtime(size).supports_hooks
+        return not self._tile_for(*size) and self.runtime().supports_hooks
 
     def stylize_tensor(self, x: torch.Tensor, hook: FeatureHook | None = None,
                        instances: Instances | None = None) -> torch.Tensor:

@@ -206,7 +206,9 @@ class DISFlow(_OpenCVEstimator):
 
     name = "dis"
 
-    def __init__(self, *, preset: str = "medium", scale: float = 1.0) -> None:
+    def __init__(self, *, preset: str, scale: float = 1.0) -> None:
+        """preset: "ultrafast" | "fast" | "medium" (the default is
+        :data:`vidstyle.config.DEFAULT_FLOW_PRESET`'s, applied by :func:`make_flow`)."""
         if preset not in DIS_PRESETS:
             raise UsageError(f"unknown DIS preset {preset!r}: use one of {', '.join(DIS_PRESETS)}")
         super().__init__(scale=scale)
@@ -288,8 +290,10 @@ class RaftFlow(_Estimator):
     torchvision checkpoint of ``Raft_*_Weights.DEFAULT`` if it is already in the torch hub
     cache (``raft_cache_path``). Nothing is ever downloaded: without weights the first
     ``estimate`` raises :class:`WeightsError`. ``random_weights=True`` builds an untrained
-    network (tests only). Input is replicate-padded to a multiple of 8 and at least 128 px,
-    and the flow is cropped back.
+    network (tests only). ``preset``: "large" | "small" (the default is
+    :data:`vidstyle.config.DEFAULT_FLOW_PRESET`'s, applied by :func:`make_flow`). Input
+    is replicate-padded to a multiple of 8 and at least 128 px, and the flow is cropped
+    back.
     """
 
     name = "raft"
@@ -297,7 +301,7 @@ class RaftFlow(_Estimator):
     def __init__(
         self,
         *,
-        preset: str = "large",
+        preset: str,
         scale: float = 1.0,
         weights_path: str | os.PathLike[str] | None = None,
         device: torch.device | str = "cpu",
@@ -408,9 +412,9 @@ def make_flow(
     if preset is None:
         preset = DEFAULT_FLOW_PRESET[method]
     if method == "dis":
-        return DISFlow(preset=preset or "fast", scale=scale)
+        return DISFlow(preset=str(preset), scale=scale)
     if method == "raft":
-        return RaftFlow(preset=preset or "large", scale=scale, weights_path=weights_path,
+        return RaftFlow(preset=str(preset), scale=scale, weights_path=weights_path,
                         device=device)
     if preset is not None:
         raise UsageError(f"--flow {method} has no presets (got {preset!r})")

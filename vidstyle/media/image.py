@@ -3,11 +3,15 @@
 A still image is a one-frame video for the rest of vidstyle: :func:`read_image` returns the
 same :class:`Frame` type as :func:`vidstyle.media.iter_frames`.
 
-Reading:
+Reading: :func:`read_pixels` is the one reader of image files in vidstyle (stills here,
+style and content tensors in :func:`vidstyle.imageops.load_image`, evaluation frames), so
+orientation, modes and messages agree everywhere:
 - EXIF orientation is applied, so ``rgb`` is upright and no rotation metadata remains.
 - Grayscale, palette, CMYK and 16-bit images become 8-bit RGB; alpha (RGBA, LA, palette
   transparency) is returned separately as ``Frame.alpha``.
 - Only the first frame of a multi-frame file (animated WebP, multi-page TIFF) is read.
+- A missing or undecodable file is one line in words, the same text for every caller
+  (the error class is the caller's: InputError for inputs, StyleImageError for styles).
 
 Writing follows the suffix; alpha is written for png/webp/tiff and dropped (with a log
 line) for jpg/bmp. Every write goes to a hidden temp file in the same directory that is
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import InputError, OutputError, OutputPathError
+from ..errors import InputError, OutputError, OutputPathError, VidstyleError
 from .common import (
     ALPHA_IMAGE_FORMATS,
     IMAGE_SUFFIXES,
@@ -45,13 +49,21 @@ _SAVE_OPTIONS: dict[str, dict[str, object]] = {
 }
 
 
-def open_image(path: str | os.PathLike[str]) -> tuple[Image.Image, str]:
-    """Open and fully load an image, applying EXIF orientation.
+def open_image(
+    path: str | os.PathLike[str], *, error: type[VidstyleError] = InputError
+) -> tuple[Image.Image, str]:
+    """Open and fully load an image, applying EXIF orientation (the one place that opens
+    an image file; :func:`read_pixels` adds the mode conversion).
 
     Returns ``(image, format_name)`` where format_name is Pillow's (e.g. "JPEG").
-    Raises InputError with a one-line message for missing, unreadable or truncated files.
+    Raises ``error`` (InputError unless the caller reads, say, a style image) with a
+    one-line message, the same for every caller, for missing, unreadable or truncated
+    files.
     """
-    p = check_input_path(path)
+    try:
+        p = check_input_path(path)
+    except InputError as e:
+        raise error(str(e)) from None
     try:
         with Image.open(p) as im:
             fmt = im.format or "unknown"
@@ -61,12 +73,12 @@ def open_image(path: str | os.PathLike[str]) -> tuple[Image.Image, str]:
             if upright is im:
                 upright = im.copy()
     except UnidentifiedImageError:
-        raise InputError(f"not an image file Pillow can read: {p}") from None
+        raise error(f"not an image file Pillow can read: {p}") from None
     except Image.DecompressionBombError:
-        raise InputError(f"image {p} is too large to decode safely") from None
+        raise error(f"image {p} is too large to decode safely") from None
     except (OSError, ValueError, SyntaxError) as e:
         why = reason(e)
-        raise InputError(f"cannot decode image {p} (truncated or corrupt file): {why}") from None
+        raise error(f"cannot decode image {p} (truncated or corrupt file): {why}") from None
     return upright, fmt
 
 
@@ -94,15 +106,27 @@ def _to_rgb_alpha(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(im.convert("RGB")).copy(), None
 
 
+def read_pixels(
+    path: str | os.PathLike[str], *, error: type[VidstyleError] = InputError
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """An image file as ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None), upright (EXIF
+    orientation applied), any mode converted to 8-bit RGB (16-bit scaled, not clipped).
+
+    The one reader of image files: :func:`read_image` and
+    :func:`vidstyle.imageops.load_image` are built on it. Raises ``error`` (see
+    :func:`open_image`).
+    """
+    im, _ = open_image(path, error=error)
+    return _to_rgb_alpha(im)
+
+
 def read_image(path: str | os.PathLike[str]) -> Frame:
     """Read a still image as ``Frame(index=0, rgb=(H, W, 3) uint8, pts=None, alpha=...)``.
 
     Grayscale input becomes RGB; alpha is kept in ``Frame.alpha`` ((H, W) uint8) or None.
-    Raises InputError (one line) when the file is missing or cannot be decoded; callers
-    reading style images may re-raise it as StyleError.
+    Raises InputError (one line) when the file is missing or cannot be decoded.
     """
-    im, _ = open_image(path)
-    rgb, alpha = _to_rgb_alpha(im)
+    rgb, alpha = read_pixels(path)
     return Frame(index=0, rgb=rgb, pts=None, time_base=None, alpha=alpha)
 
 

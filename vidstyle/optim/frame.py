@@ -12,43 +12,54 @@ from vidstyle.config import RunConfig, fingerprint_of
 from vidstyle.contracts import FrameContext, ProgressEvent, StylizerNeeds
 from vidstyle.errors import UsageError
 from vidstyle.fileio import sha256_file
-from vidstyle.imageops import load_image, resize, working_size
+from vidstyle.imageops import resize, working_size
 from vidstyle.optim.image import GatysStylizer, IterationEvent
 from vidstyle.tensors import to_tensor
-from vidstyle.vgg import DEFAULT_LAYERS, LAYER_NAMES, load_vgg
+from vidstyle.vgg import DEFAULT_LAYERS, LAYER_NAMES, VGGFeatures, load_vgg
 
 
-class OptimFrameStylizer:
-    """Gatys optimization, one frame at a time (no temporal terms): a
-    :class:`~vidstyle.contracts.FrameStylizer` whose outputs the engine caches (a killed
-    run resumes at the first unfinished frame)."""
+class OptimStylizerBase:
+    """What both optimization stylizers share: the loss network, the style image (loaded
+    by the caller, :func:`vidstyle.engine.make_stylizer`), the working size, the Gatys
+    stylizer (built on first use) and the fingerprint of the style file and the network's
+    weights. Subclasses name their fingerprint with ``fingerprint_tag``."""
 
-    kind: ClassVar[Literal["frame"]] = "frame"
+    fingerprint_tag: ClassVar[str]
 
-    def __init__(self, *, config: RunConfig, device: torch.device, net: torch.nn.Module,
-                 style_path: str, style_layers: tuple[str, ...],
-                 content_layers: tuple[str, ...]) -> None:
+    def __init__(self, *, config: RunConfig, device: torch.device | str, net: VGGFeatures,
+                 style_image: torch.Tensor, style_path: str,
+                 style_layers: tuple[str, ...] | list[str],
+                 content_layers: tuple[str, ...] | list[str]) -> None:
+        """style_image: (1, 3, H, W) float32 in [0, 1], the file at ``style_path`` (whose
+        SHA-256 enters the fingerprint)."""
         self.config = config
-        self.device = device
+        self.device = torch.device(device)
         self.net = net
+        self.style_image = style_image
         self.style_path = style_path
-        self.needs = StylizerNeeds(flow=False, cache=True)
         self.style_layers = tuple(style_layers)
         self.content_layers = tuple(content_layers)
         self._style_sha: str | None = None
         self._gatys: GatysStylizer | None = None
+        self.needs = self.needs_for(config)
+
+    @staticmethod
+    def needs_for(config: RunConfig) -> StylizerNeeds:  # pragma: no cover - overridden
+        """What the stylizer asks of the engine with ``config`` (known before loading)."""
+        raise NotImplementedError
 
     def fingerprint(self) -> str:
+        """Style image file and loss-network weights (the run config is hashed by the
+        engine)."""
         if self._style_sha is None:
             self._style_sha = sha256_file(self.style_path)
-        weights = str(getattr(self.net, "weights_sha256", ""))
-        return fingerprint_of("optim-frame", self._style_sha, weights)
+        return fingerprint_of(self.fingerprint_tag, self._style_sha, self.net.weights_sha256)
 
     @property
     def gatys(self) -> GatysStylizer:
         if self._gatys is None:
             self._gatys = GatysStylizer(
-                net=self.net, style_image=load_image(self.style_path), config=self.config.optim,
+                net=self.net, style_image=self.style_image, config=self.config.optim,
                 style_layers=self.style_layers, content_layers=self.content_layers,
                 device=self.device)
         return self._gatys
@@ -57,6 +68,20 @@ class OptimFrameStylizer:
         """(H, W, 3) uint8 -> (1, 3, h, w) float32 at the working size (``--size``)."""
         x = to_tensor(rgb)
         return resize(x, working_size(*x.shape[-2:], self.config.optim.size))
+
+
+class OptimFrameStylizer(OptimStylizerBase):
+    """Gatys optimization, one frame at a time (no temporal terms): a
+    :class:`~vidstyle.contracts.FrameStylizer` whose outputs the engine caches (a killed
+    run resumes at the first unfinished frame)."""
+
+    kind: ClassVar[Literal["frame"]] = "frame"
+    fingerprint_tag: ClassVar[str] = "optim-frame"
+
+    @staticmethod
+    def needs_for(config: RunConfig) -> StylizerNeeds:
+        """No motion; costly outputs, kept in the work folder (resume)."""
+        return StylizerNeeds(flow=False, cache=True)
 
     def stylize(self, x: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
         """Optimize one frame (1, 3, H, W) -> (1, 3, H, W) in [0, 1] (CPU)."""
@@ -79,7 +104,7 @@ class OptimFrameStylizer:
 
 
 def load_loss_net(config: RunConfig, device: torch.device
-                  ) -> tuple[torch.nn.Module, tuple[str, ...], tuple[str, ...]]:
+                  ) -> tuple[VGGFeatures, tuple[str, ...], tuple[str, ...]]:
     """The VGG of ``config.optim`` truncated after its deepest used layer, with the style
     and content layers in effect. Raises WeightsError when the weights are missing."""
     layers = DEFAULT_LAYERS[config.optim.vgg]
@@ -101,4 +126,4 @@ def _layer_key(n: str) -> tuple[int, int]:
     return int(block), int(idx or 0)
 
 
-__all__ = ["OptimFrameStylizer", "load_loss_net"]
+__all__ = ["OptimFrameStylizer", "OptimStylizerBase", "load_loss_net"]

@@ -58,7 +58,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -71,7 +71,6 @@ from vidstyle.contracts import (
     StylizerNeeds,
     frame_unit,
 )
-from vidstyle.fileio import sha256_file
 from vidstyle.flow import (
     consistency_mask,
     is_cut,
@@ -79,8 +78,8 @@ from vidstyle.flow import (
     warp,
 )
 from vidstyle.flow.cache import PairFlowCache
-from vidstyle.imageops import load_image, resize, working_size
-from vidstyle.optim.image import GatysStylizer, IterationEvent, TemporalTerms
+from vidstyle.optim.frame import OptimStylizerBase
+from vidstyle.optim.image import IterationEvent, TemporalTerms
 from vidstyle.tensors import to_tensor, to_uint8
 from vidstyle.workdir import Stage, WorkDir, load_png, save_png
 
@@ -160,35 +159,26 @@ class FrameTrace:
     iterations: int
 
 
-class TemporalOptimStylizer:
+class TemporalOptimStylizer(OptimStylizerBase):
     """Clip-level Gatys stylizer with Ruder et al.'s temporal terms (see module docstring):
     a :class:`~vidstyle.contracts.ClipStylizer` of the engine.
 
     Built by :func:`vidstyle.engine.make_stylizer` for ``config.temporal.mode`` "short" or
     "long" ("none" is accepted too: independent frames, used for comparisons); the engine
-    decodes the clip and supplies the flows (``config.flow``). Constructing touches no disk.
+    decodes the clip and supplies the flows (``config.flow``). Takes the keywords of
+    :class:`~vidstyle.optim.frame.OptimStylizerBase`; constructing touches no disk.
     """
 
     kind: ClassVar[Literal["clip"]] = "clip"
+    fingerprint_tag: ClassVar[str] = "optim-temporal"
 
-    def __init__(
-        self,
-        *,
-        config: RunConfig,
-        device: torch.device | str,
-        net: torch.nn.Module,
-        style_path: str,
-        style_layers: tuple[str, ...] | list[str],
-        content_layers: tuple[str, ...] | list[str],
-    ) -> None:
-        self.config = config
-        self.device = torch.device(device)
-        self.net = net
-        self.style_path = style_path
-        self.style_layers = tuple(style_layers)
-        self.content_layers = tuple(content_layers)
-        self._gatys: GatysStylizer | None = None
-        self._style_sha: str | None = None
+    @staticmethod
+    def needs_for(config: RunConfig) -> StylizerNeeds:
+        """Pair flows with temporal terms; the clip and its passes in the work folder."""
+        return StylizerNeeds(flow=config.temporal.mode != "none", cache=True)
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
         self.store = FrameStore(device=self.device)
         #: cut_before[i] is True when the pair (i-1, i) is a shot cut (memo of this run).
         self.cut_before: dict[int, bool] = {}
@@ -197,7 +187,6 @@ class TemporalOptimStylizer:
         #: counters of the last run_stage: frames computed (all passes), flow pairs
         #: estimated, worker seconds estimating, seconds the optimizer waited for flow.
         self.stats: dict[str, float] = {}
-        self.needs = StylizerNeeds(flow=bool(self.offsets), cache=True)
 
     # -- settings --------------------------------------------------------------------
     @property
@@ -223,32 +212,7 @@ class TemporalOptimStylizer:
         o = self.config.optim
         return max(1, round(self.config.temporal.later_frame_iters * o.iters))
 
-    @property
-    def gatys(self) -> GatysStylizer:
-        if self._gatys is None:
-            self._gatys = GatysStylizer(
-                net=self.net,
-                style_image=load_image(self.style_path),
-                config=self.config.optim,
-                style_layers=self.style_layers,
-                content_layers=self.content_layers,
-                device=self.device,
-            )
-        return self._gatys
-
-    def fingerprint(self) -> str:
-        """Style image and loss-network weights (the run config is hashed by the pipeline)."""
-        if self._style_sha is None:
-            self._style_sha = sha256_file(self.style_path)
-        weights = getattr(self.net, "weights_sha256", "")
-        return fingerprint_of("optim-temporal", self._style_sha, weights)
-
     # -- the engine's clip protocol -------------------------------------------------------
-    def prepare(self, rgb: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 -> (1, 3, h, w) float32 at the working size (``--size``)."""
-        x = to_tensor(rgb)
-        return resize(x, working_size(*x.shape[-2:], self.config.optim.size))
-
     def stylize_clip(
         self,
         *,
@@ -268,7 +232,8 @@ class TemporalOptimStylizer:
         n = clip.n
         if n == 0:
             return 0, 0
-        if self.offsets and flows is None:
+        if self.offsets and flows is None and n > 1:
+            # one frame has no pairs: it is stylized cold, like any first frame
             raise ValueError("temporal terms need the engine's flows")
         passes = self.passes
         final_done = sum(out.has(frame_unit(i)) for i in range(n))

@@ -1,21 +1,26 @@
 """Settings of a training run: :class:`TrainConfig`, its checks, ``field=value`` parsing and
 the settings stored in a checkpoint.
 
-Messages name what the user typed: the ``vidstyle train`` option of a field
-(:data:`FLAGS`, e.g. ``content_dirs`` -> ``--content-dir``), or ``--set field=...`` for the
-fields without one.
+:class:`TrainConfig` is the one home of the defaults and valid values of a training run, as
+:mod:`vidstyle.config` is for ``vidstyle run``: each field carries its help text, its
+``vidstyle train`` option (if any), help section and example (:func:`train_setting`), and
+``__post_init__`` checks types (``Literal`` choices), ranges and the rules between fields,
+raising a UsageError that names what the user typed: the option of a field (:data:`FLAGS`,
+e.g. ``content_dirs`` -> ``--content-dir``), or ``--set field=...`` for the fields without
+one. The CLI generates the ``train`` options from these fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
-import torch
-
+from vidstyle.config import _Config, flag_of
 from vidstyle.errors import InputError, UsageError
 
 #: The seven named styles of the shipped model, in model order.
@@ -29,75 +34,156 @@ DEFAULT_STYLES: tuple[str, ...] = (
     "woman_with_hat",
 )
 
+#: Help sections of the ``vidstyle train`` options, in order.
+TRAIN_GROUPS = ("Styles and data", "Training", "Start from a model", "Output", "Run", "Other")
+
+
+def train_setting(default: Any, *, help: str, flag: str | None = None, group: str = "",
+                  example: str = "", metavar: str | None = None,
+                  repeat: bool = False) -> Any:
+    """A TrainConfig field with its help text and ``vidstyle train`` option: ``flag``
+    ``""`` is ``--name`` from the field name, ``"content-dir"`` names it, None (the
+    default) means none (``--set field=value`` only). ``repeat``: a list option given
+    once per item (``--video a.mp4 --video b.mp4``) instead of comma-separated."""
+    meta = {"help": help, "flag": flag, "group": group, "example": example,
+            "metavar": metavar, "repeat": repeat}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "bf16", "fp32"]
+ModelDtype = Literal["fp16", "fp32"]
+LossNetName = Literal["vgg19", "vgg16"]
+
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of a training run. Paths are strings; tuples for lists."""
+class TrainConfig(_Config):
+    """Every setting of a training run. Paths are strings; tuples for lists; None for an
+    optional setting not given."""
 
-    #: style names (packaged or found in ``style_dirs``) or ``name=path`` items
-    styles: tuple[str, ...] = DEFAULT_STYLES
-    #: extra folders searched for ``<name>.*`` and kit file names (after the packaged ones)
-    style_dirs: tuple[str, ...] = ()
-    #: folders of training photos (searched recursively)
-    content_dirs: tuple[str, ...] = ()
-    #: video files or folders of videos to sample training frames from (PyAV)
-    videos: tuple[str, ...] = ()
-    #: frames sampled evenly from each video
-    frames_per_video: int = 40
-    #: folders never trained on; their images are the held-out samples and evaluation set
-    holdout_dirs: tuple[str, ...] = ()
-    #: number of held-out images in the sample sheet / evaluation
-    num_samples: int = 3
-    steps: int = 20000
-    #: square crop side in pixels; images are first resized to short side 1.25 * size
-    size: int = 256
-    batch: int = 8
-    lr: float = 1e-3
-    #: lambda_s0 (see style_exponent)
-    style_weight: float = 1e5
-    #: the paper's strength exponent epsilon: lambda_s = style_weight * 10**style_exponent
-    style_exponent: float = 0.0
-    content_weight: float = 1.0
-    tv_weight: float = 0.0
-    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    #: per-style-layer weights (default: all 1/len(style_layers), as vidstyle.optim)
-    style_layer_weights: tuple[float, ...] = ()
-    content_layers: tuple[str, ...] = ("relu4_2",)
-    vgg: str = "vgg19"
-    #: explicit loss-network weights file (default: vidstyle.weights resolves it)
-    vgg_weights: str = ""
-    #: long side of the style images for the Gram targets
-    style_size: int = 512
-    #: long side of the held-out images in the samples and evaluation
-    eval_size: int = 512
-    channels: tuple[int, ...] = (16, 32, 64)
-    num_res_blocks: int = 3
-    outer_kernel: int = 9
-    checkpoint_every: int = 1000
-    log_every: int = 20
-    seed: int = 0
-    #: stop cleanly (checkpoint, final model) after this many minutes; 0 = no limit
-    max_minutes: float = 0.0
-    out_dir: str = "out/train"
-    #: continue from out_dir/checkpoint.pt
-    resume: bool = False
-    #: ``name=image``: train one new style into ``from_model`` (all else frozen)
-    add_style: str = ""
-    from_model: str = ""
-    #: "auto", "cpu" or "cuda"
-    device: str = "auto"
-    #: "auto" (bf16 autocast where supported), "bf16" or "fp32"
-    precision: str = "auto"
-    #: dtype of the weights in the final model file: "fp16" or "fp32"
-    model_dtype: str = "fp16"
-    #: distillation: a model (file or shipped name) whose output the new network learns to
-    #: reproduce (mean squared RGB difference times ``distill_weight``, added to the
-    #: content/style terms; with content_weight = style_weight = 0 the step skips the VGG,
-    #: several times cheaper). The styles are the teacher's. The new network starts from
-    #: the teacher's weights where the shapes allow (a smaller outer kernel takes the
-    #: centre of the teacher's), so a cheaper architecture is a short fine-tune.
-    teacher: str = ""
-    distill_weight: float = 1.0
+    styles: tuple[str, ...] = train_setting(
+        DEFAULT_STYLES, flag="", group="Styles and data", metavar="STYLES",
+        help="Styles to train: names (packaged or in style_dirs) or NAME=IMAGE items, "
+        "comma-separated.", example="starry,wave,mine=painting.jpg")
+    style_dirs: tuple[str, ...] = train_setting(
+        (), help="Extra folders searched for <name>.* and kit file names (after the "
+        "packaged styles).")
+    content_dirs: tuple[str, ...] = train_setting(
+        (), flag="content-dir", group="Styles and data", metavar="DIR", repeat=True,
+        help="Folder of training photos, searched recursively (repeatable).",
+        example="photos/")
+    videos: tuple[str, ...] = train_setting(
+        (), flag="video", group="Styles and data", metavar="VIDEO", repeat=True,
+        help="Video (or folder of videos) whose frames add to the training photos "
+        "(repeatable).", example="clip.mp4")
+    frames_per_video: int = train_setting(40, help="Frames sampled evenly from each video.")
+    holdout_dirs: tuple[str, ...] = train_setting(
+        (), flag="holdout-dir", group="Styles and data", metavar="DIR", repeat=True,
+        help="Held-out photos, never trained on: the sample sheet and evaluation losses "
+        "(repeatable).", example="holdout/")
+    num_samples: int = train_setting(
+        3, help="Held-out images in the sample sheet and evaluation.")
+    steps: int = train_setting(20000, flag="", group="Training", metavar="N",
+                               help="Optimizer steps (in all, counting resumed ones).",
+                               example="10000")
+    size: int = train_setting(
+        256, flag="", group="Training", metavar="PX", example="128",
+        help="Training crop side in pixels (images first resized to short side 1.25x).")
+    batch: int = train_setting(8, flag="", group="Training", metavar="N", example="4",
+                               help="Crops per step (each draws its own style).")
+    lr: float = train_setting(1e-3, help="Adam learning rate.")
+    style_weight: float = train_setting(
+        1e5, flag="", group="Training", metavar="W", example="1e3",
+        help="Style loss weight lambda_s0 (see --style-exponent).")
+    style_exponent: float = train_setting(
+        0.0, flag="", group="Training", metavar="E", example="0.5",
+        help="Strength exponent epsilon: lambda_s = style_weight * 10**epsilon.")
+    content_weight: float = train_setting(1.0, help="Content loss weight.")
+    tv_weight: float = train_setting(0.0, help="Total-variation loss weight.")
+    style_layers: tuple[str, ...] = train_setting(
+        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+        help="Loss-network layers of the style loss.")
+    style_layer_weights: tuple[float, ...] = train_setting(
+        (), help="Per-style-layer weights (default: all 1/len(style_layers), as "
+        "vidstyle.optim).")
+    content_layers: tuple[str, ...] = train_setting(
+        ("relu4_2",), help="Loss-network layers of the content loss.")
+    vgg: LossNetName = train_setting("vgg19", help="Loss network.")
+    vgg_weights: str | None = train_setting(
+        None, help="Loss-network weights file (default: vidstyle.weights resolves it).")
+    style_size: int = train_setting(512, help="Long side of the style images for the Gram "
+                                    "targets.")
+    eval_size: int = train_setting(512, help="Long side of the held-out images in the "
+                                   "samples and evaluation.")
+    channels: tuple[int, ...] = train_setting(
+        (16, 32, 64), help="Network widths at full, 1/2 and 1/4 resolution.")
+    num_res_blocks: int = train_setting(3, help="Residual blocks at 1/4 resolution.")
+    outer_kernel: int = train_setting(9, help="Kernel of the first and last convolution "
+                                      "(odd).")
+    checkpoint_every: int = train_setting(1000, help="Steps between checkpoints (0 = at "
+                                          "the end only).")
+    log_every: int = train_setting(20, help="Steps between progress lines and log records.")
+    seed: int = train_setting(0, help="Random seed (runs are repeatable).")
+    max_minutes: float = train_setting(
+        0.0, flag="", group="Run", metavar="MIN", example="30",
+        help="Stop cleanly (checkpoint, final model) after this many minutes; 0 = no "
+        "limit; per invocation.")
+    out_dir: str = train_setting(
+        "out/train", flag="out", group="Output", metavar="DIR", example="runs/mine",
+        help="Folder for the checkpoint, losses.jsonl, curves, samples and model.pt.")
+    resume: bool = train_setting(
+        False, flag="", group="Output",
+        help="Continue from the checkpoint in --out, with that run's settings (options "
+        "given again override them; --max-minutes is per invocation).")
+    overwrite: bool = train_setting(
+        False, flag="", group="Output",
+        help="Start afresh in an --out folder holding an earlier run's checkpoint "
+        "(replacing it and its losses.jsonl).")
+    add_style: str | None = train_setting(
+        None, flag="add-style", group="Start from a model", metavar="NAME=IMAGE",
+        example="mine=painting.jpg",
+        help="Train one new style into --from MODEL (all else frozen).")
+    from_model: str | None = train_setting(
+        None, flag="from", group="Start from a model", metavar="MODEL",
+        example="vidstyle/data/weights/fast7.pt", help="The model --add-style extends.")
+    device: Device = train_setting("auto", flag="", group="Run", example="cpu",
+                                   help="Compute device; per invocation.")
+    precision: Precision = train_setting(
+        "auto", help="auto (bf16 autocast where supported), bf16 or fp32; per invocation.")
+    model_dtype: ModelDtype = train_setting("fp16", help="Weights' dtype in model.pt.")
+    teacher: str | None = train_setting(
+        None, flag="", group="Start from a model", metavar="MODEL", example="fast7",
+        help="Distil this model (file or shipped name) into a new network, e.g. a cheaper "
+        "architecture via --set outer_kernel=5.")
+    #: distillation: the new network learns the teacher's output (mean squared RGB
+    #: difference times ``distill_weight``, added to the content/style terms; with
+    #: content_weight = style_weight = 0 the step skips the VGG, several times cheaper).
+    #: The styles are the teacher's. The new network starts from the teacher's weights
+    #: where the shapes allow (a smaller outer kernel takes the centre of the teacher's).
+    distill_weight: float = train_setting(1.0, help="Weight of the distillation loss "
+                                          "(--teacher).")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._range("frames_per_video", 1)
+        self._range("num_samples", 0)
+        self._range("steps", 0)
+        self._range("size", 16)
+        self._range("batch", 1)
+        self._range("lr", 0, lo_open=True)
+        for name in ("style_weight", "content_weight", "tv_weight", "distill_weight",
+                     "max_minutes"):
+            self._range(name, 0)
+        self._range("style_exponent", -10, 10)
+        self._range("style_size", 16)
+        self._range("eval_size", 16)
+        self._range("num_res_blocks", 0)
+        self._range("checkpoint_every", 0)
+        self._range("log_every", 1)
+        validate(self)
+
+    def _name(self, name: str) -> str:
+        return FLAGS.get(name) or f"{name} (--set {name}=...)"
 
     @property
     def style_lambda(self) -> float:
@@ -111,25 +197,10 @@ class TrainConfig:
         }
 
 
-#: The ``vidstyle train`` option of each TrainConfig field that has one (tests check this
-#: against the command); every other field is set with ``--set field=value``.
+#: The ``vidstyle train`` option of each TrainConfig field that has one (from the fields'
+#: metadata); every other field is set with ``--set field=value``.
 FLAGS: dict[str, str] = {
-    "styles": "--styles",
-    "content_dirs": "--content-dir",
-    "videos": "--video",
-    "holdout_dirs": "--holdout-dir",
-    "steps": "--steps",
-    "size": "--size",
-    "batch": "--batch",
-    "style_weight": "--style-weight",
-    "style_exponent": "--style-exponent",
-    "out_dir": "--out",
-    "resume": "--resume",
-    "add_style": "--add-style",
-    "from_model": "--from",
-    "teacher": "--teacher",
-    "max_minutes": "--max-minutes",
-    "device": "--device",
+    f.name: flag_of(f) for f in dataclasses.fields(TrainConfig) if flag_of(f) is not None
 }
 
 
@@ -155,17 +226,19 @@ _RESUME_KEYS = (
 
 
 def validate(config: TrainConfig) -> None:
-    """Raise UsageError (naming the options) for settings no run can use."""
-    if config.size < 16 or config.batch < 1 or config.steps < 0 or config.lr <= 0:
-        raise UsageError(
-            f"{flag('size')} >= 16, {flag('batch')} >= 1, {flag('steps')} >= 0 and "
-            f"lr > 0 ({flag('lr')}) are required"
-        )
+    """Raise UsageError (naming the options) for combinations of settings no run can use
+    (``TrainConfig.__post_init__`` calls it after the type and range checks)."""
+    if not config.style_layers:
+        raise UsageError(f"{flag('style_layers')} needs at least one layer")
     if config.style_layer_weights and len(config.style_layer_weights) != len(config.style_layers):
         raise UsageError(
             f"{flag('style_layer_weights')} needs one weight per style layer "
             f"({len(config.style_layers)})"
         )
+    if len(config.channels) != 3 or min(config.channels) < 1:
+        raise UsageError(f"{flag('channels')} takes 3 widths >= 1, got {config.channels}")
+    if config.outer_kernel < 1 or config.outer_kernel % 2 != 1:
+        raise UsageError(f"{flag('outer_kernel')} must be odd, got {config.outer_kernel}")
     if bool(config.add_style) != bool(config.from_model):
         raise UsageError(
             f"{flag('add_style')} and {flag('from_model')} go together: "
@@ -173,8 +246,8 @@ def validate(config: TrainConfig) -> None:
         )
     if config.add_style and "=" not in config.add_style:
         raise UsageError(f"{flag('add_style')} takes NAME=IMAGE, got {config.add_style!r}")
-    if config.model_dtype not in ("fp16", "fp32"):
-        raise UsageError(f"model_dtype must be fp16 or fp32 ({flag('model_dtype')})")
+    if config.resume and config.overwrite:
+        raise UsageError(f"{flag('resume')} and {flag('overwrite')} do not go together")
     if config.teacher and config.add_style:
         raise UsageError(f"{flag('teacher')} and {flag('add_style')} do not go together")
     if config.teacher and config.distill_weight <= 0:
@@ -186,45 +259,90 @@ def validate(config: TrainConfig) -> None:
 # --- key=value pairs (``--set``, ``python -m vidstyle.fast.train``) ----------------------
 
 
-def config_from_pairs(pairs: Sequence[str], base: TrainConfig | None = None) -> TrainConfig:
-    """``["steps=100", "styles=starry,wave", ...]`` -> TrainConfig (UsageError if bad)."""
-    cfg = base or TrainConfig()
-    defaults = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)}
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _optional(hint: Any) -> Any | None:
+    """X for a hint ``X | None``, else None."""
+    if get_origin(hint) in (typing.Union, types.UnionType) and type(None) in get_args(hint):
+        inner = [a for a in get_args(hint) if a is not type(None)]
+        return inner[0] if len(inner) == 1 else None
+    return None
+
+
+def _parse(raw: str, hint: Any) -> Any:
+    """The text of a ``--set`` value as the field's type (ValueError when it is not);
+    choices and ranges are TrainConfig's to check. An empty optional value is None."""
+    inner = _optional(hint)
+    if inner is not None:
+        return None if raw == "" else _parse(raw, inner)
+    if hint is bool:
+        if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ValueError(raw)
+        return raw.lower() in ("1", "true", "yes")
+    if hint is int:
+        return int(raw)
+    if hint is float:
+        return float(raw)
+    if get_origin(hint) is tuple:
+        return tuple(_parse(part, get_args(hint)[0]) for part in raw.split(",") if part)
+    return raw
+
+
+def parse_pairs(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["steps=100", "styles=starry,wave", ...]`` -> {field: value} (UsageError if a name
+    is not a TrainConfig field or a value not of its type); lists are comma-separated."""
+    hints = _hints()
     changes: dict[str, Any] = {}
     for item in pairs:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in defaults:
+        if not sep or key not in hints:
             raise UsageError(f"expected field=value with a TrainConfig field, got {item!r}")
-        cur = defaults[key]
         try:
-            if isinstance(cur, bool):
-                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError(raw)
-                val: Any = raw.lower() in ("1", "true", "yes")
-            elif isinstance(cur, int):
-                val = int(raw)
-            elif isinstance(cur, float):
-                val = float(raw)
-            elif isinstance(cur, tuple):
-                parts = [p for p in raw.split(",") if p]
-                if key == "channels":
-                    val = tuple(int(p) for p in parts)
-                elif key == "style_layer_weights":
-                    val = tuple(float(p) for p in parts)
-                else:
-                    val = tuple(parts)
-            else:
-                val = raw
+            changes[key] = _parse(raw, hints[key])
         except ValueError:
             raise UsageError(f"bad value for {key}: {raw!r}") from None
-        changes[key] = val
-    return dataclasses.replace(cfg, **changes)
+    return changes
 
+
+def config_from_pairs(pairs: Sequence[str], base: TrainConfig | None = None) -> TrainConfig:
+    """``["steps=100", "styles=starry,wave", ...]`` -> TrainConfig (UsageError if bad)."""
+    return dataclasses.replace(base or TrainConfig(), **parse_pairs(pairs))
+
+
+# --- settings stored in a checkpoint -----------------------------------------------------
 
 #: Settings of one invocation (a time limit, the machine), not of the run: a resume does not
 #: inherit them from the checkpoint.
-_PER_INVOCATION = ("max_minutes", "device", "precision")
+_PER_INVOCATION = ("max_minutes", "device", "precision", "overwrite")
+
+
+def stored_values(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The TrainConfig values of a checkpoint's ``config`` dict (:meth:`TrainConfig.to_dict`
+    of any version): unknown old keys dropped, lists as tuples, and ``""`` as None for the
+    optional settings (checkpoints before None meant "not given" stored "")."""
+    hints = _hints()
+    values: dict[str, Any] = {}
+    for key, value in stored.items():
+        if key not in hints:
+            continue
+        if get_origin(hints[key]) is tuple and isinstance(value, list):
+            value = tuple(value)
+        elif value == "" and _optional(hints[key]) is not None:
+            value = None
+        values[key] = value
+    return values
+
+
+def resume_conflicts(stored: Mapping[str, Any], config: TrainConfig) -> list[str]:
+    """The fields that shape a run (:data:`_RESUME_KEYS`) whose value in ``config`` differs
+    from a checkpoint's ``config`` dict (a field newer than the checkpoint counts as its
+    default)."""
+    old = stored_values(stored)
+    defaults = TrainConfig()
+    return [k for k in _RESUME_KEYS if old.get(k, getattr(defaults, k)) != getattr(config, k)]
 
 
 def saved_config(out_dir: str | Path) -> TrainConfig | None:
@@ -233,8 +351,11 @@ def saved_config(out_dir: str | Path) -> TrainConfig | None:
     What ``vidstyle train --out DIR --resume`` continues with: the run's own settings, so a
     resume needs no repeat of the original options (those given again override these).
     Fields newer than the checkpoint take their defaults; unknown old fields are ignored;
-    the per-invocation settings (time limit, device, precision) are not carried over.
+    the per-invocation settings (time limit, device, precision, overwrite) are not carried
+    over.
     """
+    import torch  # heavy: the settings themselves load without it (the CLI's options)
+
     path = Path(out_dir) / "checkpoint.pt"
     if not path.is_file():
         return None
@@ -243,14 +364,6 @@ def saved_config(out_dir: str | Path) -> TrainConfig | None:
         stored = dict(ck["config"])
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user error
         raise InputError(f"cannot read checkpoint {path}: {exc}") from None
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    defaults = TrainConfig()
-    values: dict[str, Any] = {}
-    for key, value in stored.items():
-        if key not in fields or key in _PER_INVOCATION:
-            continue
-        if isinstance(getattr(defaults, key), tuple) and isinstance(value, list):
-            value = tuple(value)
-        values[key] = value
+    values = {k: v for k, v in stored_values(stored).items() if k not in _PER_INVOCATION}
     values.update(out_dir=str(out_dir), resume=True)
-    return dataclasses.replace(defaults, **values)
+    return dataclasses.replace(TrainConfig(), **values)

@@ -69,10 +69,7 @@ def _to_pil(image: torch.Tensor) -> Image.Image:
 
 def _read_photo(path: Path) -> Image.Image:
     """A training or held-out photo as PIL RGB (InputError when unreadable)."""
-    try:
-        return _to_pil(load_image(path))
-    except StyleError as e:  # load_image speaks of styles; this is a content photo
-        raise InputError(str(e)) from e
+    return _to_pil(load_image(path, error=InputError))
 
 
 def _resize_short(im: Image.Image, short: int) -> Image.Image:

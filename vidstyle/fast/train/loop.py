@@ -20,7 +20,7 @@ from vidstyle.fast import model_io
 from vidstyle.fast.net import StyleNet
 from vidstyle.vgg import load_vgg
 
-from .config import _RESUME_KEYS, TrainConfig, flag, validate
+from .config import TrainConfig, flag, resume_conflicts
 from .data import build_pool, holdout_images, resolve_style
 from .objective import LossNet, evaluate, style_layer_weights, style_targets, training_terms
 from .report import (
@@ -36,14 +36,9 @@ log = logging.getLogger(__name__)
 
 
 def _use_bf16(precision: str, device: torch.device) -> bool:
-    if precision == "fp32":
-        return False
-    if precision == "bf16":
-        return True
+    """Whether to train in bf16 autocast (``precision`` "auto": where supported)."""
     if precision != "auto":
-        raise UsageError(
-            f"precision must be auto, bf16 or fp32 ({flag('precision')}), got {precision!r}"
-        )
+        return precision == "bf16"
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     try:
@@ -61,7 +56,7 @@ def _load_loss_net(config: TrainConfig, device: torch.device, layers: Sequence[s
     return load_vgg(
         config.vgg,
         device=device,
-        weights_path=config.vgg_weights or None,
+        weights_path=config.vgg_weights,
         truncate_after=last,
     )
 
@@ -131,11 +126,12 @@ def train(
 
     Writes into ``config.out_dir``: checkpoint.pt (every ``checkpoint_every`` steps and at
     the end), losses.jsonl, model.pt (final, fp16 by default), curves.png, samples.png.
+    A folder that already holds a checkpoint is a UsageError unless ``resume`` (continue
+    it) or ``overwrite`` (start over, replacing it).
     ``loss_net`` replaces the VGG named in the config (tests pass tiny nets).
     ``progress`` is called every ``log_every`` steps. Ctrl-C checkpoints and raises
     :class:`~vidstyle.errors.Interrupted`.
     """
-    validate(config)
     t0 = time.monotonic()
     device = pick_device(config.device)
     bf16 = _use_bf16(config.precision, device)
@@ -144,9 +140,15 @@ def train(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "losses.jsonl"
+    if ckpt_path.is_file() and not (config.resume or config.overwrite):
+        raise UsageError(
+            f"{out_dir} holds the checkpoint of an earlier run: continue it with "
+            f"{flag('resume')}, start over with {flag('overwrite')}, or choose another "
+            f"{flag('out_dir')}"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     # styles and the network
     adding = bool(config.add_style)
@@ -166,9 +168,7 @@ def train(
     prior_elapsed = 0.0
     if config.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        old = ck["config"]
-        defaults = TrainConfig().to_dict()  # keys newer than the checkpoint: their default
-        diff = [k for k in _RESUME_KEYS if old.get(k, defaults[k]) != config.to_dict()[k]]
+        diff = resume_conflicts(ck["config"], config)
         if diff or ck["style_names"] != list(style_names):
             changed = ", ".join(flag(k) for k in diff) or "the styles"
             raise UsageError(f"cannot resume {ckpt_path}: settings changed ({changed})")

@@ -12,4 +12,4 @@ def test_one_style_parser_and_typed_frame_context() -> None:
     assert not hasattr(styles, "parse_style_mix")  # StyleSpec.parse is the one parser
     names = {f.name for f in dataclasses.fields(contracts.FrameContext)}
     assert "extras" not in names
-    assert {"index", "size", "pair", "instance_masks", "instance_ids", "alpha"} <= names
+    assert {"index", "size", "pair", "instances", "alpha"} <= names

@@ -98,16 +98,24 @@ def make_stylizer(*, config: RunConfig, device: Any) -> Stylizer:
         return make_fast_stylizer(config=config, device=device)
     if config.method != "optim":
         raise UsageError(f"method {config.method!r} is not resolved: use optim or fast")
-    if config.style.per_person or config.style.layer_weights:
-        raise UsageError("per-person styles and layer weights need the fast method "
-                         "(--method fast)")
-    if not config.style.default.is_single:
-        raise UsageError(f"style mixes ({config.style}) need the fast method; the "
-                         "optimization method takes one style name or image")
-    style = resolve_style(config.style.default.refs[0])
+    spec = config.style
+    if spec.layer_weights:
+        raise UsageError("per-layer style weights need the fast method (--method fast)")
+    if any(not mix.is_single for mix in spec.mixes()):
+        raise UsageError(f"style mixes ({spec}) need the fast method; the optimization "
+                         "method takes one style name or image (per person too)")
+    if spec.per_person and config.temporal.mode != "none":
+        raise UsageError("per-person styles with the optimization method work with "
+                         "--temporal none for now (or use the fast method)")
+    style = resolve_style(spec.default.refs[0])
     style_image = load_image(style.path)  # a broken style image fails now, before any work
+    kw: dict[str, Any] = {}
+    if spec.per_person:  # every person's style image, loaded now too
+        kw["people_styles"] = {
+            ref: (str(info.path), load_image(info.path))
+            for ref in spec.refs() for info in [resolve_style(ref)]}
     net, style_layers, content_layers = load_loss_net(config, device)
-    kw = dict(config=config, device=device, net=net, style_image=style_image,
+    kw.update(config=config, device=device, net=net, style_image=style_image,
               style_path=str(style.path), style_layers=style_layers,
               content_layers=content_layers)
     return stylizer_class(config)(**kw)

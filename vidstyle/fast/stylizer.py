@@ -35,7 +35,7 @@ from vidstyle.fast.stabilize import Stabilizer
 from vidstyle.fileio import sha256_file
 from vidstyle.imageops import keep_colors, resize_uint8, working_size
 from vidstyle.segment.faces import face_mask
-from vidstyle.segment.ops import feather
+from vidstyle.segment.layout import person_weights
 from vidstyle.tensors import to_tensor, to_uint8
 
 log = logging.getLogger(__name__)
@@ -223,11 +223,9 @@ class FastStylizer:
             return bg.expand(1, -1, h, w).contiguous(), zero, zero
         if instances.size != (h, w):
             raise ValueError(f"masks are {instances.size}, the frame {size}")
+        masks, people_2d = person_weights(instances, self.config.segment.feather)
+        people = people_2d[None, None]
         radius = self.config.segment.feather * math.hypot(h, w)
-        masks = feather(instances.masks.float(), radius)  # (N, H, W)
-        total = masks.sum(dim=0, keepdim=True)
-        masks = masks / total.clamp(min=1.0)  # overlapping people share the pixel
-        people = masks.sum(dim=0).clamp(max=1.0)[None, None]
         rows = torch.stack([self._person_rows.get(pid, self.style_weights[0])
                             for pid in instances.ids])  # (N, S)
         style_map = torch.einsum("ns,nhw->shw", rows, masks)[None]

@@ -3,17 +3,19 @@ the loss network it and the temporal stylizer share."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
 from vidstyle.config import RunConfig, fingerprint_of
-from vidstyle.contracts import FrameContext, ProgressEvent, StylizerNeeds
+from vidstyle.contracts import FrameContext, Instances, ProgressEvent, StylizerNeeds
 from vidstyle.errors import UsageError
 from vidstyle.fileio import sha256_file
 from vidstyle.imageops import resize, working_size
-from vidstyle.optim.image import GatysStylizer, IterationEvent
+from vidstyle.optim.image import GatysStylizer, IterationEvent, StyleRegion
+from vidstyle.segment.layout import person_weights
 from vidstyle.tensors import to_tensor
 from vidstyle.vgg import DEFAULT_LAYERS, LAYER_NAMES, VGGFeatures, load_vgg
 
@@ -78,10 +80,57 @@ class OptimFrameStylizer(OptimStylizerBase):
     kind: ClassVar[Literal["frame"]] = "frame"
     fingerprint_tag: ClassVar[str] = "optim-frame"
 
+    def __init__(self, *, people_styles: Mapping[str, tuple[str, torch.Tensor]] | None = None,
+                 **kw: Any) -> None:
+        """people_styles: for per-person styles, each style reference of the spec ->
+        (its image file, its image (1, 3, H, W)); see :meth:`regions`."""
+        super().__init__(**kw)
+        self.people_styles = dict(people_styles or {})
+        self._region_gatys: dict[str, GatysStylizer] = {}
+
     @staticmethod
     def needs_for(config: RunConfig) -> StylizerNeeds:
-        """No motion; costly outputs, kept in the work folder (resume)."""
-        return StylizerNeeds(flow=False, cache=True)
+        """No motion (except to track people); costly outputs, kept in the work folder
+        (resume); the people of each frame for per-person styles."""
+        people = config.style.per_person
+        return StylizerNeeds(flow=people, cache=True, instances=people)
+
+    def fingerprint(self) -> str:
+        """Style image files (every person's too) and loss-network weights."""
+        if not self.people_styles:
+            return super().fingerprint()
+        people = sorted((ref, sha256_file(path)) for ref, (path, _) in self.people_styles.items())
+        return fingerprint_of(super().fingerprint(), people)
+
+    def _gatys_for(self, ref: str) -> GatysStylizer:
+        if ref not in self._region_gatys:
+            _, image = self.people_styles[ref]
+            self._region_gatys[ref] = GatysStylizer(
+                net=self.net, style_image=image, config=self.config.optim,
+                style_layers=self.style_layers, content_layers=self.content_layers,
+                device=self.device)
+        return self._region_gatys[ref]
+
+    def regions(self, instances: Instances | None, size: tuple[int, int]
+                ) -> tuple[list[StyleRegion], torch.Tensor]:
+        """Per-person style regions of a frame (Gatys et al. 2017 spatial control): each
+        person's feathered mask with that person's style (``--instance``, else
+        ``--style``), the rest with ``--background`` (else ``--style``; ``none``: no style
+        loss there and the original pixels put back). Returns (regions, people (1, 1, H, W))."""
+        spec = self.config.style
+        h, w = size
+        if instances is None or len(instances) == 0:
+            weights, people = torch.zeros(0, h, w), torch.zeros(h, w)
+        else:
+            weights, people = person_weights(instances, self.config.segment.feather)
+        out = [StyleRegion(weights[k][None, None],
+                           self._gatys_for(spec.mix_for(pid).refs[0]))
+               for k, pid in enumerate(instances.ids if instances is not None else ())]
+        background = None
+        if not spec.keep_background:
+            background = self._gatys_for((spec.background or spec.default).refs[0])
+        out.append(StyleRegion((1.0 - people)[None, None], background))
+        return out, people[None, None]
 
     def stylize(self, x: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
         """Optimize one frame (1, 3, H, W) -> (1, 3, H, W) in [0, 1] (CPU)."""
@@ -93,8 +142,15 @@ class OptimFrameStylizer(OptimStylizerBase):
 
         gatys = self.gatys
         gatys.progress = on_iter
-        result = gatys.stylize(x.to(self.device), seed=self.config.optim.seed + ctx.index)
-        return result.image.detach().float().clamp(0, 1).cpu()
+        regions, people = None, None
+        if self.people_styles:
+            regions, people = self.regions(ctx.instances, tuple(x.shape[-2:]))
+        result = gatys.stylize(x.to(self.device), seed=self.config.optim.seed + ctx.index,
+                               regions=regions)
+        y = result.image.detach().float().clamp(0, 1).cpu()
+        if people is not None and self.config.style.keep_background:
+            y = torch.lerp(x, y, people)
+        return y
 
     def finish(self, y: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
         return y

@@ -393,7 +393,8 @@ class ClipStylizer(Protocol):
     def prepare(self, rgb: np.ndarray) -> torch.Tensor: ...
 
     def stylize_clip(self, *, clip: ClipSource, flows: PairFlows | None, out: Any,
-                     work: Any, progress: ProgressFn) -> tuple[int, int]: ...
+                     work: Any, progress: ProgressFn,
+                     people: Callable[[int], Instances] | None = None) -> tuple[int, int]: ...
 
 
 Stylizer = FrameStylizer | ClipStylizer

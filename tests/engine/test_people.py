@@ -19,6 +19,7 @@ from vidstyle.imageops import load_image, resize
 from vidstyle.media import iter_frames
 from vidstyle.segment.ops import feather
 from vidstyle.tensors import to_tensor
+from vidstyle.weights.cache import vidstyle_home
 
 
 class FakeSegmenter:
@@ -56,6 +57,19 @@ class FakeSegmenter:
 
 
 TWO = [(0.08, 0.15, 0.42, 0.95), (0.58, 0.1, 0.92, 0.9)]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch) -> Path:
+    """A fresh $VIDSTYLE_HOME (segment cache) that still sees the fetched weights."""
+    real = vidstyle_home()
+    new = tmp_path / "home"
+    new.mkdir()
+    for name in ("weights", "models"):
+        if (real / name).exists():
+            (new / name).symlink_to(real / name)
+    monkeypatch.setenv("VIDSTYLE_HOME", str(new))
+    return new
 
 
 def _gram(x: torch.Tensor) -> torch.Tensor:
@@ -98,9 +112,8 @@ def test_style_map_puts_each_style_on_its_person(data_dir: Path) -> None:
         assert d_own < d_other, (k, float(d_own), float(d_other))
 
 
-def test_per_person_run_checks_ids_and_reuses_segmentation(tmp_path: Path, monkeypatch
+def test_per_person_run_checks_ids_and_reuses_segmentation(tmp_path: Path, home: Path
                                                              ) -> None:
-    monkeypatch.setenv("VIDSTYLE_HOME", str(tmp_path / "home"))
     clip = make_clip(tmp_path / "c.mp4", n=4, size=(96, 64))
     seg = FakeSegmenter(TWO)
     cfg, _ = build_config({"--style": "starry", "--instance": ("2=wave",),
@@ -120,8 +133,7 @@ def test_per_person_run_checks_ids_and_reuses_segmentation(tmp_path: Path, monke
         run(clip, tmp_path / "o4.mp4", cfg, segmenter=nobody)
 
 
-def test_ids_are_numbered_left_to_right(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("VIDSTYLE_HOME", str(tmp_path / "home"))
+def test_ids_are_numbered_left_to_right(tmp_path: Path, monkeypatch, home: Path) -> None:
     from vidstyle.engine.people import export_masks
 
     clip = make_clip(tmp_path / "c.mp4", n=3, size=(96, 64))
@@ -142,10 +154,6 @@ def test_people_options_need_a_per_person_spec() -> None:
         build_config({"--style": "starry", "--detail": 0.2})
     from vidstyle.engine import make_stylizer
 
-    cfg, _ = build_config({"--style": "starry", "--instance": ("1=wave",),
-                           "--method": "optim", "--temporal": "short"})
-    with pytest.raises(UsageError, match="--temporal none"):
-        make_stylizer(config=cfg, device=torch.device("cpu"))
     cfg, _ = build_config({"--style": "starry", "--instance": ("1=wave:0.5,udnie:0.5",),
                            "--method": "optim"})
     with pytest.raises(UsageError, match="mixes"):
@@ -207,7 +215,8 @@ def test_a_user_mask_folder_is_checked_before_any_work(tmp_path: Path) -> None:
     assert diff[20:40, 60:85].mean() > 3 * diff[55:, :].mean()  # person 4 styled, rest kept
 
 
-def test_optimization_gives_each_person_their_style(data_dir: Path, tmp_path: Path) -> None:
+def test_optimization_gives_each_person_their_style(data_dir: Path, tmp_path: Path,
+                                                   home: Path) -> None:
     """Masked Gram losses per person (Gatys et al. 2017), background kept."""
     cfg, _ = build_config({"--style": "starry", "--instance": ("1=wave", "2=scream"),
                            "--background": "none", "--method": "optim", "--size": 96,
@@ -225,3 +234,26 @@ def test_optimization_gives_each_person_their_style(data_dir: Path, tmp_path: Pa
     assert outside.mean() > 0.2 and np.array_equal(a[outside], b[outside])
     inside = (soft.sum(0) > 0.999).numpy()
     assert np.abs(a[inside] - b[inside]).mean() > 10  # people are painted
+
+
+def test_temporal_optimization_per_person_keeps_the_background(tmp_path: Path,
+                                                              home: Path) -> None:
+    """--temporal short with per-person styles: masked Gram losses per frame, temporal
+    terms as usual, the original pixels outside the people on every frame."""
+    clip = make_clip(tmp_path / "c.mp4", n=3, size=(96, 64))
+    cfg, _ = build_config({"--style": "starry", "--instance": ("1=wave", "2=scream"),
+                           "--background": "none", "--method": "optim", "--temporal": "short",
+                           "--iters": 12, "--multiscale": 1, "--size": 96})
+    seg = FakeSegmenter(TWO)
+    out = tmp_path / "o.mp4"
+    res = run(clip, out, cfg, segmenter=seg, keep_work=True)
+    assert res.frames == 3
+    stage = next((tmp_path / ".o.mp4.vidstyle-work").glob("stylize"))
+    inst = seg.segment(torch.zeros(1, 3, 64, 96))
+    soft = feather(inst.masks, cfg.segment.feather * float(np.hypot(64, 96)))
+    outside = (soft.sum(0) == 0).numpy()
+    inside = (soft.sum(0) > 0.999).numpy()
+    for i, src in enumerate(iter_frames(clip)):
+        got = np.asarray(Image.open(stage / f"frame_{i:06d}.png").convert("RGB"))
+        assert np.array_equal(got[outside], src.rgb[outside])
+        assert np.abs(got[inside].astype(int) - src.rgb[inside]).mean() > 4

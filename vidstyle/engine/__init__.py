@@ -104,9 +104,6 @@ def make_stylizer(*, config: RunConfig, device: Any) -> Stylizer:
     if any(not mix.is_single for mix in spec.mixes()):
         raise UsageError(f"style mixes ({spec}) need the fast method; the optimization "
                          "method takes one style name or image (per person too)")
-    if spec.per_person and config.temporal.mode != "none":
-        raise UsageError("per-person styles with the optimization method work with "
-                         "--temporal none for now (or use the fast method)")
     style = resolve_style(spec.default.refs[0])
     style_image = load_image(style.path)  # a broken style image fails now, before any work
     kw: dict[str, Any] = {}
@@ -254,8 +251,12 @@ def run(
     cached = stylizer.needs.cache
     try:
         if stylizer.kind == "clip":
+            people = None
+            if segmenter is not None:
+                people = _people(stylizer, segmenter, motion, input_path, info, config, work,
+                                 progress)
             result = _run_clip(stylizer, input_path, output_path, info, config, work,
-                               motion, progress)
+                               motion, progress, people)
         else:
             people = None
             if segmenter is not None:
@@ -329,7 +330,7 @@ def _stylize_fp(config: RunConfig, stylizer: Stylizer, input_path: Path) -> str:
 
 def _run_clip(stylizer: Any, input_path: Path, output_path: Path, info: Any,
               config: RunConfig, work: WorkDir, motion: FlowEstimator | None,
-              progress: ProgressFn) -> RunResult:
+              progress: ProgressFn, people: PeopleTrack | None = None) -> RunResult:
     n_total = info.frame_count
     if config.max_frames is not None:
         n_total = min(n_total, config.max_frames) if n_total else config.max_frames
@@ -337,7 +338,8 @@ def _run_clip(stylizer: Any, input_path: Path, output_path: Path, info: Any,
     log.info("work directory %s (stylize %s)", work.root, stage.fingerprint)
     computed, reused = run_clip(
         stylizer, frames=lambda: limited(media.iter_frames(input_path), config.max_frames),
-        stage=stage, work=work, n_frames=n_total, progress=progress, flow=motion)
+        stage=stage, work=work, n_frames=n_total, progress=progress, flow=motion,
+        people=people.load if people is not None else None)
     count = computed + reused
     if count == 0:
         raise InputError(f"{input_path}: no frames could be decoded")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from vidstyle.config import fingerprint_of
-from vidstyle.contracts import ClipStylizer, ProgressEvent, ProgressFn, frame_unit
+from vidstyle.contracts import ClipStylizer, Instances, ProgressEvent, ProgressFn, frame_unit
 from vidstyle.errors import InputError
 from vidstyle.fileio import atomic_write_bytes
 from vidstyle.flow.cache import PairFlowCache
@@ -108,10 +108,12 @@ def run_clip(
     n_frames: int | None,
     progress: ProgressFn,
     flow: FlowEstimator | None,
+    people: Callable[[int], Instances] | None = None,
 ) -> tuple[int, int]:
     """Decode ``frames()`` into ``work`` (stage ``decode``), offer pair flows (stage
-    ``flow``, when the stylizer needs them) and let ``stylizer`` write the clip into
-    ``stage``. Returns (frames computed, frames reused) of the final output."""
+    ``flow``, when the stylizer needs them) and each frame's people (``people(i)``, the
+    segment stage's result, when it asks for them) and let ``stylizer`` write the clip
+    into ``stage``. Returns (frames computed, frames reused) of the final output."""
     dec = work.stage("decode", fingerprint_of("decode", stage.fingerprint))
     clip = decode_clip(frames, prepare=stylizer.prepare, stage=dec, n_frames=n_frames,
                        progress=progress)
@@ -124,7 +126,7 @@ def run_clip(
                               frame_path=clip.frame_path, hashes=clip.hashes)
     try:
         return stylizer.stylize_clip(clip=clip, flows=flows, out=stage, work=work,
-                                     progress=progress)
+                                     progress=progress, people=people)
     finally:
         if flows is not None:
             flows.close()

@@ -4,7 +4,7 @@ the loss network it and the temporal stylizer share."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -31,9 +31,11 @@ class OptimStylizerBase:
     def __init__(self, *, config: RunConfig, device: torch.device | str, net: VGGFeatures,
                  style_image: torch.Tensor, style_path: str,
                  style_layers: tuple[str, ...] | list[str],
-                 content_layers: tuple[str, ...] | list[str]) -> None:
+                 content_layers: tuple[str, ...] | list[str],
+                 people_styles: Mapping[str, tuple[str, torch.Tensor]] | None = None) -> None:
         """style_image: (1, 3, H, W) float32 in [0, 1], the file at ``style_path`` (whose
-        SHA-256 enters the fingerprint)."""
+        SHA-256 enters the fingerprint). people_styles: for per-person styles, each style
+        reference of the spec -> (its image file, its image); see :meth:`regions`."""
         self.config = config
         self.device = torch.device(device)
         self.net = net
@@ -43,6 +45,8 @@ class OptimStylizerBase:
         self.content_layers = tuple(content_layers)
         self._style_sha: str | None = None
         self._gatys: GatysStylizer | None = None
+        self.people_styles = dict(people_styles or {})
+        self._region_gatys: dict[str, GatysStylizer] = {}
         self.needs = self.needs_for(config)
 
     @staticmethod
@@ -51,11 +55,15 @@ class OptimStylizerBase:
         raise NotImplementedError
 
     def fingerprint(self) -> str:
-        """Style image file and loss-network weights (the run config is hashed by the
-        engine)."""
+        """Style image files (every person's too) and loss-network weights (the run
+        config is hashed by the engine)."""
         if self._style_sha is None:
             self._style_sha = sha256_file(self.style_path)
-        return fingerprint_of(self.fingerprint_tag, self._style_sha, self.net.weights_sha256)
+        base = fingerprint_of(self.fingerprint_tag, self._style_sha, self.net.weights_sha256)
+        if not self.people_styles:
+            return base
+        people = sorted((ref, sha256_file(path)) for ref, (path, _) in self.people_styles.items())
+        return fingerprint_of(base, people)
 
     @property
     def gatys(self) -> GatysStylizer:
@@ -70,37 +78,6 @@ class OptimStylizerBase:
         """(H, W, 3) uint8 -> (1, 3, h, w) float32 at the working size (``--size``)."""
         x = to_tensor(rgb)
         return resize(x, working_size(*x.shape[-2:], self.config.optim.size))
-
-
-class OptimFrameStylizer(OptimStylizerBase):
-    """Gatys optimization, one frame at a time (no temporal terms): a
-    :class:`~vidstyle.contracts.FrameStylizer` whose outputs the engine caches (a killed
-    run resumes at the first unfinished frame)."""
-
-    kind: ClassVar[Literal["frame"]] = "frame"
-    fingerprint_tag: ClassVar[str] = "optim-frame"
-
-    def __init__(self, *, people_styles: Mapping[str, tuple[str, torch.Tensor]] | None = None,
-                 **kw: Any) -> None:
-        """people_styles: for per-person styles, each style reference of the spec ->
-        (its image file, its image (1, 3, H, W)); see :meth:`regions`."""
-        super().__init__(**kw)
-        self.people_styles = dict(people_styles or {})
-        self._region_gatys: dict[str, GatysStylizer] = {}
-
-    @staticmethod
-    def needs_for(config: RunConfig) -> StylizerNeeds:
-        """No motion (except to track people); costly outputs, kept in the work folder
-        (resume); the people of each frame for per-person styles."""
-        people = config.style.per_person
-        return StylizerNeeds(flow=people, cache=True, instances=people)
-
-    def fingerprint(self) -> str:
-        """Style image files (every person's too) and loss-network weights."""
-        if not self.people_styles:
-            return super().fingerprint()
-        people = sorted((ref, sha256_file(path)) for ref, (path, _) in self.people_styles.items())
-        return fingerprint_of(super().fingerprint(), people)
 
     def _gatys_for(self, ref: str) -> GatysStylizer:
         if ref not in self._region_gatys:
@@ -131,6 +108,22 @@ class OptimFrameStylizer(OptimStylizerBase):
             background = self._gatys_for((spec.background or spec.default).refs[0])
         out.append(StyleRegion((1.0 - people)[None, None], background))
         return out, people[None, None]
+
+
+class OptimFrameStylizer(OptimStylizerBase):
+    """Gatys optimization, one frame at a time (no temporal terms): a
+    :class:`~vidstyle.contracts.FrameStylizer` whose outputs the engine caches (a killed
+    run resumes at the first unfinished frame)."""
+
+    kind: ClassVar[Literal["frame"]] = "frame"
+    fingerprint_tag: ClassVar[str] = "optim-frame"
+
+    @staticmethod
+    def needs_for(config: RunConfig) -> StylizerNeeds:
+        """No motion (except to track people); costly outputs, kept in the work folder
+        (resume); the people of each frame for per-person styles."""
+        people = config.style.per_person
+        return StylizerNeeds(flow=people, cache=True, instances=people)
 
     def stylize(self, x: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
         """Optimize one frame (1, 3, H, W) -> (1, 3, H, W) in [0, 1] (CPU)."""

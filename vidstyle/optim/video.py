@@ -56,6 +56,7 @@ import logging
 import shutil
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -66,6 +67,7 @@ import torch
 from vidstyle.config import RunConfig, fingerprint_of
 from vidstyle.contracts import (
     ClipSource,
+    Instances,
     ProgressEvent,
     ProgressFn,
     StylizerNeeds,
@@ -175,10 +177,13 @@ class TemporalOptimStylizer(OptimStylizerBase):
     @staticmethod
     def needs_for(config: RunConfig) -> StylizerNeeds:
         """Pair flows with temporal terms; the clip and its passes in the work folder."""
-        return StylizerNeeds(flow=config.temporal.mode != "none", cache=True)
+        people = config.style.per_person
+        return StylizerNeeds(flow=config.temporal.mode != "none" or people, cache=True,
+                             instances=people)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
+        self._people: Callable[[int], Instances] | None = None
         self.store = FrameStore(device=self.device)
         #: cut_before[i] is True when the pair (i-1, i) is a shot cut (memo of this run).
         self.cut_before: dict[int, bool] = {}
@@ -221,14 +226,18 @@ class TemporalOptimStylizer(OptimStylizerBase):
         out: Stage,
         work: WorkDir,
         progress: ProgressFn,
+        people: Callable[[int], Instances] | None = None,
     ) -> tuple[int, int]:
         """Stylize the decoded ``clip`` into ``out`` (``frame_NNNNNN.png`` at working size),
         all passes; ``flows`` are the engine's cached pair flows (None without temporal
-        terms). Returns (frames computed in the last pass, frames of the last pass reused
-        from a previous run). Intermediate passes go to other stages of ``work``.
+        terms); ``people(i)``: frame i's tracked people for per-person styles (masked Gram
+        losses, see :meth:`regions`; the temporal terms are unchanged). Returns (frames
+        computed in the last pass, frames of the last pass reused from a previous run).
+        Intermediate passes go to other stages of ``work``.
         """
         self.cut_before = {}
         self.trace = []
+        self._people = people
         n = clip.n
         if n == 0:
             return 0, 0
@@ -390,11 +399,17 @@ class TemporalOptimStylizer(OptimStylizerBase):
                 temporal = TemporalTerms([warped[j] for j in js], [weights[j] for j in js],
                                          tcfg.temporal_weight)
 
+        regions, keep = None, None
+        if self.people_styles and self._people is not None:
+            regions, keep = self.regions(self._people(i), tuple(content.shape[-2:]))
         if init is None:
-            result = gatys.stylize(content, seed=seed)
+            result = gatys.stylize(content, seed=seed, regions=regions)
         else:
             result = gatys.stylize(content, init=init, iters=self.warm_iters,
-                                   temporal=temporal, seed=seed)
+                                   temporal=temporal, seed=seed, regions=regions)
         self.trace.append(FrameTrace(i, k, kind, used if temporal else (), result.iterations))
         log.debug("frame %d pass %d (%s): %s", i, k, kind, result.losses)
-        return to_uint8(result.image)
+        image = result.image
+        if keep is not None and self.config.style.keep_background:
+            image = torch.lerp(content, image.to(content), keep.to(content))
+        return to_uint8(image)

@@ -257,3 +257,39 @@ def test_temporal_optimization_per_person_keeps_the_background(tmp_path: Path,
         got = np.asarray(Image.open(stage / f"frame_{i:06d}.png").convert("RGB"))
         assert np.array_equal(got[outside], src.rgb[outside])
         assert np.abs(got[inside].astype(int) - src.rgb[inside]).mean() > 4
+
+
+class SoftSegmenter(FakeSegmenter):
+    """FakeSegmenter with soft, noisy mask values (not multiples of 1/255)."""
+
+    def segment(self, frame: torch.Tensor, *, index: int = 0) -> Instances:
+        inst = super().segment(frame, index=index)
+        g = torch.Generator().manual_seed(index)
+        noise = 0.003 * torch.rand(inst.masks.shape, generator=g)
+        return Instances(masks=(inst.masks * 0.97 + noise).clamp(0, 1), boxes=inst.boxes,
+                         scores=inst.scores, ids=inst.ids, faces=inst.faces)
+
+
+def test_people_do_not_depend_on_what_the_cache_held(tmp_path: Path, home: Path) -> None:
+    """A run that segments afresh and one that reads the cached segmentation track and
+    smooth the same numbers (ids picked in `vidstyle masks` stay valid for `run`)."""
+    from vidstyle.config import SegmentConfig
+    from vidstyle.engine.people import track_people
+    from vidstyle.fast.stabilize import default_flow
+    from vidstyle.workdir import WorkDir
+
+    clip = make_clip(tmp_path / "c.mp4", n=4, size=(96, 64))
+    seg = SoftSegmenter(TWO)
+
+    def once(name: str):
+        stage = WorkDir(tmp_path / name).stage("segment", "fp")
+        return track_people(lambda: iter_frames(clip), prepare=lambda rgb: to_tensor(rgb),
+                            segmenter=seg, flow=default_flow(), config=SegmentConfig(),
+                            fps=25.0, input_sha256="x", stage=stage, max_frames=None,
+                            total=4, progress=lambda ev: None)
+
+    fresh, cached = once("a"), once("b")
+    assert seg.calls == 4  # the second run read the cache
+    for i in range(4):
+        a, b = fresh.load(i), cached.load(i)
+        assert a.ids == b.ids and torch.equal(a.masks, b.masks)

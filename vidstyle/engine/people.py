@@ -152,11 +152,11 @@ def track_people(
                                 list(x.shape[-2:]))
             raw_root = Stage(root=segment_cache_root(), name=fp, fingerprint=fp).open()
         raw_path = raw_root.path(f"raw_{frame.index:06d}.npz")
-        if raw_path.is_file():
-            raw = load_people(raw_path)
-        else:
-            raw = segmenter.segment(x, index=frame.index)
-            save_people(raw_path, raw)
+        if not raw_path.is_file():
+            save_people(raw_path, segmenter.segment(x, index=frame.index))
+        # always the stored (uint8-rounded) masks: a fresh and a cached run must track
+        # the same numbers, or ids depend on what the cache held
+        raw = load_people(raw_path)
         pair = None
         if flow is not None and prev_x is not None and prev_x.shape == x.shape:
             with torch.inference_mode():

@@ -301,3 +301,17 @@ def test_fingerprint_names_models_and_parameters(segmenter: MediaPipeSegmenter) 
 def test_no_people_in_a_blank_frame(segmenter: MediaPipeSegmenter) -> None:
     inst = segmenter.segment(torch.full((1, 3, 120, 160), 0.5))
     assert len(inst) == 0 and inst.masks.shape == (0, 120, 160) and inst.boxes.shape == (0, 4)
+
+
+def test_segment_boxes_uses_given_boxes(segmenter: MediaPipeSegmenter, data_dir: Path) -> None:
+    stem = "coco_000000000165"
+    root = data_dir / "persons"
+    gt = cv2.imread(str(root / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED) == 2
+    ys, xs = np.nonzero(gt)
+    box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]])
+    inst = segmenter.segment_boxes(_frame(root / "images" / f"{stem}.jpg"), box)
+    assert len(inst) == 1 and inst.scores.tolist() == [1.0]
+    hard = inst.masks[0].numpy() >= 0.5
+    assert np.logical_and(hard, gt).sum() / np.logical_or(hard, gt).sum() >= 0.7
+    blank = segmenter.segment_boxes(torch.full((1, 3, 120, 160), 0.5), [[40, 10, 120, 110]])
+    assert len(blank) == 0  # no person in the crop: the presence score drops it

@@ -488,23 +488,25 @@ class MediaPipeSegmenter:
         return presence, pts, visibility, logits, m
 
     def _segment_person(
-        self, pyramid: _Pyramid, det: Detection, faces: list[np.ndarray]
+        self, pyramid: _Pyramid, rois: list[Roi], score: float,
+        face: np.ndarray | None = None, faces: tuple[np.ndarray, ...] = (),
     ) -> _Person | None:
         """Crop, landmark model (twice with ``refine``), mask pasted at frame size.
 
-        ``faces``: the face boxes of the other people detected. A pass whose nose lands
-        on one of them and not on this person's face looked at a neighbour in the crop:
-        it is not used; the first crop is then retried from the same person's detections
-        in other runs (up to ``ALTERNATIVES``) and a refined crop is dropped.
+        ``rois``: crops to try in order, until one shows a person (presence) that is not
+        a neighbour: a pass whose nose lands on one of the other people's face boxes
+        ``faces`` and not on this person's ``face`` looked at a neighbour in the crop
+        and is not used (a refined crop doing so is dropped).
         """
         h, w = pyramid.size
 
         def looks_at_neighbour(pts: np.ndarray) -> bool:
-            return not _nose_on(pts, det.box, 0.0) and any(_nose_on(pts, f, 0.0) for f in faces)
+            if face is None or _nose_on(pts, face, 0.0):
+                return False
+            return any(_nose_on(pts, f, 0.0) for f in faces)
 
         first = None
-        for cand in (det, *det.others[:ALTERNATIVES]):
-            roi = roi_from_points(cand.keypoints[0], cand.keypoints[1], enlarge=self.roi_scale)
+        for roi in rois:
             if roi.side < 4:
                 continue
             presence, pts, vis, logits, m = self._landmarks(pyramid, roi)
@@ -523,29 +525,56 @@ class MediaPipeSegmenter:
         prob = _sigmoid(logits).astype(np.float32)
         mask = cv2.warpAffine(prob, m, (w, h), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        return _Person(roi, det.score, presence, np.clip(mask, 0.0, 1.0), pts, vis)
+        return _Person(roi, score, presence, np.clip(mask, 0.0, 1.0), pts, vis)
 
     def segment(self, frame: torch.Tensor, *, index: int = 0) -> Instances:
         """People in ``frame`` (1, 3, H, W) float RGB in [0, 1] -> :class:`Instances`:
         masks (N, H, W) float32 in [0, 1], boxes (N, 4) of each mask (pixels where it is
         >= 0.5), detector scores (N,), ids all 0, faces (N, 4) or NaN rows; people sorted
-        by score, best first."""
-        if frame.dim() != 4 or frame.shape[0] != 1 or frame.shape[1] != 3:
-            raise ValueError(f"frame must be (1, 3, H, W), got {tuple(frame.shape)}")
-        image = np.ascontiguousarray(
-            frame[0].detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 0).numpy()
-        )
-        h, w = image.shape[:2]
+        by score, best first.
+
+        For a detection whose first crop looks at a neighbour, the same person's
+        detections in other tiles are tried (up to ``ALTERNATIVES``)."""
+        image = _to_image(frame)
         with self._lock:
             self._load()
             pyramid = _Pyramid(image)
             people: list[_Person] = []
             dets = self.detect(image)
             for det in dets:
-                faces = [d.box for d in dets if d is not det]
-                p = self._segment_person(pyramid, det, faces)
+                rois = [roi_from_points(c.keypoints[0], c.keypoints[1], enlarge=self.roi_scale)
+                        for c in (det, *det.others[:ALTERNATIVES])]
+                faces = tuple(d.box for d in dets if d is not det)
+                p = self._segment_person(pyramid, rois, det.score, det.box, faces)
                 if p is not None:
                     people.append(p)
+        return self._instances(people, image.shape[:2])
+
+    def segment_boxes(self, frame: torch.Tensor, boxes: np.ndarray) -> Instances:
+        """People at given upright person boxes instead of detected ones (from another
+        detector, the previous frame, or ground truth for a benchmark's ceiling).
+
+        frame (1, 3, H, W) in [0, 1]; boxes (K, 4) pixels x0, y0, x1, y1. Each box
+        becomes a square crop of side ``roi_scale`` x its longer side around its centre;
+        then as :meth:`segment` (landmark model, ``refine``, presence, duplicates,
+        sharing). Scores are 1."""
+        image = _to_image(frame)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        with self._lock:
+            self._load()
+            pyramid = _Pyramid(image)
+            people = []
+            for x0, y0, x1, y1 in boxes:
+                side = self.roi_scale * max(x1 - x0, y1 - y0)
+                roi = Roi((x0 + x1) / 2, (y0 + y1) / 2, float(side), 0.0)
+                p = self._segment_person(pyramid, [roi], 1.0)
+                if p is not None:
+                    people.append(p)
+        return self._instances(people, image.shape[:2])
+
+    def _instances(self, people: list[_Person], size: tuple[int, int]) -> Instances:
+        """Duplicates dropped, masks shared, empty ones dropped -> :class:`Instances`."""
+        h, w = size
         found = len(people)
         people = self._dedup(people)[: self.max_people]
         log.debug("mediapipe: %d people in a %dx%d frame (%d before de-duplication)",
@@ -616,6 +645,15 @@ def _nose_on(points: np.ndarray, box: np.ndarray, margin: float) -> bool:
 def _same_skeleton(a: _Person, b: _Person, tol: float) -> bool:
     d = np.linalg.norm(a.landmarks[_ANCHOR_POINTS] - b.landmarks[_ANCHOR_POINTS], axis=1)
     return bool(d.mean() < tol * min(a.roi.side, b.roi.side))
+
+
+def _to_image(frame: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) float32 contiguous."""
+    if frame.dim() != 4 or frame.shape[0] != 1 or frame.shape[1] != 3:
+        raise ValueError(f"frame must be (1, 3, H, W), got {tuple(frame.shape)}")
+    return np.ascontiguousarray(
+        frame[0].detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 0).numpy()
+    )
 
 
 def _mask_box(mask: np.ndarray, roi: Roi) -> np.ndarray:

@@ -24,15 +24,18 @@ so the segment cache starts empty.
    feathering and compositing included, against the plain pass), alternated per frame.
    Target (issue): per-person at most 1.5x the single-style time.
 2. **Id stability**: no ground truth exists for vtest, so (a) a proxy over the tracked
-   clip (``--track-frames``): *fragmentations*, a track that ends and, within
-   :data:`FRAGMENT_GAP` frames, a new id whose first box overlaps the ended track's last
-   box (likely the same person renumbered); ids seen in at most 2 frames; distinct ids
-   against the people counted by eye (:data:`EYE_COUNT`); (b) a small ground truth made by
-   eye (:data:`GT_BOXES`: every walker taller than ~40 px in 4 frames 15 apart, boxes
-   read off a 20 px grid, +-3 px), matched with
+   clip (``--track-frames``; tracked twice, the second pass with every raw segmentation
+   from the cache, as a run after `vidstyle masks` sees them): *fragmentations*, a track
+   that ends and, within :data:`FRAGMENT_GAP` frames, a new id whose first box overlaps
+   the ended track's last box (likely the same person renumbered); ids seen in at most 2
+   frames; distinct ids against the people counted by eye (:data:`EYE_COUNT`); (b) a
+   small ground truth made by eye (:data:`GT_BOXES`: every walker taller than ~40 px in
+   4 frames 15 apart, boxes read off a 20 px grid, +-3 px), matched with
    :func:`vidstyle.segment.track.match_to_ground_truth` (box against box: both are
    rasterized as filled boxes, IoU >= :data:`GT_IOU`) and
-   :func:`~vidstyle.segment.track.count_id_switches`.
+   :func:`~vidstyle.segment.track.count_id_switches`; (c) whether the per-person run with
+   an empty segment cache and the same run with it filled gave the same people the same
+   ids (frame by frame, boxes and ids).
 3. **Warping error near mask edges** (Lai et al., the computation of
    :func:`vidstyle.evaluate.warp_error` with a region mask added: DIS ``medium`` flow on the
    original frames, forward-backward consistency and motion boundaries): on the decoded
@@ -41,8 +44,8 @@ so the segment cache starts empty.
    people masks (the union of both per-person runs' masks at frame t, so the same pixels),
    and elsewhere. Also the masks' own flicker (the same error of the summed people masks).
 4. **Contact sheet** (``results/people_contact_sheet.png``): vtest frames (the overlay of
-   `vidstyle masks` above the per-person frame, and a 2x crop around ids 2-4) and
-   ``content/kodim12.png`` with ``--instance 1=wave --instance 2=scream --background
+   `vidstyle masks` above the per-person frame, and a crop around the frame's largest
+   person) and ``content/kodim12.png`` with ``--instance 1=wave --instance 2=scream --background
    none`` (original, overlay, result); the largest change outside every feathered mask is
    reported (it should be 0).
 
@@ -301,7 +304,8 @@ def ground_truth_check(people: Sequence[Instances],
                        gt: Mapping[int, Mapping[str, tuple[int, int, int, int]]] = GT_BOXES,
                        *, threshold: float = GT_IOU) -> dict[str, Any]:
     """Match each ground-truth frame's people (boxes by eye) to the tracked people (their
-    masks' tight boxes), box against box; count found people and id switches."""
+    masks' tight boxes), box against box; count found people and id switches. Per frame
+    also each person's best box IoU with any prediction (missed vs loosely boxed)."""
     labels = sorted({p for frame in gt.values() for p in frame})
     code = {p: i + 1 for i, p in enumerate(labels)}
     per_frame, matches = [], []
@@ -316,8 +320,11 @@ def ground_truth_check(people: Sequence[Instances],
         m = match_to_ground_truth(pred, box_masks([gt[t][p] for p in names], inst.size),
                                   [code[p] for p in names], threshold=threshold)
         matches.append(m)
+        best = (box_iou(torch.tensor([gt[t][p] for p in names], dtype=torch.float32), boxes)
+                .amax(dim=1).tolist() if len(inst) else [0.0] * len(names))
         per_frame.append({"frame": t, "people": len(names), "found": len(m),
-                          "ids": {labels[g - 1]: pid for g, pid in sorted(m.items())}})
+                          "ids": {labels[g - 1]: pid for g, pid in sorted(m.items())},
+                          "best_iou": {p: round(b, 2) for p, b in zip(names, best, strict=True)}})
     ids_of: dict[str, list[int]] = {}
     for row in per_frame:
         for p, pid in row["ids"].items():
@@ -326,6 +333,22 @@ def ground_truth_check(people: Sequence[Instances],
             "people": sum(r["people"] for r in per_frame),
             "found": sum(r["found"] for r in per_frame), "ids_of": ids_of,
             "threshold": threshold}
+
+
+def id_agreement(a: Sequence[Instances], b: Sequence[Instances]) -> dict[str, Any]:
+    """Whether two segment stages of the same frames gave the same people the same ids:
+    per frame the (box, id) pairs (boxes rounded to pixels) are compared. Returns the
+    frames that differ and each run's people per frame as ``<box x0>,<y0>:<id>``."""
+    def key(inst: Instances) -> list[tuple[tuple[int, ...], int]]:
+        return sorted((tuple(round(float(v)) for v in box), pid)
+                      for box, pid in zip(inst.boxes, inst.ids, strict=True))
+
+    def by_x(inst: Instances) -> list[str]:
+        return [f"{box[0]},{box[1]}:{pid}" for box, pid in key(inst)]
+
+    differ = [t for t, (x, y) in enumerate(zip(a, b, strict=True)) if key(x) != key(y)]
+    return {"frames": len(a), "differ": differ,
+            "ids_a": [by_x(p) for p in a], "ids_b": [by_x(p) for p in b]}
 
 
 def track_clip(input_path: Path, *, frames: int, size: int, root: Path) -> list[Instances]:
@@ -337,7 +360,7 @@ def track_clip(input_path: Path, *, frames: int, size: int, root: Path) -> list[
     h, w = working_size(info.height, info.width, size)
     seg = make_segmenter(cfg.segment, frames=frames, size=(info.height, info.width))
     seg.check()
-    stage = WorkDir(root / "track").stage("segment", "bench")
+    stage = WorkDir(root).stage("segment", "bench")
     track = track_people(lambda: media.iter_frames(input_path),
                          prepare=lambda rgb: to_tensor(resize_uint8(rgb, (h, w))),
                          segmenter=seg, flow=flow_from_config(cfg.flow), config=cfg.segment,
@@ -519,8 +542,15 @@ def bench_people(args: argparse.Namespace) -> dict[str, Any]:
     """Everything of the module docstring; prints Markdown tables, returns the results."""
     clip = Path(args.data) / CLIP
     n = args.frames
-    with tempfile.TemporaryDirectory(prefix="bench_people_") as tmp_name:
-        tmp = Path(tmp_name)
+    with contextlib.ExitStack() as stack:
+        if args.work:
+            tmp = Path(args.work)
+            if tmp.exists() and any(tmp.iterdir()):
+                raise SystemExit(f"--work {tmp} is not empty (the segment cache must start "
+                                 "empty)")
+            tmp.mkdir(parents=True, exist_ok=True)
+        else:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_people_")))
         with temp_home(tmp):
             res = _bench(args, clip, n, tmp)
     _print(res)
@@ -579,7 +609,10 @@ def _bench(args: argparse.Namespace, clip: Path, n: int, tmp: Path) -> dict[str,
     print("  network only done", flush=True)
 
     # id stability over the clip
-    track = track_clip(clip, frames=args.track_frames, size=size, root=tmp)
+    # the first pass fills the segment cache (frames past --frames are segmented now);
+    # the second reads every frame from it, as a run after `vidstyle masks` does
+    track_clip(clip, frames=args.track_frames, size=size, root=tmp / "track_fill")
+    track = track_clip(clip, frames=args.track_frames, size=size, root=tmp / "track")
     tracks = tracks_of(track)
     frag = fragmentations(tracks, len(track))
     res["ids"] = {
@@ -589,7 +622,9 @@ def _bench(args: argparse.Namespace, clip: Path, n: int, tmp: Path) -> dict[str,
         "people_per_frame": statistics.fmean(len(p) for p in track),
         "tracks": {str(pid): {"first": tr["first"], "last": tr["last"],
                               "frames": len(tr["frames"])} for pid, tr in tracks.items()},
-        "ground_truth": ground_truth_check(track)}
+        "ground_truth": ground_truth_check(track),
+        "cold_vs_cached": id_agreement(
+            load_track(people_stage(Path(runs["people, empty segment cache"]["work"])), n), on)}
     print("  ids done", flush=True)
 
     # warping error near mask edges
@@ -620,15 +655,17 @@ def _contact_sheet(args: argparse.Namespace, styled: Sequence[torch.Tensor],
                    tmp: Path) -> dict[str, Any]:
     n = len(styled)
     picks = sorted({round(k * (n - 1) / 4) for k in range(5)})
-    ids = [int(s.split("=")[0]) for s in INSTANCES]
     top, mid, zoom = [], [], []
     for t in picks:
         rgb = (sources[t][0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
         top.append((_img(overlay(rgb, people[t])), f"vtest frame {t}: masks (overlay)"))
         mid.append((_img(styled[t]), f"frame {t}: 2=wave 3=scream 4=udnie, bg none"))
-        box = crop_box([people[t]], ids, tuple(styled[t].shape[-2:]))
+        area = people[t].masks.flatten(1).sum(dim=1) if len(people[t]) else torch.zeros(0)
+        pid = people[t].ids[int(area.argmax())] if len(area) else -1
+        box = crop_box([people[t]], [pid], tuple(styled[t].shape[-2:]), pad=30)
         crop = _img(styled[t]).crop(box)
-        zoom.append((crop, f"frame {t}: crop x{box[0]}-{box[2]} y{box[1]}-{box[3]}"))
+        zoom.append((crop, f"frame {t}: id {pid} (largest), x{box[0]}-{box[2]} "
+                           f"y{box[1]}-{box[3]}"))
     photo = photo_run(tmp)
     bottom = [(_img(photo["original"]), "kodim12"),
               (_img(photo["overlay"]), f"masks: ids {photo['ids']}"),
@@ -670,7 +707,16 @@ def _print(res: dict[str, Any]) -> None:
     print(f"Ground truth by eye (box IoU >= {gt['threshold']}): {gt['found']}/{gt['people']} "
           f"found, {gt['switches']} id switches; ids per person: {gt['ids_of']}")
     for row in gt["frames"]:
-        print(f"  - frame {row['frame']}: {row['found']}/{row['people']} {row['ids']}")
+        print(f"  - frame {row['frame']}: {row['found']}/{row['people']} {row['ids']}, best "
+              f"box IoU {row['best_iou']}")
+    agree = ids["cold_vs_cached"]
+    print(f"Same command, empty vs filled segment cache: (box, id) pairs differ in "
+          f"{len(agree['differ'])}/{agree['frames']} frames {agree['differ'][:12]}")
+    shown = [agree["differ"][0]] if agree["differ"] else []
+    for t in sorted({0, *shown, 10, 20, agree["frames"] - 1}):
+        if t < agree["frames"]:
+            print(f"  - frame {t} (box x0,y0:id): {agree['ids_a'][t]} (empty cache) vs "
+                  f"{agree['ids_b'][t]} (cached)")
     print("\nWarping error (x 1e-3, mean over pairs; DIS medium on the original frames):\n")
     regions = list(next(iter(res["warp_error"].values())))
     print("| output | " + " | ".join(regions) + " |")
@@ -695,6 +741,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--track-frames", type=int, default=100, help="frames tracked for ids")
     ap.add_argument("--net-frames", type=int, default=16, help="frames of the network timing")
     ap.add_argument("--size", type=int, default=640, help="longest side")
+    ap.add_argument("--work", default="", help="keep the runs' files in this (new or empty) "
+                    "folder instead of a temporary one")
     ap.add_argument("--no-sheet", dest="sheet", action="store_const", const="",
                     default=str(RESULTS / "people_contact_sheet.png"), help="no contact sheet")
     ap.add_argument("--out", default=str(RESULTS / "bench_people.json"),

@@ -674,7 +674,14 @@ def _contact_sheet(args: argparse.Namespace, styled: Sequence[torch.Tensor],
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet([top, mid, zoom, bottom]).save(path)
     return {k: photo[k] for k in ("ids", "seconds", "max_change_outside", "outside_fraction")} \
-        | {"sheet": str(path), "frames": picks}
+        | {"sheet": _shown(path), "frames": picks}
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (results stay portable)."""
+    root = Path(__file__).resolve().parents[1]
+    path = path.resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _print(res: dict[str, Any]) -> None:

@@ -293,3 +293,25 @@ def test_people_do_not_depend_on_what_the_cache_held(tmp_path: Path, home: Path)
     for i in range(4):
         a, b = fresh.load(i), cached.load(i)
         assert a.ids == b.ids and torch.equal(a.masks, b.masks)
+
+
+def test_people_too_small_for_a_style_are_reported_once(tmp_path: Path, home: Path,
+                                                        caplog) -> None:
+    """A tiny person is kept (they get an id) but reported once with their size."""
+    import logging
+
+    from vidstyle.config import SegmentConfig
+    from vidstyle.engine.people import track_people
+    from vidstyle.workdir import WorkDir
+
+    clip = make_clip(tmp_path / "c.mp4", n=3, size=(96, 64))
+    seg = FakeSegmenter([(0.1, 0.1, 0.45, 0.95), (0.7, 0.5, 0.76, 0.7)])  # 13 px tall
+    stage = WorkDir(tmp_path / "w").stage("segment", "fp")
+    with caplog.at_level(logging.WARNING, logger="vidstyle.engine.people"):
+        track = track_people(lambda: iter_frames(clip), prepare=to_tensor, segmenter=seg,
+                             flow=None, config=SegmentConfig(), fps=25.0, input_sha256="x",
+                             stage=stage, max_frames=None, total=3,
+                             progress=lambda ev: None)
+    assert sorted(track.seen) == [1, 2]
+    small = [r for r in caplog.records if "too small" in r.getMessage()]
+    assert len(small) == 1 and "person 2" in small[0].getMessage()

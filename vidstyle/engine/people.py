@@ -20,6 +20,7 @@ uint8 (1/255 steps).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ from vidstyle.segment.track import Tracker, smooth_instances
 from vidstyle.tensors import to_tensor
 from vidstyle.weights.cache import vidstyle_home
 from vidstyle.workdir import Stage, WorkDir
+
+log = logging.getLogger(__name__)
 
 
 def make_segmenter(config: SegmentConfig, *, device: torch.device | str = "cpu",
@@ -167,12 +170,32 @@ def track_people(
         if config.smooth:
             people = smooth_instances(people, prev, pair)
         save_people(stage.path(f"people_{frame.index:06d}.npz"), people)
-        for pid in people.ids:
+        for k, pid in enumerate(people.ids):
+            if pid not in seen:
+                _warn_if_small(pid, people.boxes[k], frame.index, config.feather,
+                               tuple(x.shape[-2:]))
             seen.setdefault(pid, []).append(frame.index)
         prev_x, prev, n = x, people, n + 1
         progress(ProgressEvent("segment", n, total))
     atomic_write_bytes(done, json.dumps({"frames": n, "seen": seen}).encode())
     return PeopleTrack(stage, n, seen)
+
+
+#: A person shorter than this (pixels at the working size) gets a style only in name:
+#: the soft mask edge and the network's receptive field blur a smaller figure away.
+MIN_PERSON_PX = 24
+
+
+def _warn_if_small(pid: int, box: torch.Tensor, frame: int, feather: float,
+                   size: tuple[int, int]) -> None:
+    """Report once (the frame a person first appears) a person too small for a style of
+    their own, with their size; they are kept, not dropped."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    edge = feather * (size[0] ** 2 + size[1] ** 2) ** 0.5
+    if y1 - y0 < max(MIN_PERSON_PX, 4 * edge):
+        log.warning("person %d (first in frame %d) is only %dx%d px at the working size: "
+                    "too small for a clear style of their own (try a larger --size)",
+                    pid, frame, round(x1 - x0), round(y1 - y0))
 
 
 def segment_fingerprint(config: RunConfig, segmenter: Segmenter, flow: FlowEstimator | None,

@@ -10,8 +10,9 @@ runs this stage as a pass of its own over the clip:
    a killed run resumes and another style or setting reuses them;
 2. the tracker numbers people (left to right where they first appear) and keeps each
    id through the clip (mask IoU after warping by the flow; short occlusions keep ids);
-3. masks are smoothed in time (blended with the previous frame's flow-warped masks where
-   they agree) and the final people of each frame are saved (``people_NNNNNN.npz``).
+3. masks get soft edges (``--feather``) and are smoothed in time (blended with the
+   previous frame's flow-warped masks where they agree) and the final people of each
+   frame are saved (``people_NNNNNN.npz``); stylizers use these masks as they are.
 
 The stylize pass then reads frame i's people (:func:`load_people`). Masks are stored as
 uint8 (1/255 steps).
@@ -19,6 +20,7 @@ uint8 (1/255 steps).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -40,6 +42,7 @@ from vidstyle.flow.pair import frame_pair
 from vidstyle.imageops import resize_uint8, working_size
 from vidstyle.segment.base import Segmenter
 from vidstyle.segment.files import FolderMasks, write_id_png
+from vidstyle.segment.ops import feather
 from vidstyle.segment.render import overlay
 from vidstyle.segment.track import Tracker, smooth_instances
 from vidstyle.tensors import to_tensor
@@ -167,6 +170,9 @@ def track_people(
         # people of a user's mask files come numbered: their ids are kept, not tracked
         numbered = len(raw) > 0 and all(i != 0 for i in raw.ids)
         people = raw if numbered else tracker.update(raw, pair)
+        # soft edges first, then the temporal blend: it acts on the edge ramps, where
+        # consecutive frames differ by little (binary masks differ by 0 or 1: no blend)
+        people = _feathered(people, config.feather)
         if config.smooth:
             people = smooth_instances(people, prev, pair)
         save_people(stage.path(f"people_{frame.index:06d}.npz"), people)
@@ -179,6 +185,15 @@ def track_people(
         progress(ProgressEvent("segment", n, total))
     atomic_write_bytes(done, json.dumps({"frames": n, "seen": seen}).encode())
     return PeopleTrack(stage, n, seen)
+
+
+def _feathered(people: Instances, fraction: float) -> Instances:
+    """``people`` with soft mask edges ``fraction`` x the frame diagonal wide."""
+    if not len(people) or fraction <= 0:
+        return people
+    h, w = people.size
+    masks = feather(people.masks.float(), fraction * (h * h + w * w) ** 0.5)
+    return dataclasses.replace(people, masks=masks)
 
 
 #: A person shorter than this (pixels at the working size) gets a style only in name:

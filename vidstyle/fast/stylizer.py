@@ -223,7 +223,7 @@ class FastStylizer:
             return bg.expand(1, -1, h, w).contiguous(), zero, zero
         if instances.size != (h, w):
             raise ValueError(f"masks are {instances.size}, the frame {size}")
-        masks, people_2d = person_weights(instances, self.config.segment.feather)
+        masks, people_2d = person_weights(instances, 0.0)  # feathered by the segment stage
         people = people_2d[None, None]
         radius = self.config.segment.feather * math.hypot(h, w)
         rows = torch.stack([self._person_rows.get(pid, self.style_weights[0])

@@ -99,7 +99,7 @@ class OptimStylizerBase:
         if instances is None or len(instances) == 0:
             weights, people = torch.zeros(0, h, w), torch.zeros(h, w)
         else:
-            weights, people = person_weights(instances, self.config.segment.feather)
+            weights, people = person_weights(instances, 0.0)  # feathered by the segment stage
         out = [StyleRegion(weights[k][None, None],
                            self._gatys_for(spec.mix_for(pid).refs[0]))
                for k, pid in enumerate(instances.ids if instances is not None else ())]

@@ -275,9 +275,13 @@ def run(
             result = RunResult(output_path, work.root if cached else None, res.frames,
                                res.computed, res.reused, tuple(res.cuts))
     except KeyboardInterrupt:
-        if cached:
+        if stylizer.needs.cache:
             raise Interrupted(f"interrupted; finished frames are kept in {work.root}: run "
                               "the same command again to resume") from None
+        if segmenter is not None:
+            raise Interrupted(f"interrupted; no output was written; the people found so far "
+                              f"are kept in {work.root} (run the same command again to go "
+                              "on)") from None
         raise Interrupted("interrupted; no output was written") from None
     if result.work_dir is not None and not keep_work:
         work.remove_stages()

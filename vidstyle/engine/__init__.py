@@ -49,7 +49,7 @@ from vidstyle.engine.people import (
     track_people,
 )
 from vidstyle.engine.spec import PipelineSpec, build_config, resolve_method
-from vidstyle.engine.stream import stream_frames
+from vidstyle.engine.stream import frame_total, stream_frames
 from vidstyle.errors import InputError, Interrupted, UsageError
 from vidstyle.fast.stylizer import FastStylizer, make_fast_stylizer
 from vidstyle.fileio import sha256_file
@@ -248,24 +248,21 @@ def run(
         work.discard_created()  # nothing was done: leave no empty work folder behind
         raise
     _sweep_partial_outputs(output_path)
-    cached = stylizer.needs.cache
+    # the segment stage lives in the work folder too
+    cached = stylizer.needs.cache or segmenter is not None
+    input_sha = sha256_file(input_path) if cached else ""  # hashed once per run
     try:
+        people = None
+        if segmenter is not None:
+            people = _people(stylizer, segmenter, motion, input_path, input_sha, info, config,
+                             work, progress)
         if stylizer.kind == "clip":
-            people = None
-            if segmenter is not None:
-                people = _people(stylizer, segmenter, motion, input_path, info, config, work,
-                                 progress)
-            result = _run_clip(stylizer, input_path, output_path, info, config, work,
-                               motion, progress, people)
+            result = _run_clip(stylizer, input_path, output_path, input_sha, info, config,
+                               work, motion, progress, people)
         else:
-            people = None
-            if segmenter is not None:
-                people = _people(stylizer, segmenter, motion, input_path, info, config, work,
-                                 progress)
-                cached = True  # the segment stage lives in the work folder
             stage = None
             if stylizer.needs.cache:
-                stage = work.stage("stylize", _stylize_fp(config, stylizer, input_path))
+                stage = work.stage("stylize", _stylize_fp(config, stylizer, input_sha))
                 log.info("work directory %s (stylize %s)", work.root, stage.fingerprint)
             res = stream_frames(stylizer, input_path=input_path, output_path=output_path,
                                 info=info, encode=config.encode, max_frames=config.max_frames,
@@ -292,14 +289,12 @@ def run(
 
 
 def _people(stylizer: Any, segmenter: Segmenter, motion: FlowEstimator | None,
-            input_path: Path, info: Any, config: RunConfig, work: WorkDir,
+            input_path: Path, sha: str, info: Any, config: RunConfig, work: WorkDir,
             progress: ProgressFn) -> PeopleTrack:
-    """The segment stage of a per-person run (cached; checks the ``--instance`` ids)."""
-    sha = sha256_file(input_path)
+    """The segment stage of a per-person run (cached; checks the ``--instance`` ids);
+    ``sha``: the input's SHA-256."""
     stage = work.stage("segment", segment_fingerprint(config, segmenter, motion, sha))
-    total = info.frame_count or None
-    if config.max_frames is not None:
-        total = min(total, config.max_frames) if total else config.max_frames
+    total = frame_total(info, config.max_frames)
     people = track_people(lambda: media.iter_frames(input_path), prepare=stylizer.prepare,
                           segmenter=segmenter, flow=motion, config=config.segment,
                           fps=float(info.fps) if info.fps else None, input_sha256=sha,
@@ -327,18 +322,16 @@ def _prepare_work(work: WorkDir, kind: str, needs: StylizerNeeds, config: RunCon
     work.create(stages)
 
 
-def _stylize_fp(config: RunConfig, stylizer: Stylizer, input_path: Path) -> str:
+def _stylize_fp(config: RunConfig, stylizer: Stylizer, input_sha: str) -> str:
     return fingerprint_of("stylize", config.stylize_fingerprint(), stylizer.fingerprint(),
-                          sha256_file(input_path), __version__)
+                          input_sha, __version__)
 
 
-def _run_clip(stylizer: Any, input_path: Path, output_path: Path, info: Any,
-              config: RunConfig, work: WorkDir, motion: FlowEstimator | None,
+def _run_clip(stylizer: Any, input_path: Path, output_path: Path, input_sha: str,
+              info: Any, config: RunConfig, work: WorkDir, motion: FlowEstimator | None,
               progress: ProgressFn, people: PeopleTrack | None = None) -> RunResult:
-    n_total = info.frame_count
-    if config.max_frames is not None:
-        n_total = min(n_total, config.max_frames) if n_total else config.max_frames
-    stage = work.stage("stylize", _stylize_fp(config, stylizer, input_path))
+    n_total = frame_total(info, config.max_frames)
+    stage = work.stage("stylize", _stylize_fp(config, stylizer, input_sha))
     log.info("work directory %s (stylize %s)", work.root, stage.fingerprint)
     computed, reused = run_clip(
         stylizer, frames=lambda: limited(media.iter_frames(input_path), config.max_frames),

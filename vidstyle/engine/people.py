@@ -35,6 +35,7 @@ from PIL import Image
 from vidstyle import media
 from vidstyle.config import RunConfig, SegmentConfig, fingerprint_of
 from vidstyle.contracts import Instances, ProgressEvent, ProgressFn, limited
+from vidstyle.engine.stream import frame_total
 from vidstyle.errors import UsageError
 from vidstyle.fileio import atomic_path, atomic_write_bytes, sha256_file
 from vidstyle.flow import FlowEstimator, flow_from_config
@@ -272,7 +273,7 @@ def export_masks(
                           segmenter=segmenter, flow=flow, config=config.segment,
                           fps=float(info.fps) if info.fps else None, input_sha256=sha,
                           stage=stage, max_frames=config.max_frames,
-                          total=config.max_frames or info.frame_count or None,
+                          total=frame_total(info, config.max_frames),
                           progress=progress)
     for frame in limited(media.iter_frames(input_path), config.max_frames):
         inst = people.load(frame.index)

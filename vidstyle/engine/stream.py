@@ -64,6 +64,15 @@ class StreamResult:
     cuts: list[int]
 
 
+def frame_total(info: Any, max_frames: int | None) -> int | None:
+    """Frames a run will process: the probed count (None when unknown) capped by
+    ``--max-frames``."""
+    total = info.frame_count or None
+    if max_frames is not None:
+        total = min(total, max_frames) if total else max_frames
+    return total
+
+
 def motion(previous: torch.Tensor | None, current: torch.Tensor, *,
            flow: FlowEstimator | None, masks: bool) -> FramePair | None:
     """The flow (and masks) stage for one frame: the pair with the previous frame, or
@@ -125,9 +134,7 @@ def stream_frames(
     On any error or KeyboardInterrupt the threads stop, the partial output is deleted
     (finished frames stay in ``cache``) and the exception propagates.
     """
-    total = info.frame_count or None
-    if max_frames is not None:
-        total = min(total, max_frames) if total else max_frames
+    total = frame_total(info, max_frames)
     stop = threading.Event()
     q_in: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_SIZE)
     q_out: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_SIZE)
@@ -251,4 +258,4 @@ def stream_frames(
     return StreamResult(written[0], computed, reused, cuts)
 
 
-__all__ = ["StreamResult", "motion", "stream_frames", "stylize_sequence"]
+__all__ = ["StreamResult", "frame_total", "motion", "stream_frames", "stylize_sequence"]

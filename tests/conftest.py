@@ -32,3 +32,17 @@ def umask_022():
         yield 0o644
     finally:
         os.umask(old)
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Run torch on one thread, then restore the setting. On a shared 2-core machine
+    torch's OpenMP pool of 2 spinning threads slows small elementwise ops up to 50-fold
+    when other processes hold the cores (a 163x384 consistency mask: 230 ms with 2
+    threads under load, 4 ms with one)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

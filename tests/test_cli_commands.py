@@ -9,20 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 import vidstyle.engine
+from tests.cli_helpers import invoke, one_line_error
 from tests.media.helpers import make_clip
 from vidstyle.cli import cli
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result, code: int) -> str:
-    assert result.exit_code == code, (result.exit_code, result.output, result.stderr)
-    err = result.stderr.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in result.output + result.stderr
-    return err
-
 
 # -- 4: demo -o ----------------------------------------------------------------------------
 

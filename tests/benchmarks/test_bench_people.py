@@ -24,11 +24,8 @@ from vidstyle.flow import make_flow
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
 
 
 def _people(boxes: list[tuple[int, int, int, int]], ids: list[int],

@@ -12,25 +12,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from tests.cli_helpers import OPTIM, invoke, one_line_error
 from tests.media.helpers import make_clip
 from vidstyle.cli import cli
 from vidstyle.config import FlowConfig, OptimConfig, RunConfig, settings
 from vidstyle.engine import build_config, default_output
 from vidstyle.errors import UsageError
 from vidstyle.flow import flow_from_config
-
-OPTIM = ["--method", "optim", "--size", "32", "--iters", "1", "--multiscale", "1", "-q"]
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result, code: int) -> str:
-    assert result.exit_code == code, (result.exit_code, result.output, result.stderr)
-    err = result.stderr.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in result.output + result.stderr
-    return err
 
 
 @pytest.fixture

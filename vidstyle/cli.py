@@ -380,7 +380,8 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
                                          "size].")
 @click.option("--max-frames", type=int, default=None, cls=_Option, group="Common",
               example="--max-frames 30", help="Only the first N frames.")
-@click.option("--segmenter", type=click.Choice(["mediapipe", "maskrcnn"]), default=None,
+@click.option("--segmenter", type=click.Choice(["mediapipe", "maskrcnn", "matte"]),
+              default=None,
               cls=_Option, group="People", example="--segmenter maskrcnn",
               help="Person segmentation backend [default: mediapipe].")
 @click.option("--mask-weights", type=click.Path(path_type=Path), default=None, cls=_Option,

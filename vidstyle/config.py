@@ -377,10 +377,12 @@ class FastConfig(_Config):
 class SegmentConfig(_Config):
     """Instance masks of people (per-person styles: ``--instance``, ``--background``)."""
 
-    backend: Literal["mediapipe", "maskrcnn"] = setting(
+    backend: Literal["mediapipe", "maskrcnn", "matte"] = setting(
         "mediapipe", flag="segmenter", help="Person segmentation: mediapipe (offline "
-        "default) or maskrcnn (torchvision Mask R-CNN; weights in the torch cache or "
-        "--mask-weights).", group="People", example="maskrcnn")
+        "default), maskrcnn (torchvision Mask R-CNN; weights in the torch cache or "
+        "--mask-weights) or matte (a whole-frame person matte split among detected people; "
+        "`python -m vidstyle.segment.human_models fetch` once).", group="People",
+        example="maskrcnn")
     weights_path: str | None = setting(None, flag="mask-weights", help="Mask R-CNN weights "
                                        "file.", group="People", metavar="PATH",
                                        example="maskrcnn.pth")

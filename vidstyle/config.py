@@ -47,7 +47,7 @@ DEFAULT_FLOW_PRESET: dict[str, str | None] = {
 }
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow", "placebo")
-Runtime = Literal["auto", "eager", "bf16", "fp16", "compile", "openvino"]
+Runtime = Literal["auto", "eager", "bf16", "fp16", "compile", "openvino", "ort", "ort-int8"]
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 #: The shipped fast model used when ``FastConfig.model`` is None.
 DEFAULT_MODEL = "fast7"
@@ -352,7 +352,8 @@ class FastConfig(_Config):
         "frame's network features and output is kept.", methods=("fast",),
         example="0.9", group="Video")
     runtime: Runtime = setting("auto", help="Inference runtime (auto: bf16 on a CPU with "
-                               "native bf16, fp16 on CUDA, else eager; fp16 is for CUDA).",
+                               "native bf16, fp16 on CUDA, else the faster of eager and ort "
+                               "(ONNX Runtime, when installed); fp16 is for CUDA).",
                                methods=("fast",),
                                example="bf16", group="Fast network")
     tile: int = setting(0, help="Tile size in pixels for huge frames (0 = automatic).",

@@ -16,7 +16,7 @@ from PIL import Image
 from vidstyle.config import EncodeConfig, FastConfig, RunConfig
 from vidstyle.engine.stream import stream_frames, stylize_sequence
 from vidstyle.errors import StyleError, UsageError
-from vidstyle.fast import runtimes, tiling
+from vidstyle.fast import ort, runtimes, tiling
 from vidstyle.fast.inference import InferenceNet
 from vidstyle.fast.model_io import save_model
 from vidstyle.fast.net import StyleNet
@@ -169,7 +169,9 @@ def test_runtime_choice_falls_back_to_eager_when_a_runtime_fails(bf16_cpu: None)
 
 
 def test_auto_runtime_is_a_function_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """"auto" follows the CPU's native-bf16 flags (CUDA: fp16); never compile/openvino."""
+    """"auto" follows the CPU's native-bf16 flags (CUDA: fp16); never compile/openvino.
+    (Without onnxruntime: with it a float32-only CPU times eager and ort, test_ort.py.)"""
+    monkeypatch.setattr(ort, "available", lambda: False)
     for flags, want in (({"avx2", "avx512f"}, "eager"), ({"avx512_bf16"}, "bf16"),
                         ({"amx_bf16", "amx_tile"}, "bf16"), (set(), "eager")):
         monkeypatch.setattr(runtimes, "cpu_flags", lambda f=frozenset(flags): f)
@@ -181,6 +183,7 @@ def test_auto_runtime_is_a_function_of_the_machine(monkeypatch: pytest.MonkeyPat
     with pytest.raises(UsageError, match="--runtime"):
         resolve_runtime("fastest", "cpu")
     monkeypatch.undo()
+    monkeypatch.setattr(ort, "available", lambda: False)
     # the real flag source: /proc/cpuinfo and torch's report, the same on every call
     assert runtimes.cpu_flags() == runtimes.cpu_flags()
     assert auto_runtime("cpu") in ("eager", "bf16")
@@ -243,6 +246,7 @@ def test_fast_fingerprint_names_the_runtime_that_runs(
         return make_fast_stylizer(config=cfg, device="cpu").fingerprint()
 
     monkeypatch.setattr(runtimes, "cpu_flags", lambda: frozenset())
+    monkeypatch.setattr(ort, "available", lambda: False)  # else "auto" times eager and ort
     assert fingerprint("auto") == fingerprint("eager")
     monkeypatch.setattr(runtimes, "cpu_flags", lambda: frozenset({"amx_bf16"}))
     assert fingerprint("auto") == fingerprint("bf16") != fingerprint("eager")

@@ -13,16 +13,33 @@ function with the same weights:
   tens of seconds per frame size; explicit only.
 - ``openvino``: OpenVINO's CPU plugin on the converted module, when the optional
   ``openvino`` package is importable (never required); explicit only.
-- ``auto``: a function of the machine alone (:func:`auto_runtime`), never of timing, so
-  repeated runs give identical outputs: fp16 on CUDA, bf16 on a CPU with native bfloat16
-  arithmetic (:data:`BF16_CPU_FLAGS`), else eager. The candidate is still checked on a
-  fixed measuring frame: if it fails to build or run, or its output differs from eager by
-  more than :data:`MAX_RUNTIME_ERROR`, eager runs instead (deterministic too, for a given
-  model and machine). Timings are measured and logged only.
+- ``ort``: ONNX Runtime's CPU provider in float32 (:mod:`vidstyle.fast.ort`), when the
+  optional ``onnxruntime`` package is importable (``pip install vidstyle[onnx]``; never
+  required). The graph is split at the feature hook points, so the video stabilization's
+  feature blend works as with the torch runtimes.
+- ``ort-int8``: the same with int8 convolutions (static quantization calibrated on the
+  demo clip; needs ``onnx`` too); explicit only (not adopted for "auto":
+  benchmarks/RESULTS.md, "Fast path on every CPU").
+- ``auto``: on CUDA fp16; on a CPU with native bfloat16 arithmetic (:data:`BF16_CPU_FLAGS`)
+  bf16: there the machine decides (:func:`auto_runtime`), never timing, so repeated runs
+  give identical outputs. On other CPUs (float32 only) the float32 runtimes that are
+  available (:func:`auto_candidates`: eager, and ``ort`` when onnxruntime is installed)
+  are timed alternately on a fixed measuring frame, and one replaces eager only when its
+  median time is at most 1 / :data:`AUTO_MARGIN` of eager's (the torch path stays the
+  default where it is about as fast); their outputs differ by about 1e-5, so the choice
+  does not change what a user sees. Every candidate is checked on the measuring frame: if
+  it fails to build or run, or its output differs from eager by more than
+  :data:`MAX_RUNTIME_ERROR`, eager runs instead.
 
 :func:`resolve_runtime` names the runtime a requested one stands for on a device without
-building anything (batch receipts and stylizer fingerprints hold that name). The
-decision of :func:`select_runtime` is cached per process.
+building anything (batch receipts hold that name; where "auto" measures, the name lists
+the candidates, e.g. ``auto:eager,ort``); stylizer fingerprints hold the runtime that ran.
+The decision of :func:`select_runtime` is cached per process.
+
+CPU flags (:func:`cpu_flags`) come from the machine; the environment variable
+:data:`HIDE_FLAGS_ENV` (comma-separated flags, e.g. ``avx512_bf16,amx_bf16``) hides some,
+so that a machine with bf16 can measure what "auto" does on a float32-only CPU (the
+benchmark's ``--fp32-only``). It changes the choice only, not what the CPU executes.
 
 Device: a runtime lives on the weights' device and takes and returns CPU tensors, moving
 them at its edge.
@@ -33,6 +50,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +64,7 @@ import torch
 
 from vidstyle.config import RUNTIMES
 from vidstyle.errors import UsageError, VidstyleError
+from vidstyle.fast import ort
 from vidstyle.fast.inference import FeatureHook, InferenceNet
 from vidstyle.fast.net import StyleNet
 
@@ -59,6 +79,13 @@ MAX_RUNTIME_ERROR = 0.15
 #: The measuring frame (h, w) of :func:`select_runtime`: fixed, so that the error check
 #: does not depend on the input's size.
 MEASURE_SIZE = (256, 384)
+#: Where "auto" times its candidates, another replaces eager only when its median time is
+#: at most eager's / AUTO_MARGIN (so timing noise does not flip near-equal runtimes).
+AUTO_MARGIN = 1.15
+#: Timing rounds of "auto"'s candidates (alternating; the median of each is compared).
+AUTO_ROUNDS = 3
+#: Environment variable: comma-separated CPU flags :func:`cpu_flags` leaves out.
+HIDE_FLAGS_ENV = "VIDSTYLE_HIDE_CPU_FLAGS"
 
 
 # --------------------------------------------------------------------------- runtimes
@@ -144,6 +171,24 @@ class OpenVINORuntime(Runtime):
         return torch.cat(outs)
 
 
+class OrtRuntime(Runtime):
+    """ONNX Runtime's CPU provider on the network split at the hook points
+    (:class:`vidstyle.fast.ort.OrtNetwork`); ``int8``: the quantized graphs."""
+
+    supports_hooks = True
+
+    def __init__(self, *, net: StyleNet, int8: bool = False) -> None:
+        self.network = ort.OrtNetwork(net=net, int8=int8)
+        self.name = self.network.name
+
+    def __call__(
+        self, x: torch.Tensor, style_weights: torch.Tensor, hook: FeatureHook | None = None
+    ) -> torch.Tensor:
+        if style_weights.dim() == 4:
+            raise ValueError("the ONNX Runtime runtimes take style rows, not style maps")
+        return self.network(x, style_weights, hook)
+
+
 def _net_device(net: StyleNet) -> torch.device:
     return next(net.parameters()).device
 
@@ -174,6 +219,10 @@ def build_runtime(name: str, net: StyleNet) -> Runtime:
         if device.type != "cpu":
             raise RuntimeError("openvino runs on the CPU only")
         return OpenVINORuntime(net=net)
+    if name in ("ort", "ort-int8"):
+        if device.type != "cpu":
+            raise RuntimeError(f"{name} runs on the CPU only")
+        return OrtRuntime(net=net, int8=name == "ort-int8")
     raise UsageError(f"unknown --runtime {name!r}: use one of {', '.join(RUNTIMES)}")
 
 
@@ -183,7 +232,9 @@ def build_runtime(name: str, net: StyleNet) -> Runtime:
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags, lower case: those of ``/proc/cpuinfo`` (Linux; empty
-    elsewhere) and those torch reports (``torch.cpu.get_capabilities()``). Cached."""
+    elsewhere) and those torch reports (``torch.cpu.get_capabilities()``), less those named
+    in the environment variable :data:`HIDE_FLAGS_ENV`. Cached (``cpu_flags.cache_clear()``
+    after changing the variable)."""
     flags: set[str] = set()
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
@@ -194,7 +245,8 @@ def cpu_flags() -> frozenset[str]:
         if key.strip() in ("flags", "Features"):
             flags.update(value.split())
     flags.update(k for k, v in torch.cpu.get_capabilities().items() if v is True)
-    return frozenset(f.lower() for f in flags)
+    hidden = {f.strip().lower() for f in os.environ.get(HIDE_FLAGS_ENV, "").split(",")}
+    return frozenset(f.lower() for f in flags) - hidden
 
 
 def auto_runtime(device: torch.device | str) -> str:
@@ -209,12 +261,28 @@ def auto_runtime(device: torch.device | str) -> str:
     return "eager"
 
 
+def auto_candidates(device: torch.device | str) -> tuple[str, ...]:
+    """The runtimes "auto" chooses among on ``device``, preferred first: the one of
+    :func:`auto_runtime` alone where the machine decides (CUDA, a CPU with native bf16);
+    on a float32-only CPU ``eager`` and, when ``onnxruntime`` is importable, ``ort``
+    (timed by :func:`select_runtime`)."""
+    first = auto_runtime(device)
+    if first != "eager" or torch.device(device).type != "cpu":
+        return (first,)
+    return ("eager", "ort") if ort.available() else ("eager",)
+
+
 def resolve_runtime(requested: str, device: torch.device | str) -> str:
-    """The runtime ``requested`` (``--runtime``) stands for on ``device``: itself, or
-    :func:`auto_runtime` for "auto". What fingerprints record. UsageError when unknown."""
+    """The runtime ``requested`` (``--runtime``) stands for on ``device``: itself, or for
+    "auto" :func:`auto_runtime` where the machine decides, else ``auto:`` and the timed
+    candidates (e.g. ``auto:eager,ort``; their outputs differ by about 1e-5). What batch
+    receipts record. UsageError when unknown."""
     if requested not in RUNTIMES:
         raise UsageError(f"unknown --runtime {requested!r}: use one of {', '.join(RUNTIMES)}")
-    return auto_runtime(device) if requested == "auto" else requested
+    if requested != "auto":
+        return requested
+    cands = auto_candidates(device)
+    return cands[0] if len(cands) == 1 else "auto:" + ",".join(cands)
 
 
 @dataclass(frozen=True)
@@ -258,6 +326,18 @@ def _time_call(rt: Runtime, x: torch.Tensor, w: torch.Tensor, repeats: int) -> t
     return best * 1e3, out
 
 
+def _time_rounds(built: dict[str, Runtime], first: dict[str, float], x: torch.Tensor,
+                 w: torch.Tensor, rounds: int) -> dict[str, float]:
+    """Median ms per runtime of ``first`` (one time each) and ``rounds - 1`` more rounds,
+    the runtimes alternating within each round (the machine's load drifts)."""
+    samples = {n: [t] for n, t in first.items() if math.isfinite(t)}
+    for _ in range(rounds - 1):
+        for name in samples:
+            t, _ = _time_call(built[name], x, w, 1)
+            samples[name].append(t)
+    return {n: statistics.median(v) for n, v in samples.items()}
+
+
 def select_runtime(
     net: StyleNet,
     requested: str = "auto",
@@ -266,16 +346,20 @@ def select_runtime(
     repeats: int = 1,
     cache_key: Any = None,
 ) -> tuple[RuntimeChoice, Runtime]:
-    """Build the runtime ``requested`` stands for (:func:`resolve_runtime` on the device of
-    the network's weights), checked against eager on a fixed seeded random frame of
-    :data:`MEASURE_SIZE`: when it fails to build or run, or its output differs from eager
-    by more than :data:`MAX_RUNTIME_ERROR`, eager is used and the reason logged (a warning
-    for a runtime named explicitly). Timings (``repeats`` calls each) are logged and
-    reported, never deciding: the result depends on the machine and the model only.
-    The decision is cached per process under ``cache_key`` (e.g. the model's sha256).
+    """Build the runtime ``requested`` stands for on the device of the network's weights,
+    checked against eager on a fixed seeded random frame of :data:`MEASURE_SIZE`: when it
+    fails to build or run, or its output differs from eager by more than
+    :data:`MAX_RUNTIME_ERROR`, eager is used and the reason logged (a warning for a runtime
+    named explicitly). Where "auto" has several candidates (:func:`auto_candidates`: a
+    float32-only CPU with onnxruntime), they are timed alternately in :data:`AUTO_ROUNDS`
+    rounds (``repeats`` calls each) and one replaces eager only when its median is at
+    most eager's / :data:`AUTO_MARGIN`. Otherwise timings are logged and reported, never
+    deciding. The decision is cached per process under ``cache_key`` (e.g. the model's
+    sha256).
     """
     device = _net_device(net)
     target = resolve_runtime(requested, device)
+    cands = auto_candidates(device) if requested == "auto" else (requested,)
     key = (cache_key if cache_key is not None else id(net), requested, str(device))
     with _CACHE_LOCK:
         if key in _CACHE:
@@ -289,7 +373,7 @@ def select_runtime(
     failed: dict[str, str] = {}
     built: dict[str, Runtime] = {}
     ref = None
-    for name in dict.fromkeys(("eager", target)):
+    for name in dict.fromkeys(("eager", *cands)):
         try:
             rt = builder(name, net)
             t, out = _time_call(rt, x, sw, repeats)
@@ -308,7 +392,17 @@ def select_runtime(
         if math.isfinite(t):
             ms[name] = t
         built[name] = rt
-    if target in built:
+    if len(cands) > 1:  # timed: eager unless another is clearly faster
+        timed = {n: ms.get(n, math.inf) for n in cands if n in built}
+        ms.update(_time_rounds(built, timed, x, sw, AUTO_ROUNDS))
+        pick = next((n for n in cands if n in built), "")
+        fastest = min((n for n in cands if n in built and n in ms), key=ms.__getitem__,
+                      default=pick)
+        if pick and ms.get(fastest, math.inf) * AUTO_MARGIN <= ms.get(pick, math.inf):
+            pick = fastest
+        if not pick:
+            raise VidstyleError(f"no inference runtime works here: {failed}")
+    elif target in built:
         pick = target
     elif "eager" in built:
         pick = "eager"

@@ -17,12 +17,13 @@ from vidstyle.errors import UsageError
 from vidstyle.fast.stylizer import make_fast_stylizer
 from vidstyle.imageops import load_image, resize
 from vidstyle.media import iter_frames
+from vidstyle.segment.base import FrameByFrame
 from vidstyle.segment.ops import feather
 from vidstyle.tensors import to_tensor
 from vidstyle.weights.cache import vidstyle_home
 
 
-class FakeSegmenter:
+class FakeSegmenter(FrameByFrame):
     """Two people as fixed ellipses (left and right), for any frame size."""
 
     name = "fake"

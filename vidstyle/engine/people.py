@@ -79,15 +79,31 @@ def segment_cache_root() -> Path:
     return vidstyle_home() / "cache" / "segment"
 
 
+#: Layout of the cached ``.npz`` files (part of the raw cache's fingerprint).
+PEOPLE_FORMAT = 2
+
+
 def save_people(path: Path, inst: Instances, state: SegmentState | None = None) -> None:
-    """Write ``inst`` (masks as uint8) and the segmenter's ``state`` after this frame
-    (if any) atomically to an ``.npz`` file."""
+    """Write ``inst`` and the segmenter's ``state`` after this frame (if any) atomically
+    to an ``.npz`` file. Masks are stored as uint8, each cropped to the box of its
+    nonzero pixels (``crops``: (N, 4) y0, x0, y1, x1; the pixels of all crops
+    concatenated in ``pixels``): people cover a small part of a frame, so writing and
+    reading cost little."""
     masks = (inst.masks.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    crops = np.zeros((len(masks), 4), np.int64)
+    parts = []
+    for k, m in enumerate(masks):
+        rows, cols = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
+        if len(rows):
+            crops[k] = rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
+            parts.append(m[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].ravel())
+    pixels = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
     faces = inst.faces.numpy() if inst.faces is not None else np.zeros((0, 4), np.float32)
     extra = {} if state is None else {"state_key": np.asarray(state.key, np.int64),
                                       "state_rois": state.rois, "state_scores": state.scores}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, masks=masks, boxes=inst.boxes.numpy().astype(np.float32),
+        np.savez_compressed(fh, size=np.asarray(inst.size, np.int64), crops=crops,
+                            pixels=pixels, boxes=inst.boxes.numpy().astype(np.float32),
                             scores=inst.scores.numpy().astype(np.float32),
                             ids=np.asarray(inst.ids, np.int64), faces=faces,
                             has_faces=np.asarray(inst.faces is not None), **extra)
@@ -106,7 +122,14 @@ def load_raw(path: Path) -> tuple[Instances, SegmentState | None]:
         if "state_key" in z.files:
             state = SegmentState(key=int(z["state_key"]), rois=z["state_rois"],
                                  scores=z["state_scores"])
-        return Instances(masks=torch.from_numpy(z["masks"]).float() / 255.0,
+        crops, pixels = z["crops"], z["pixels"]
+        masks = np.zeros((len(crops), *(int(v) for v in z["size"])), np.uint8)
+        at = 0
+        for k, (y0, x0, y1, x1) in enumerate(crops):
+            n = int((y1 - y0) * (x1 - x0))
+            masks[k, y0:y1, x0:x1] = pixels[at:at + n].reshape(y1 - y0, x1 - x0)
+            at += n
+        return Instances(masks=torch.from_numpy(masks).float() / 255.0,
                          boxes=torch.from_numpy(z["boxes"]), scores=torch.from_numpy(z["scores"]),
                          ids=tuple(int(i) for i in z["ids"]), faces=faces), state
 
@@ -172,7 +195,7 @@ def track_people(
         x = prepare(frame.rgb)
         if raw_root is None:
             fp = fingerprint_of("segment-raw", segmenter.fingerprint(), input_sha256,
-                                list(x.shape[-2:]))
+                                list(x.shape[-2:]), PEOPLE_FORMAT)
             raw_root = Stage(root=segment_cache_root(), name=fp, fingerprint=fp).open()
         raw_path = raw_root.path(f"raw_{frame.index:06d}.npz")
         if not raw_path.is_file():

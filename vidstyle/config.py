@@ -396,9 +396,9 @@ class SegmentConfig(_Config):
     max_gap: float = setting(3.0, help="Seconds a person may be hidden and still get the "
                              "same id back.", group="People", example="5")
     detect_every: int = setting(10, help="MediaPipe in a video: run the full person "
-                                "detection every N frames (and when a followed person is "
-                                "lost); in between, follow each person from the previous "
-                                "frame (much faster). 1: detect on every frame.",
+                                "detection every N frames; in between, follow each person "
+                                "from the previous frame and search again only around one "
+                                "who is lost (much faster). 1: detect on every frame.",
                                 group="People", metavar="N", example="5")
 
     def __post_init__(self) -> None:

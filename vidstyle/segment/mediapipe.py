@@ -31,12 +31,23 @@ Pipeline for one frame (1, 3, H, W) float32 RGB in [0, 1]:
    m_i * m_i^p / sum_j m_j^p (p = ``overlap_power``), so the strongest person takes a
    contested pixel and the masks of a frame sum to at most 1.
 
+In a video (:meth:`MediaPipeSegmenter.segment_next`, as MediaPipe's own video mode) the
+tiled detection runs only on key frames (the first, then every ``detect_every``-th); in
+between each person is *followed*: one landmark run in the crop predicted from their
+landmarks of the previous frame (hip centre and size points, step 3 without the
+detector). A person who is lost (presence, or merged into a neighbour) is searched for
+at once in the whole frame and the tile of each size nearest their crop; people who
+enter are found at the next key frame. The state handed from frame to frame
+(:class:`~vidstyle.segment.base.SegmentState`: crops, scores, last key frame) is cached
+with each frame's masks, so a resumed run goes on exactly as an uninterrupted one.
+
 Face boxes (for ``--detail``) come from landmarks 0-10 (nose, eyes, ears, mouth): a
 square around them; NaN where they are not visible.
 
 Cost (2 CPU threads): one detector run per tile (about 11 ms; with the defaults 23 runs
 for 16:9 frames, 33 for 4:3) plus one or two landmark runs per person (about 21 ms
-each), so 0.4-1 s per frame; ``tiles=()`` (whole frame only) costs one detector run but
+each), so 0.4-1 s per frame for :meth:`~MediaPipeSegmenter.segment`; followed frames of
+a video cost one landmark run per person; ``tiles=()`` (whole frame only) costs one detector run but
 finds only people who fill much of the frame. Quality on COCO photos: ``benchmarks/bench_masks.py``.
 Nothing is read from disk before :meth:`MediaPipeSegmenter.check` or the first
 :meth:`~MediaPipeSegmenter.segment`.

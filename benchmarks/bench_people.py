@@ -182,7 +182,8 @@ def run_values(*, frames: int, size: int, people: bool, smooth: bool = True) -> 
 
 def timed_run(input_path: Path, output: Path, values: Mapping[str, Any],
               work_dir: Path) -> dict[str, Any]:
-    """One :func:`vidstyle.engine.run` (work folder kept in ``work_dir``): wall seconds,
+    """One :func:`vidstyle.engine.run` (a per-person run's work folder kept in
+    ``work_dir``): wall seconds,
     and the segment pass's share (up to its last progress event)."""
     cfg, spec = build_config(values)
     last: dict[str, float] = {}
@@ -191,8 +192,9 @@ def timed_run(input_path: Path, output: Path, values: Mapping[str, Any],
         last[ev.stage] = time.perf_counter()
 
     t0 = time.perf_counter()
-    res = run(input_path, output, cfg, pipeline=spec, work_dir=work_dir, progress=progress,
-              overwrite=True, keep_work=True)
+    keeps = cfg.style.per_person  # a plain fast run keeps no work folder (and refuses one)
+    res = run(input_path, output, cfg, pipeline=spec, work_dir=work_dir if keeps else None,
+              progress=progress, overwrite=True, keep_work=keeps)
     total = time.perf_counter() - t0
     segment = last["segment"] - t0 if "segment" in last else 0.0
     return {"seconds": total, "segment_s": segment, "stylize_s": total - segment,

@@ -515,10 +515,11 @@ def sheet(rows: Sequence[Sequence[tuple[Image.Image, str]]], *, cell_w: int = 32
     return out
 
 
-def photo_run(root: Path) -> dict[str, Any]:
-    """kodim12 with two people in two styles, background kept: original, overlay,
-    result, and the largest change (0..255) outside every feathered mask."""
-    photo = DATA / PHOTO
+def photo_run(root: Path, data: Path = DATA) -> dict[str, Any]:
+    """kodim12 (under the data kit ``data``) with two people in two styles, background
+    kept: original, overlay, result, and the largest change (0..255) outside every
+    feathered mask."""
+    photo = data / PHOTO
     values = {"--instance": PHOTO_INSTANCES, "--background": "none", "--method": "fast"}
     out = root / "kodim12_people.png"
     work = root / "work_photo"
@@ -670,7 +671,7 @@ def _contact_sheet(args: argparse.Namespace, styled: Sequence[torch.Tensor],
         crop = _img(styled[t]).crop(box)
         zoom.append((crop, f"frame {t}: id {pid} (largest), x{box[0]}-{box[2]} "
                            f"y{box[1]}-{box[3]}"))
-    photo = photo_run(tmp)
+    photo = photo_run(tmp, Path(args.data))
     bottom = [(_img(photo["original"]), "kodim12"),
               (_img(photo["overlay"]), f"masks: ids {photo['ids']}"),
               (_img(photo["result"]), "1=wave 2=scream, background none")]

@@ -183,8 +183,8 @@ def run_values(*, frames: int, size: int, people: bool, smooth: bool = True) -> 
 def timed_run(input_path: Path, output: Path, values: Mapping[str, Any],
               work_dir: Path) -> dict[str, Any]:
     """One :func:`vidstyle.engine.run` (a per-person run's work folder kept in
-    ``work_dir``): wall seconds,
-    and the segment pass's share (up to its last progress event)."""
+    ``work_dir``): wall seconds, and the segment pass's share (up to its last progress
+    event)."""
     cfg, spec = build_config(values)
     last: dict[str, float] = {}
 

@@ -259,7 +259,7 @@ def segment_fingerprint(config: RunConfig, segmenter: Segmenter, flow: FlowEstim
     seg = config.segment
     return fingerprint_of("segment", segmenter.fingerprint(), input_sha256, seg,
                           flow.fingerprint() if flow is not None else None,
-                          config.max_frames, config.fast.size)
+                          config.max_frames, config.fast.size, PEOPLE_FORMAT)
 
 
 __all__ = ["PeopleTrack", "load_people", "load_raw", "make_segmenter", "save_people",

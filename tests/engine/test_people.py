@@ -17,12 +17,13 @@ from vidstyle.errors import UsageError
 from vidstyle.fast.stylizer import make_fast_stylizer
 from vidstyle.imageops import load_image, resize
 from vidstyle.media import iter_frames
+from vidstyle.segment.base import FrameByFrame, SegmentState
 from vidstyle.segment.ops import feather
 from vidstyle.tensors import to_tensor
 from vidstyle.weights.cache import vidstyle_home
 
 
-class FakeSegmenter:
+class FakeSegmenter(FrameByFrame):
     """Two people as fixed ellipses (left and right), for any frame size."""
 
     name = "fake"
@@ -317,3 +318,72 @@ def test_people_too_small_for_a_style_are_reported_once(tmp_path: Path, home: Pa
     assert sorted(track.seen) == [1, 2]
     small = [r for r in caplog.records if "too small" in r.getMessage()]
     assert len(small) == 1 and "person 2" in small[0].getMessage()
+
+
+class FollowingSegmenter(FakeSegmenter):
+    """A person who moves 3 px right per frame, found only by following: each frame's
+    disc is placed from the state the previous frame left (the first frame starts it)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.states: dict[int, object] = {}
+
+    def segment_next(self, frame: torch.Tensor, *, index: int, state: SegmentState | None
+                     ) -> tuple[Instances, SegmentState]:
+        self.calls += 1
+        self.states[index] = state
+        h, w = frame.shape[-2:]
+        cx = 20.0 if state is None else float(state.rois[0, 0]) + 3.0
+        ys, xs = torch.arange(h)[:, None] + 0.5, torch.arange(w)[None, :] + 0.5
+        mask = (((xs - cx) / 8) ** 2 + ((ys - h / 2) / 20) ** 2 <= 1).float() * 0.9
+        inst = Instances(masks=mask[None], boxes=torch.tensor([[cx - 8, h / 2 - 20, cx + 8,
+                                                                h / 2 + 20]]),
+                         scores=torch.ones(1), ids=(0,))
+        key = 0 if state is None else state.key
+        return inst, SegmentState(key=key, rois=[[cx, h / 2, 40.0, 0.0]], scores=[1.0])
+
+
+def test_a_resumed_segment_pass_goes_on_from_the_stored_state(tmp_path: Path,
+                                                              home: Path) -> None:
+    """A segmenter that follows people gets, for frame i, the state stored with frame
+    i-1: a pass killed after 2 frames and run again gives the people of an uninterrupted
+    pass, and only the missing frames are segmented."""
+    from vidstyle.config import SegmentConfig
+    from vidstyle.engine.people import segment_cache_root, track_people
+    from vidstyle.fast.stabilize import default_flow
+    from vidstyle.workdir import WorkDir
+
+    clip = make_clip(tmp_path / "c.mp4", n=5, size=(96, 64))
+
+    def once(seg: FollowingSegmenter, name: str, frames: int | None) -> object:
+        stage = WorkDir(tmp_path / name).stage("segment", "fp")
+        return track_people(lambda: iter_frames(clip), prepare=to_tensor, segmenter=seg,
+                            flow=default_flow(), config=SegmentConfig(), fps=25.0,
+                            input_sha256="x", stage=stage, max_frames=frames, total=5,
+                            progress=lambda ev: None)
+
+    whole = once(FollowingSegmenter(), "a", None)
+    for path in segment_cache_root().rglob("raw_*.npz"):
+        path.unlink()
+    killed = FollowingSegmenter()
+    once(killed, "b", 2)
+    resumed = FollowingSegmenter()
+    track = once(resumed, "c", None)
+    assert killed.calls == 2 and resumed.calls == 3 and sorted(resumed.states) == [2, 3, 4]
+    assert resumed.states[2].rois[0, 0] == 23.0  # frame 1's state, read back from the cache
+    for i in range(5):
+        a, b = whole.load(i), track.load(i)
+        assert a.ids == b.ids == (1,) and torch.equal(a.masks, b.masks)
+    assert float(track.load(4).boxes[0, 0]) == pytest.approx(20 + 4 * 3 - 8)
+
+
+def test_detect_every_is_checked_and_keys_the_segmenter() -> None:
+    from vidstyle.config import SegmentConfig
+    from vidstyle.engine.people import make_segmenter
+
+    assert make_segmenter(SegmentConfig(detect_every=3)).detect_every == 3
+    assert "every=3" in repr(make_segmenter(SegmentConfig(detect_every=3)))
+    with pytest.raises(UsageError, match="--detect-every"):
+        build_config({"--style": "wave", "--instance": ("1=wave",), "--detect-every": 0})
+    with pytest.raises(UsageError, match="--detect-every applies"):
+        SegmentConfig(backend="maskrcnn", detect_every=5)

@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from vidstyle.config import EncodeConfig, FastConfig, RunConfig
@@ -127,6 +128,42 @@ def test_inference_net_matches_stylenet_in_fp32_and_bf16() -> None:
     assert float((fp32 - ref).abs().max()) < 1e-5
     assert float((bf16 - ref).abs().max()) < 0.1
     assert float((bf16 - ref).abs().mean()) < 0.01
+
+
+def test_style_map_uses_only_the_styles_it_weights() -> None:
+    """A style map that weights a few of the model's styles gives what the per-pixel
+    formula over all styles gives (styles without weight are skipped, each layer size is
+    pooled once), and a uniform map gives the plain pass of its row."""
+    net = _random_net(1)
+    x = torch.rand(1, 3, 45, 61, generator=torch.Generator().manual_seed(0))
+    left = (torch.arange(61) < 30).float().expand(45, 61)
+    m = torch.zeros(1, 3, 45, 61)
+    m[0, 0], m[0, 2] = left, 1.0 - left  # style 1 has no weight anywhere
+    inet = InferenceNet(net)
+    with torch.inference_mode():
+        got = inet(x, m)
+        uniform = inet(x, torch.tensor([0.2, 0.0, 0.8]).view(1, 3, 1, 1).expand(1, 3, 45, 61))
+        rows = inet(x, torch.tensor([[0.2, 0.0, 0.8]]))
+        ref = _map_by_formula(inet, x, m)
+    assert float((got - ref).abs().max()) < 1e-5
+    assert float((uniform - rows).abs().max()) < 1e-5
+
+
+def _map_by_formula(inet: InferenceNet, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """The style-map pass with (gamma, beta) maps over all styles (``affine_map``)."""
+
+    def norm(i: int, y: torch.Tensor, gb, stats) -> torch.Tensor:
+        s = inet.specs[i]
+        g, b = inet.affine_map(i, m, y.shape[-2:])
+        z = torch.addcmul(b, F.batch_norm(y, None, None, None, None, True, 0.0, s.eps), g)
+        return F.relu(z) if s.relu else z
+
+    orig = inet._norm
+    inet._norm = norm  # type: ignore[method-assign]
+    try:
+        return inet(x, m)
+    finally:
+        inet._norm = orig  # type: ignore[method-assign]
 
 
 class _Broken(Runtime):

@@ -18,12 +18,14 @@ from vidstyle.contracts import Instances
 from vidstyle.errors import UsageError, WeightsError
 from vidstyle.segment import Segmenter
 from vidstyle.segment import models as M
+from vidstyle.segment.base import SegmentState
 from vidstyle.segment.mediapipe import (
     NUM_ANCHORS,
     Detection,
     MediaPipeSegmenter,
     decode_detections,
     face_box,
+    nearest_tiles,
     roi_from_points,
     same_person,
     share_overlaps,
@@ -118,6 +120,19 @@ def test_share_overlaps_gives_contested_pixels_to_the_strongest() -> None:
     assert np.array_equal(share_overlaps(m[:1], 4.0), m[:1])  # a lone mask is unchanged
 
 
+def test_local_search_looks_at_the_frame_and_one_tile_per_size_around_a_point() -> None:
+    tiles = tile_grid(480, 640, (0.6, 0.4), 0.67)
+    got = nearest_tiles(tiles, np.array([[500.0, 300.0]]))
+    assert got[0] == (0, 0, 640, 480) and len(got) == 3 < len(tiles)
+    for x0, y0, x1, y1 in got[1:]:
+        assert x0 <= 500 < x1 and y0 <= 300 < y1
+    assert {t[2] - t[0] for t in got[1:]} == {384, 256}
+    # two far-apart points: each gets its own tiles; an unchanged order, no repeats
+    two = nearest_tiles(tiles, np.array([[500.0, 300.0], [40.0, 40.0]]))
+    assert len(two) == 5 and two == [t for t in tiles if t in two]
+    assert nearest_tiles(tiles, np.zeros((0, 2))) == [(0, 0, 640, 480)]
+
+
 def test_face_box_is_nan_when_the_face_is_not_visible() -> None:
     pts = np.array([[10.0, 10], [20, 14]] * 5 + [[15, 12]])
     box = face_box(pts, np.ones(11), min_visibility=0.5)
@@ -136,6 +151,8 @@ def test_constructor_checks_values_and_touches_no_disk(
         MediaPipeSegmenter(tiles=(1.5,))
     with pytest.raises(UsageError, match="min_score"):
         MediaPipeSegmenter(min_score=2.0)
+    with pytest.raises(UsageError, match="detect_every"):
+        MediaPipeSegmenter(detect_every=0)
     with pytest.raises(TypeError):
         MediaPipeSegmenter((0.5,))  # type: ignore[misc]  # keyword-only
 
@@ -294,7 +311,7 @@ def test_fingerprint_names_models_and_parameters(segmenter: MediaPipeSegmenter) 
     assert fp.startswith("mediapipe(") and M.MEDIAPIPE_WHEEL.files[0].sha256[:16] in fp
     assert MediaPipeSegmenter().fingerprint() == fp
     for changed in (dict(tiles=(0.5,)), dict(min_score=0.4), dict(refine=False),
-                    dict(roi_scale=1.5), dict(overlap_power=2.0)):
+                    dict(roi_scale=1.5), dict(overlap_power=2.0), dict(detect_every=5)):
         assert MediaPipeSegmenter(**changed).fingerprint() != fp, changed
 
 
@@ -315,3 +332,93 @@ def test_segment_boxes_uses_given_boxes(segmenter: MediaPipeSegmenter, data_dir:
     assert np.logical_and(hard, gt).sum() / np.logical_or(hard, gt).sum() >= 0.7
     blank = segmenter.segment_boxes(torch.full((1, 3, 120, 160), 0.5), [[40, 10, 120, 110]])
     assert len(blank) == 0  # no person in the crop: the presence score drops it
+
+
+# --------------------------------------------------------------------------- video mode
+
+
+class _Counting(MediaPipeSegmenter):
+    """Records each detection: None for a full one, else the points of a local search."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.detections: list[np.ndarray | None] = []
+
+    def detect(self, image: np.ndarray, near: np.ndarray | None = None) -> list[Detection]:
+        self.detections.append(None if near is None else np.asarray(near))
+        return super().detect(image, near)
+
+
+def _video(segmenter: MediaPipeSegmenter, frames: list[torch.Tensor]
+           ) -> list[tuple[Instances, SegmentState]]:
+    out, state = [], None
+    for i, x in enumerate(frames):
+        inst, state = segmenter.segment_next(x, index=i, state=state)
+        out.append((inst, state))
+    return out
+
+
+def _best_iou(mask: torch.Tensor, others: torch.Tensor) -> float:
+    a = mask.numpy() >= 0.5
+    return max((np.logical_and(a, b).sum() / np.logical_or(a, b).sum()
+                for b in others.numpy() >= 0.5), default=0.0)
+
+
+@pytest.fixture(scope="module")
+def models() -> None:
+    try:
+        M.locate_mediapipe_models()
+    except WeightsError as e:
+        pytest.skip(f"person segmentation models not fetched: {e}")
+
+
+def test_key_frames_as_configured_people_followed_in_between(models: None,
+                                                             data_dir: Path) -> None:
+    """A still scene (kodim12 repeated): the full detection runs on frames 0 and 4 only
+    (detect_every=4); in between both people are followed (one landmark run each) with
+    masks that overlap the detection's; a blank frame loses them (a local search, no
+    people) and a person coming back is found at the next key frame, not before."""
+    seg = _Counting(detect_every=4)
+    x = _frame(data_dir / "content" / "kodim12.png")
+    blank = torch.full_like(x, 0.5)
+    got = _video(seg, [x] * 6 + [blank, x, x])
+    people = [len(inst) for inst, _ in got]
+    keys = [state.key for _, state in got]
+    assert keys == [0, 0, 0, 0, 4, 4, 4, 4, 8]
+    assert people == [2, 2, 2, 2, 2, 2, 0, 0, 2]
+    full = [d is None for d in seg.detections]
+    assert full.count(True) == 3 and len(full) == 4  # frames 0, 4, 8 + the blank's search
+    assert seg.detections[2] is not None and len(seg.detections[2]) == 2  # both lost
+    first = got[0][0]
+    for inst, _ in got[1:6]:
+        for k in range(2):
+            assert _best_iou(inst.masks[k], first.masks) >= 0.8
+        assert torch.equal(inst.scores, first.scores)  # scores from their key frame
+    assert all(len(state) == n for (_, state), n in zip(got, people, strict=True))
+
+
+def test_followed_walkers_keep_their_ids_and_match_the_full_detection(
+        models: None, data_dir: Path) -> None:
+    """vtest at 640x480: followed between key frames, each walker keeps one id (the
+    tracker's) and its mask overlaps the full detection's mask of the same frame."""
+    from vidstyle import media
+    from vidstyle.imageops import resize_uint8
+    from vidstyle.segment.track import Tracker
+    from vidstyle.tensors import to_tensor
+
+    frames = []
+    for f in media.iter_frames(data_dir / "video" / "vtest_000-010s.avi"):
+        frames.append(to_tensor(resize_uint8(f.rgb, (480, 640))))
+        if len(frames) == 4:
+            break
+    seg = MediaPipeSegmenter(detect_every=10)
+    got = _video(seg, frames)
+    assert [state.key for _, state in got] == [0, 0, 0, 0]
+    tracker = Tracker()
+    ids = [tracker.update(inst).ids for inst, _ in got]
+    assert len(ids[0]) >= 3 and all(i == ids[0] for i in ids)  # no one lost or renamed
+    for i, (inst, _) in enumerate(got[1:], start=1):
+        full = seg.segment(frames[i])
+        ious = [_best_iou(m, full.masks) for m in inst.masks]
+        assert sum(v >= 0.5 for v in ious) >= len(ious) - 1, ious
+        assert np.median(ious) >= 0.6, ious

@@ -196,3 +196,38 @@ def test_hard_ids_takes_the_strongest_mask_above_half() -> None:
     m = torch.tensor([[[0.9, 0.6, 0.3]], [[0.2, 0.7, 0.4]]])
     assert hard_ids(m, (3, 7)).tolist() == [[3, 7, 0]]
     assert hard_ids(m[:0], ()).tolist() == [[0, 0, 0]]
+
+
+def test_box_limited_mask_ops_equal_the_whole_frame_computation() -> None:
+    """Warping, feathering and IoU work on the box around the masks: the results equal
+    the whole-frame computation, for masks in the middle, at the frame's border, and for
+    a flow that carries a mask far (more than the mask's size)."""
+    from vidstyle.flow.warp import warp
+
+    h, w = 70, 90
+    m = torch.zeros(3, h, w)
+    m[0, 20:40, 30:45] = 0.8
+    m[1, 0:15, 75:90] = 1.0  # touches the top and right border
+    m[2, 55:70, 0:10] = 0.6
+    g = torch.Generator().manual_seed(0)
+    flow = torch.randn(1, 2, h, w, generator=g) * 2.0
+    flow[:, 0, 30:60, 40:80] = -25.0  # pulls mask 0 far to the right
+    ref = warp(m.unsqueeze(1), flow, padding="border").squeeze(1).clamp(0, 1)
+    assert torch.allclose(warp_masks(m, flow), ref, atol=1e-6)
+    assert float(warp_masks(m, flow)[0, 30:40, 55:70].max()) > 0.5  # it did move far
+    # feathering a mask in a larger frame = feathering it in a small one, then placing it
+    small = torch.zeros(1, 30, 30)
+    small[0, 10:20, 12:18] = 0.9
+    big = torch.zeros(1, 100, 120)
+    big[0, 40:50, 52:58] = 0.9  # the same mask, offset by (30, 40)
+    fb = feather(big, 4)
+    assert torch.equal(fb[0, 30:60, 40:70], feather(small, 4)[0])
+    assert float(fb.sum()) == pytest.approx(float(feather(small, 4).sum()))
+    b = m.roll(3, dims=2)
+    ref_iou = torch.zeros(3, 3)
+    for i in range(3):
+        for j in range(3):
+            a_, b_ = m[i] > 0.5, b[j] > 0.5
+            union = (a_ | b_).sum()
+            ref_iou[i, j] = (a_ & b_).sum() / union if union else 0.0
+    assert torch.allclose(iou_matrix(m, b), ref_iou, atol=1e-6)

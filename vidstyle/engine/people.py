@@ -4,10 +4,13 @@ Per-person styles need to know which ids exist before the first frame is painted
 ``--instance`` id that never appears is an error listing the ids found), so the engine
 runs this stage as a pass of its own over the clip:
 
-1. each frame at the stylizer's working size is segmented (:class:`Segmenter`); the raw
-   result is cached per frame (``raw_NNNNNN.npz``) in a folder keyed by the segmenter,
-   the input's SHA-256 and the working size, under ``$VIDSTYLE_HOME/cache/segment/``, so
-   a killed run resumes and another style or setting reuses them;
+1. each frame at the stylizer's working size is segmented
+   (:meth:`Segmenter.segment_next`: MediaPipe runs its full detection on key frames and
+   follows people in between, from the state the previous frame left); the raw result
+   and that state are cached per frame (``raw_NNNNNN.npz``) in a folder keyed by the
+   segmenter, the input's SHA-256 and the working size, under
+   ``$VIDSTYLE_HOME/cache/segment/``, so a killed run resumes and another style or
+   setting reuses them; the next frame always starts from the stored state;
 2. the tracker numbers people (left to right where they first appear) and keeps each
    id through the clip (mask IoU after warping by the flow; short occlusions keep ids);
 3. masks get soft edges (``--feather``) and are smoothed in time (blended with the
@@ -41,7 +44,7 @@ from vidstyle.fileio import atomic_path, atomic_write_bytes, sha256_file
 from vidstyle.flow import FlowEstimator, flow_from_config
 from vidstyle.flow.pair import frame_pair
 from vidstyle.imageops import resize_uint8, working_size
-from vidstyle.segment.base import Segmenter
+from vidstyle.segment.base import Segmenter, SegmentState
 from vidstyle.segment.files import FolderMasks, write_id_png
 from vidstyle.segment.ops import feather
 from vidstyle.segment.render import overlay
@@ -73,7 +76,7 @@ def make_segmenter(config: SegmentConfig, *, device: torch.device | str = "cpu",
         return MatteSegmenter()
     from vidstyle.segment.mediapipe import MediaPipeSegmenter
 
-    return MediaPipeSegmenter()
+    return MediaPipeSegmenter(detect_every=config.detect_every)
 
 
 def segment_cache_root() -> Path:
@@ -81,24 +84,59 @@ def segment_cache_root() -> Path:
     return vidstyle_home() / "cache" / "segment"
 
 
-def save_people(path: Path, inst: Instances) -> None:
-    """Write ``inst`` (masks as uint8) atomically to an ``.npz`` file."""
+#: Layout of the cached ``.npz`` files (part of the raw cache's fingerprint).
+PEOPLE_FORMAT = 2
+
+
+def save_people(path: Path, inst: Instances, state: SegmentState | None = None) -> None:
+    """Write ``inst`` and the segmenter's ``state`` after this frame (if any) atomically
+    to an ``.npz`` file. Masks are stored as uint8, each cropped to the box of its
+    nonzero pixels (``crops``: (N, 4) y0, x0, y1, x1; the pixels of all crops
+    concatenated in ``pixels``): people cover a small part of a frame, so writing and
+    reading cost little."""
     masks = (inst.masks.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    crops = np.zeros((len(masks), 4), np.int64)
+    parts = []
+    for k, m in enumerate(masks):
+        rows, cols = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
+        if len(rows):
+            crops[k] = rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
+            parts.append(m[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].ravel())
+    pixels = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
     faces = inst.faces.numpy() if inst.faces is not None else np.zeros((0, 4), np.float32)
+    extra = {} if state is None else {"state_key": np.asarray(state.key, np.int64),
+                                      "state_rois": state.rois, "state_scores": state.scores}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, masks=masks, boxes=inst.boxes.numpy().astype(np.float32),
+        np.savez_compressed(fh, size=np.asarray(inst.size, np.int64), crops=crops,
+                            pixels=pixels, boxes=inst.boxes.numpy().astype(np.float32),
                             scores=inst.scores.numpy().astype(np.float32),
                             ids=np.asarray(inst.ids, np.int64), faces=faces,
-                            has_faces=np.asarray(inst.faces is not None))
+                            has_faces=np.asarray(inst.faces is not None), **extra)
 
 
 def load_people(path: Path) -> Instances:
-    """Read what :func:`save_people` wrote."""
+    """Read the people :func:`save_people` wrote."""
+    return load_raw(path)[0]
+
+
+def load_raw(path: Path) -> tuple[Instances, SegmentState | None]:
+    """Read what :func:`save_people` wrote: the people and the segmenter's state."""
     with np.load(path) as z:
         faces = torch.from_numpy(z["faces"]) if bool(z["has_faces"]) else None
-        return Instances(masks=torch.from_numpy(z["masks"]).float() / 255.0,
+        state = None
+        if "state_key" in z.files:
+            state = SegmentState(key=int(z["state_key"]), rois=z["state_rois"],
+                                 scores=z["state_scores"])
+        crops, pixels = z["crops"], z["pixels"]
+        masks = np.zeros((len(crops), *(int(v) for v in z["size"])), np.uint8)
+        at = 0
+        for k, (y0, x0, y1, x1) in enumerate(crops):
+            n = int((y1 - y0) * (x1 - x0))
+            masks[k, y0:y1, x0:x1] = pixels[at:at + n].reshape(y1 - y0, x1 - x0)
+            at += n
+        return Instances(masks=torch.from_numpy(masks).float() / 255.0,
                          boxes=torch.from_numpy(z["boxes"]), scores=torch.from_numpy(z["scores"]),
-                         ids=tuple(int(i) for i in z["ids"]), faces=faces)
+                         ids=tuple(int(i) for i in z["ids"]), faces=faces), state
 
 
 @dataclass
@@ -153,6 +191,7 @@ def track_people(
     gap = max(1, round(config.max_gap * (fps or 25.0)))
     tracker = Tracker(max_gap_frames=gap)
     raw_root: Stage | None = None
+    state: SegmentState | None = None
     prev_x: torch.Tensor | None = None
     prev: Instances | None = None
     seen: dict[int, list[int]] = {}
@@ -161,14 +200,14 @@ def track_people(
         x = prepare(frame.rgb)
         if raw_root is None:
             fp = fingerprint_of("segment-raw", segmenter.fingerprint(), input_sha256,
-                                list(x.shape[-2:]))
+                                list(x.shape[-2:]), PEOPLE_FORMAT)
             raw_root = Stage(root=segment_cache_root(), name=fp, fingerprint=fp).open()
         raw_path = raw_root.path(f"raw_{frame.index:06d}.npz")
         if not raw_path.is_file():
-            save_people(raw_path, segmenter.segment(x, index=frame.index))
-        # always the stored (uint8-rounded) masks: a fresh and a cached run must track
-        # the same numbers, or ids depend on what the cache held
-        raw = load_people(raw_path)
+            save_people(raw_path, *segmenter.segment_next(x, index=frame.index, state=state))
+        # always the stored (uint8-rounded) masks and state: a fresh and a cached run
+        # must track the same numbers, or ids depend on what the cache held
+        raw, state = load_raw(raw_path)
         pair = None
         if flow is not None and prev_x is not None and prev_x.shape == x.shape:
             with torch.inference_mode():
@@ -225,10 +264,10 @@ def segment_fingerprint(config: RunConfig, segmenter: Segmenter, flow: FlowEstim
     seg = config.segment
     return fingerprint_of("segment", segmenter.fingerprint(), input_sha256, seg,
                           flow.fingerprint() if flow is not None else None,
-                          config.max_frames, config.fast.size)
+                          config.max_frames, config.fast.size, PEOPLE_FORMAT)
 
 
-__all__ = ["PeopleTrack", "load_people", "make_segmenter", "save_people",
+__all__ = ["PeopleTrack", "load_people", "load_raw", "make_segmenter", "save_people",
            "segment_cache_root", "segment_fingerprint", "track_people"]
 
 

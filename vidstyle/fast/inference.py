@@ -14,7 +14,7 @@ Images are (B, 3, H, W) float32 RGB in [0, 1]; style weights are (B, S) float32 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -41,9 +41,31 @@ PHASE_MAX_CHANNELS = 3
 
 @dataclass(frozen=True)
 class _StyleMap:
-    """Per-pixel style weights (1, S, H, W) at the input resolution."""
+    """Per-pixel style weights (1, S, H, W) at the input resolution, kept as the styles
+    that have weight somewhere (``active``: (A,) indices into S, ``weights``: (1, A, H,
+    W)), and pooled once per layer size (``at``): a frame uses a few of the model's
+    styles, and many layers share a size."""
 
     weights: torch.Tensor
+    active: torch.Tensor
+    pooled: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, style_map: torch.Tensor) -> _StyleMap:
+        """From a full style map (1, S, H, W)."""
+        m = style_map.to(torch.float32)
+        active = torch.nonzero(m.flatten(2).amax(dim=-1)[0] > 0).flatten()
+        return cls(m[:, active].contiguous(), active)
+
+    def at(self, size: Sequence[int]) -> torch.Tensor:
+        """The active weights (1, A, h, w) averaged down (area) to ``size``."""
+        key = (int(size[0]), int(size[1]))
+        if key not in self.pooled:
+            m = self.weights
+            if tuple(m.shape[-2:]) != key:
+                m = F.adaptive_avg_pool2d(m, key)
+            self.pooled[key] = m
+        return self.pooled[key]
 
 
 @dataclass(frozen=True)
@@ -188,7 +210,9 @@ class InferenceNet(nn.Module):
     ) -> torch.Tensor:
         s = self.specs[i]
         if isinstance(gb, _StyleMap):
-            g, b = self.affine_map(i, gb.weights, y.shape[-2:])
+            m = gb.at(y.shape[-2:])
+            g = torch.einsum("sc,bshw->bchw", self.gammas[i][gb.active], m)
+            b = torch.einsum("sc,bshw->bchw", self.betas[i][gb.active], m)
             z = F.batch_norm(y, None, None, None, None, True, 0.0, s.eps)
             z = torch.addcmul(b.to(z.dtype), z, g.to(z.dtype))
             return F.relu(z, inplace=True) if s.relu else z
@@ -226,7 +250,7 @@ class InferenceNet(nn.Module):
                 raise ValueError(f"a style map must be (1, {self.num_styles}, H, W) for one "
                                  f"image (H, W), got {tuple(style_weights.shape)} for "
                                  f"{tuple(x.shape)}")
-            gb = _StyleMap(style_weights.to(x.device))
+            gb = _StyleMap.of(style_weights.to(x.device))
         elif style_weights.dim() != 2 or style_weights.shape[1] != self.num_styles:
             raise ValueError(
                 f"expected (B, {self.num_styles}) style weights, got {tuple(style_weights.shape)}"

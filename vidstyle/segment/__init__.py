@@ -9,7 +9,7 @@ offline default), :mod:`vidstyle.segment.maskrcnn` (torchvision), :class:`Folder
 (a user's mask files); they are imported where used (they load their runtimes).
 """
 
-from vidstyle.segment.base import Segmenter
+from vidstyle.segment.base import FrameByFrame, Segmenter, SegmentState
 from vidstyle.segment.faces import face_mask
 from vidstyle.segment.files import FolderMasks, check_mask_folder, read_id_png, write_id_png
 from vidstyle.segment.ops import (
@@ -32,6 +32,8 @@ from vidstyle.segment.track import (
 
 __all__ = [
     "FolderMasks",
+    "FrameByFrame",
+    "SegmentState",
     "Segmenter",
     "Tracker",
     "check_mask_folder",

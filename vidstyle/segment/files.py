@@ -28,6 +28,7 @@ from vidstyle.contracts import Instances
 from vidstyle.errors import UsageError, describe
 from vidstyle.fileio import atomic_path, sha256_file
 from vidstyle.imageops import resize
+from vidstyle.segment.base import FrameByFrame
 from vidstyle.segment.ops import hard_ids, mask_boxes
 
 #: PIL modes read as ids: 8-bit, 16-bit (PIL names them several ways), 32-bit integer
@@ -154,7 +155,7 @@ def instances_from_ids(ids: np.ndarray | torch.Tensor,
                      ids=tuple(values))
 
 
-class FolderMasks:
+class FolderMasks(FrameByFrame):
     """The user's own masks as a :class:`~vidstyle.segment.base.Segmenter`.
 
     folder: a mask folder (see the module doc). n_frames: the frames to be processed

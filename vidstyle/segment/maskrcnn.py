@@ -27,6 +27,7 @@ from vidstyle.contracts import Instances
 from vidstyle.errors import WeightsError, describe
 from vidstyle.fileio import sha256_file
 from vidstyle.imageops import resize
+from vidstyle.segment.base import FrameByFrame
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def _check_hub_hash(path: Path, digest: str) -> None:
                            f"(sha256 {digest[:12]}...): delete it or give another file")
 
 
-class MaskRCNNSegmenter:
+class MaskRCNNSegmenter(FrameByFrame):
     """Person instance masks from Mask R-CNN (a :class:`~vidstyle.segment.base.Segmenter`).
 
     weights_path: the weights file (``--mask-weights``); None: the torch hub cache file.

@@ -31,12 +31,23 @@ Pipeline for one frame (1, 3, H, W) float32 RGB in [0, 1]:
    m_i * m_i^p / sum_j m_j^p (p = ``overlap_power``), so the strongest person takes a
    contested pixel and the masks of a frame sum to at most 1.
 
+In a video (:meth:`MediaPipeSegmenter.segment_next`, as MediaPipe's own video mode) the
+tiled detection runs only on key frames (the first, then every ``detect_every``-th); in
+between each person is *followed*: one landmark run in the crop predicted from their
+landmarks of the previous frame (hip centre and size points, step 3 without the
+detector). A person who is lost (presence, or merged into a neighbour) is searched for
+at once in the whole frame and the tile of each size nearest their crop; people who
+enter are found at the next key frame. The state handed from frame to frame
+(:class:`~vidstyle.segment.base.SegmentState`: crops, scores, last key frame) is cached
+with each frame's masks, so a resumed run goes on exactly as an uninterrupted one.
+
 Face boxes (for ``--detail``) come from landmarks 0-10 (nose, eyes, ears, mouth): a
 square around them; NaN where they are not visible.
 
 Cost (2 CPU threads): one detector run per tile (about 11 ms; with the defaults 23 runs
 for 16:9 frames, 33 for 4:3) plus one or two landmark runs per person (about 21 ms
-each), so 0.4-1 s per frame; ``tiles=()`` (whole frame only) costs one detector run but
+each), so 0.4-1 s per frame for :meth:`~MediaPipeSegmenter.segment`; followed frames of
+a video cost one landmark run per person; ``tiles=()`` (whole frame only) costs one detector run but
 finds only people who fill much of the frame. Quality on COCO photos: ``benchmarks/bench_masks.py``.
 Nothing is read from disk before :meth:`MediaPipeSegmenter.check` or the first
 :meth:`~MediaPipeSegmenter.segment`.
@@ -58,6 +69,7 @@ import torch
 
 from vidstyle.contracts import Instances
 from vidstyle.errors import UsageError, WeightsError
+from vidstyle.segment.base import SegmentState
 from vidstyle.segment.models import MediaPipeModels, locate_mediapipe_models
 
 log = logging.getLogger(__name__)
@@ -72,6 +84,8 @@ FACE_LANDMARKS = slice(0, 11)
 AUX_CENTER, AUX_SCALE = 33, 34
 #: Other detections of the same person tried when the first crop looks at a neighbour.
 ALTERNATIVES = 2
+#: In a video, the full detection runs every this many frames (see ``segment_next``).
+DETECT_EVERY = 10
 
 
 # --------------------------------------------------------------------------- anchors
@@ -242,6 +256,20 @@ def tile_grid(h: int, w: int, fractions: tuple[float, ...], overlap: float) -> l
     return list(dict.fromkeys(tiles))
 
 
+def nearest_tiles(tiles: list[tuple], points: np.ndarray) -> list[tuple]:
+    """The first tile of ``tiles`` (the whole frame, see :func:`tile_grid`) and, for each
+    point (P, 2) (x, y) and each tile size, the tile whose centre is nearest the point; in
+    the order of ``tiles``, each once."""
+    chosen = {tiles[0]} if tiles else set()
+    sizes = {(t[2] - t[0], t[3] - t[1]) for t in tiles[1:]}
+    for x, y in points:
+        for size in sizes:
+            same = [t for t in tiles[1:] if (t[2] - t[0], t[3] - t[1]) == size]
+            chosen.add(min(same, key=lambda t: ((t[0] + t[2]) / 2 - x) ** 2
+                           + ((t[1] + t[3]) / 2 - y) ** 2))
+    return [t for t in tiles if t in chosen]
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
 
@@ -300,7 +328,10 @@ class MediaPipeSegmenter:
     ``overlap_power``: how hard contested pixels go to the strongest mask; ``flip``: also
     detect in mirrored tiles (2x the detector cost; no better on the COCO benchmark);
     ``max_people``: at most this many (best scores first); ``threads``: CPU threads of
-    each interpreter. Defaults were chosen by the overall numbers of the benchmark.
+    each interpreter; ``detect_every``: in a video (:meth:`segment_next`), the full
+    detection runs on every ``detect_every``-th frame (and when a followed person is
+    lost), people are followed in between (1: detect on every frame). Defaults were
+    chosen by the overall numbers of the benchmarks.
 
     One instance serializes its :meth:`segment` calls (a lock): interpreters are not
     thread-safe; use one instance per thread for parallel frames.
@@ -325,6 +356,7 @@ class MediaPipeSegmenter:
         flip: bool = False,
         max_people: int = 32,
         threads: int = 2,
+        detect_every: int = DETECT_EVERY,
     ) -> None:
         if any(not (0.05 <= f < 1.0) for f in tiles):
             raise UsageError(f"mediapipe tiles must be fractions in [0.05, 1), got {tiles}")
@@ -336,6 +368,8 @@ class MediaPipeSegmenter:
                 raise UsageError(f"mediapipe {label} must be in [0, 1], got {v}")
         if roi_scale <= 0 or overlap_power <= 0 or max_people < 1 or threads < 1:
             raise UsageError("mediapipe roi_scale, overlap_power, max_people, threads must be > 0")
+        if detect_every < 1:
+            raise UsageError(f"mediapipe detect_every must be >= 1, got {detect_every}")
         self.home = Path(home) if home is not None else None
         self.allow_download = bool(allow_download)
         self.tiles = tuple(float(f) for f in tiles)
@@ -350,6 +384,7 @@ class MediaPipeSegmenter:
         self.flip = bool(flip)
         self.max_people = int(max_people)
         self.threads = int(threads)
+        self.detect_every = int(detect_every)
         self._models: MediaPipeModels | None = None
         self._detector: Any = None
         self._landmarker: Any = None
@@ -364,7 +399,8 @@ class MediaPipeSegmenter:
             f"tiles={tiles},overlap={self.tile_overlap:g},score={self.min_score:g},"
             f"nms={self.nms_iou:g},presence={self.min_presence:g},roi={self.roi_scale:g},"
             f"refine={int(self.refine)},dedup={self.dedup_dist:g},"
-            f"power={self.overlap_power:g},flip={int(self.flip)},max={self.max_people}"
+            f"power={self.overlap_power:g},flip={int(self.flip)},max={self.max_people},"
+            f"every={self.detect_every}"
         )
 
     def models(self) -> MediaPipeModels:
@@ -446,13 +482,18 @@ class MediaPipeSegmenter:
             out.append(Detection(box + np.tile(origin, 2), kp + origin, float(s)))
         return out
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray, near: np.ndarray | None = None) -> list[Detection]:
         """Detections of the whole frame and its tiles, best score first; image (H, W, 3)
         in [0, 1]. Within one run, MediaPipe's weighted NMS; across runs (whose boxes
-        differ in size for one person) the best of each set of :func:`same_person`."""
+        differ in size for one person) the best of each set of :func:`same_person`.
+        ``near``: (P, 2) points (x, y) in pixels: a local search for people lost there:
+        the whole frame and, for each point and tile size, the tile centred nearest it."""
         h, w = image.shape[:2]
         dets: list[Detection] = []
-        for tile in tile_grid(h, w, self.tiles, self.tile_overlap):
+        tiles = tile_grid(h, w, self.tiles, self.tile_overlap)
+        if near is not None:
+            tiles = nearest_tiles(tiles, np.asarray(near, np.float64).reshape(-1, 2))
+        for tile in tiles:
             for mirror in (False, True) if self.flip else (False,):
                 dets += weighted_nms(self._detect_tile(image, tile, mirror), iou=self.nms_iou)
         groups: list[list[Detection]] = []
@@ -538,17 +579,107 @@ class MediaPipeSegmenter:
         image = _to_image(frame)
         with self._lock:
             self._load()
+            people = self._detect_people(image, _Pyramid(image))
+        return self._instances(people, image.shape[:2])[0]
+
+    def _detect_people(self, image: np.ndarray, pyramid: _Pyramid,
+                       followed: tuple[_Person, ...] = (),
+                       near: np.ndarray | None = None) -> list[_Person]:
+        """Steps 1-4 of the module doc on ``image`` (H, W, 3): the people found, best
+        detection score first (before de-duplication and sharing). ``followed``: people
+        already segmented in this frame: a detection whose face box holds one of their
+        noses is theirs and is not segmented again, and their faces count as
+        neighbours. ``near``: look only in the tiles around these points (:meth:`detect`)."""
+        people: list[_Person] = []
+        dets = [d for d in self.detect(image, near)
+                if not any(_nose_on(p.landmarks, d.box, FOLLOWED_MARGIN) for p in followed)]
+        known = tuple(face_box(p.landmarks[FACE_LANDMARKS], p.visibility[FACE_LANDMARKS],
+                               min_visibility=0.0) for p in followed)
+        for det in dets:
+            rois = [roi_from_points(c.keypoints[0], c.keypoints[1], enlarge=self.roi_scale)
+                    for c in (det, *det.others[:ALTERNATIVES])]
+            faces = tuple(d.box for d in dets if d is not det) + known
+            p = self._segment_person(pyramid, rois, det.score, det.box, faces)
+            if p is not None:
+                people.append(p)
+        return people
+
+    def segment_next(self, frame: torch.Tensor, *, index: int,
+                     state: SegmentState | None) -> tuple[Instances, SegmentState]:
+        """Frame ``index`` of a video, as MediaPipe's video mode: each person of ``state``
+        (the previous frame's people) is *followed*: the landmark model runs once in the
+        crop predicted from their landmarks of the previous frame (hip centre and size
+        points, as MediaPipe's pose tracking) and the mask is pasted as in
+        :meth:`segment`. The full detection (whole frame and tiles) runs only on *key
+        frames*: the first frame (no ``state``) and every ``detect_every``-th frame after
+        the last key frame; its detections of people already followed are skipped, the
+        others are segmented as in :meth:`segment` (people entering are found there).
+        A followed person who is lost (presence under ``min_presence``, or merged into
+        another person, or left with no pixel above 0.5) is dropped and looked for again
+        at once by the detector in the tiles around their crop (a local search).
+        Duplicates and shared pixels as in :meth:`segment`, followed people first.
+
+        Returns the people (ids all 0) and the state for frame ``index + 1``; both depend
+        only on ``frame``, ``index`` and ``state``, so a run resumed from a stored state
+        goes on exactly as an uninterrupted one.
+        """
+        image = _to_image(frame)
+        size = image.shape[:2]
+        key = state is None or not 0 < index - state.key < self.detect_every
+        with self._lock:
+            self._load()
             pyramid = _Pyramid(image)
-            people: list[_Person] = []
-            dets = self.detect(image)
-            for det in dets:
-                rois = [roi_from_points(c.keypoints[0], c.keypoints[1], enlarge=self.roi_scale)
-                        for c in (det, *det.others[:ALTERNATIVES])]
-                faces = tuple(d.box for d in dets if d is not det)
-                p = self._segment_person(pyramid, rois, det.score, det.box, faces)
-                if p is not None:
-                    people.append(p)
-        return self._instances(people, image.shape[:2])
+            followed, lost = self._follow(pyramid, state) if state is not None else ([], [])
+            if key:
+                new = self._detect_people(image, pyramid, tuple(followed))
+            elif lost:
+                new = self._detect_people(image, pyramid, tuple(followed), near=_centres(lost))
+            else:
+                new = []
+            inst, kept = self._instances(followed + new, size)
+            gone = [p for p in followed if not any(p is q for q in kept)]
+            if gone and not key and not lost:
+                # merged into another person: look again around them once
+                new = self._detect_people(image, pyramid, tuple(followed), near=_centres(
+                    [p.roi for p in gone]))
+                if new:
+                    inst, kept = self._instances(followed + new, size)
+            if lost or gone:
+                log.debug("frame %d: %d followed people lost, %d found by detection",
+                          index, len(lost) + len(gone), len(new))
+        return inst, self._state(kept, index if key else state.key)  # type: ignore[union-attr]
+
+    def _follow(self, pyramid: _Pyramid, state: SegmentState) -> tuple[list[_Person], list[Roi]]:
+        """Each person of ``state`` segmented once in their predicted crop: the people
+        present (presence at least ``min_presence``) and the crops of those lost."""
+        h, w = pyramid.size
+        people: list[_Person] = []
+        lost: list[Roi] = []
+        for (cx, cy, side, rotation), score in zip(state.rois, state.scores, strict=True):
+            roi = Roi(float(cx), float(cy), float(side), float(rotation))
+            if roi.side < 4:
+                lost.append(roi)
+                continue
+            presence, pts, vis, logits, m = self._landmarks(pyramid, roi)
+            if presence < self.min_presence:
+                lost.append(roi)
+                continue
+            mask = cv2.warpAffine(_sigmoid(logits).astype(np.float32), m, (w, h),
+                                  flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=0)
+            people.append(_Person(roi, float(score), presence, np.clip(mask, 0.0, 1.0),
+                                  pts, vis))
+        return people, lost
+
+    def _state(self, people: list[_Person], key: int) -> SegmentState:
+        """The state after a frame whose (kept) people are ``people``: each one's crop
+        in the next frame from their hip centre and size landmarks."""
+        rois = [roi_from_points(p.landmarks[AUX_CENTER], p.landmarks[AUX_SCALE],
+                                enlarge=self.roi_scale) for p in people]
+        return SegmentState(key=key,
+                            rois=np.array([[r.cx, r.cy, r.side, r.rotation] for r in rois],
+                                          np.float32).reshape(-1, 4),
+                            scores=np.array([p.score for p in people], np.float32))
 
     def segment_boxes(self, frame: torch.Tensor, boxes: np.ndarray) -> Instances:
         """People at given upright person boxes instead of detected ones (from another
@@ -570,10 +701,12 @@ class MediaPipeSegmenter:
                 p = self._segment_person(pyramid, [roi], 1.0)
                 if p is not None:
                     people.append(p)
-        return self._instances(people, image.shape[:2])
+        return self._instances(people, image.shape[:2])[0]
 
-    def _instances(self, people: list[_Person], size: tuple[int, int]) -> Instances:
-        """Duplicates dropped, masks shared, empty ones dropped -> :class:`Instances`."""
+    def _instances(self, people: list[_Person],
+                   size: tuple[int, int]) -> tuple[Instances, list[_Person]]:
+        """Duplicates dropped, masks shared, empty ones dropped -> :class:`Instances` and
+        the people kept (in its order)."""
         h, w = size
         found = len(people)
         people = self._dedup(people)[: self.max_people]
@@ -589,7 +722,7 @@ class MediaPipeSegmenter:
             return Instances(
                 masks=torch.zeros(0, h, w), boxes=torch.zeros(0, 4), scores=torch.zeros(0),
                 ids=(), faces=torch.zeros(0, 4),
-            )
+            ), []
         boxes = np.stack([_mask_box(mk, p.roi) for mk, p in zip(masks, people, strict=True)])
         faces = np.stack([
             face_box(p.landmarks[FACE_LANDMARKS], p.visibility[FACE_LANDMARKS], min_visibility=0.5)
@@ -601,7 +734,7 @@ class MediaPipeSegmenter:
             scores=torch.tensor([p.score for p in people], dtype=torch.float32),
             ids=(0,) * len(people),
             faces=torch.from_numpy(faces.astype(np.float32)),
-        )
+        ), people
 
     def _dedup(self, people: list[_Person]) -> list[_Person]:
         """Drop a person whose nose, shoulders and hips lie, on average, within
@@ -623,6 +756,14 @@ class MediaPipeSegmenter:
 
 
 _ANCHOR_POINTS = [0, 11, 12, 23, 24]
+#: A detection is a followed person's when their nose lies in its face box grown by this
+#: fraction of its size on each side.
+FOLLOWED_MARGIN = 0.5
+
+
+def _centres(rois: list[Roi]) -> np.ndarray:
+    """(P, 2) centres (x, y) of crops."""
+    return np.array([[r.cx, r.cy] for r in rois], np.float64).reshape(-1, 2)
 #: Two people whose masks overlap at least this much (IoU of mask >= 0.5) are one.
 DEDUP_MASK_IOU = 0.6
 
@@ -721,6 +862,7 @@ __all__ = [
     "Roi",
     "decode_detections",
     "face_box",
+    "nearest_tiles",
     "roi_from_points",
     "share_overlaps",
     "ssd_anchors",

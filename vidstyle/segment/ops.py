@@ -14,6 +14,8 @@ Shapes and units (CPU tensors, float32 unless stated):
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import torch
@@ -39,6 +41,21 @@ def _hann_kernel(radius: int) -> np.ndarray:
 
 def _square(radius: int) -> np.ndarray:
     return np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+
+
+def support_box(planes: np.ndarray | torch.Tensor, margin: int) -> tuple[int, int, int, int] | None:
+    """The box (y0, x0, y1, x1), ends exclusive, of the pixels where any plane of
+    ``planes`` (N, H, W) (bool or numbers) is nonzero, grown by ``margin`` pixels and
+    clipped to the frame; None when every plane is zero. Pure mask operations whose
+    result is zero far from a mask run on this box only (people cover little of a
+    frame)."""
+    any_plane = planes.any(0) if isinstance(planes, np.ndarray) else planes.any(0).numpy()
+    rows, cols = np.nonzero(any_plane.any(1))[0], np.nonzero(any_plane.any(0))[0]
+    if not len(rows):
+        return None
+    h, w = any_plane.shape
+    return (max(0, int(rows[0]) - margin), max(0, int(cols[0]) - margin),
+            min(h, int(rows[-1]) + 1 + margin), min(w, int(cols[-1]) + 1 + margin))
 
 
 # cv2.dilate / cv2.erode ignore pixels outside the frame (their default border value),
@@ -68,14 +85,21 @@ def feather(masks: torch.Tensor, radius_px: float) -> torch.Tensor:
     if r == 0 or x.size == 0:
         return torch.from_numpy(x.copy())
     k = _hann_kernel(r)
-    out = np.empty_like(x)
-    for i, plane in enumerate(x):
+    out = np.zeros_like(x)
+    for i, full in enumerate(x):
+        # only the box around the mask changes (r + 1 zeros around it, or the frame's
+        # border, whose replicate padding the crop's padding then equals)
+        box = support_box(full[None], r + 1)
+        if box is None:
+            continue
+        y0, x0, y1, x1 = box
+        plane = full[y0:y1, x0:x1]
         y = cv2.sepFilter2D(plane, -1, k, k, borderType=cv2.BORDER_REPLICATE)
         np.clip(y, 0.0, 1.0, out=y)
         # Exact 0 and 1 where the whole neighbourhood is constant (no rounding residue).
         y[cv2.dilate(plane, _square(r)) <= 0.0] = 0.0
         y[cv2.erode(plane, _square(r)) >= 1.0] = 1.0
-        out[i] = y
+        out[i, y0:y1, x0:x1] = y
     return torch.from_numpy(out)
 
 
@@ -153,8 +177,13 @@ def iou_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     _check_masks(b, "b")
     if a.shape[-2:] != b.shape[-2:]:
         raise ValueError(f"mask sizes differ: {tuple(a.shape[-2:])} vs {tuple(b.shape[-2:])}")
-    fa = (a > MASK_THRESHOLD).flatten(1).to(torch.float64)
-    fb = (b > MASK_THRESHOLD).flatten(1).to(torch.float64)
+    ba, bb = a > MASK_THRESHOLD, b > MASK_THRESHOLD
+    box = support_box(torch.cat([ba, bb]), 0) if len(ba) and len(bb) else None
+    if box is not None:  # pixels outside every mask count for no pair
+        y0, x0, y1, x1 = box
+        ba, bb = ba[:, y0:y1, x0:x1], bb[:, y0:y1, x0:x1]
+    fa = ba.flatten(1).to(torch.float64)
+    fb = bb.flatten(1).to(torch.float64)
     inter = fa @ fb.T
     union = fa.sum(1, keepdim=True) + fb.sum(1).unsqueeze(0) - inter
     iou = torch.where(union > 0, inter / union.clamp_min(1.0), torch.zeros_like(inter))
@@ -204,8 +233,22 @@ def warp_masks(masks: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
         return masks.to(torch.float32).clone()
     size = tuple(masks.shape[-2:])
     flow = resize_flow(backward.to(torch.float32), size)
-    out = warp(masks.to(torch.float32).unsqueeze(1), flow, padding="border")
-    return out.squeeze(1).clamp(0.0, 1.0)
+    m = masks.to(torch.float32)
+    # out(x) is 0 wherever x + flow(x) is more than a pixel from every mask: warp only
+    # the box around the masks grown by the largest displacement (exact: the crop's
+    # clamped border reads zeros where the frame has zeros, or is the frame's border)
+    reach = float(flow.abs().amax()) if flow.numel() else 0.0
+    if not math.isfinite(reach):
+        return warp(m.unsqueeze(1), flow, padding="border").squeeze(1).clamp(0.0, 1.0)
+    box = support_box(m > 0, int(math.ceil(reach)) + 2)
+    if box is None:
+        return torch.zeros_like(m)
+    y0, x0, y1, x1 = box
+    out = torch.zeros_like(m)
+    crop = warp(m[:, y0:y1, x0:x1].unsqueeze(1).contiguous(),
+                flow[:, :, y0:y1, x0:x1].contiguous(), padding="border")
+    out[:, y0:y1, x0:x1] = crop.squeeze(1).clamp(0.0, 1.0)
+    return out
 
 
 #: Defaults of :func:`smooth_masks`.
@@ -280,5 +323,6 @@ __all__ = [
     "iou_matrix",
     "mask_boxes",
     "smooth_masks",
+    "support_box",
     "warp_masks",
 ]

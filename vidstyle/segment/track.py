@@ -38,6 +38,7 @@ from vidstyle.segment.ops import (
     box_iou,
     iou_matrix,
     smooth_masks,
+    support_box,
     warp_masks,
 )
 
@@ -219,11 +220,18 @@ def smooth_instances(current: Instances, previous: Instances | None,
         raise ValueError(f"mask size changed from {previous.size} to {size}")
     rows = [i for i, _ in common]
     prev = warp_masks(previous.masks[[j for _, j in common]], pair.backward)
-    reliable = F.interpolate(
-        pair.mask.to(torch.float32), size=size, mode="bilinear", align_corners=False)
+    reliable = pair.mask.to(torch.float32)
+    if tuple(reliable.shape[-2:]) != size:
+        reliable = F.interpolate(reliable, size=size, mode="bilinear", align_corners=False)
     masks = current.masks.to(torch.float32).clone()
-    masks[rows] = smooth_masks(masks[rows], prev, strength=strength, tolerance=tolerance,
-                               reliable=reliable[0, 0])
+    # the blend lies between its inputs: 0 where both are 0, so only their box changes
+    box = support_box(torch.cat([masks[rows] > 0, prev > 0]), 0)
+    if box is None:
+        return dataclasses.replace(current, masks=masks)
+    y0, x0, y1, x1 = box
+    masks[rows, y0:y1, x0:x1] = smooth_masks(
+        masks[rows, y0:y1, x0:x1], prev[:, y0:y1, x0:x1], strength=strength,
+        tolerance=tolerance, reliable=reliable[0, 0, y0:y1, x0:x1])
     return dataclasses.replace(current, masks=masks)
 
 

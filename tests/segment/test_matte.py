@@ -142,6 +142,9 @@ def test_two_people_of_a_photo_match_the_ground_truth(segmenter: MatteSegmenter,
         gt = ids == person
         iou = max(np.logical_and(m, gt).sum() / np.logical_or(m, gt).sum() for m in hard)
         assert iou >= 0.75, (person, iou)
+    # the engine's segment stage calls segment_next (video mode): the same people, no state
+    again, state = segmenter.segment_next(frame, index=0, state=None)
+    assert state is None and torch.equal(again.masks, inst.masks)
     fp = segmenter.fingerprint()
     assert fp.startswith("matte(") and "people=none" in fp
     assert MatteSegmenter(people=None, passes=1).fingerprint() != fp

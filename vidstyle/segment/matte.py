@@ -28,7 +28,7 @@ import torch
 
 from vidstyle.contracts import Instances
 from vidstyle.errors import UsageError, WeightsError
-from vidstyle.segment.base import Segmenter
+from vidstyle.segment.base import FrameByFrame, Segmenter
 from vidstyle.segment.human_models import HumanModels, locate_human_models
 from vidstyle.segment.mediapipe import MediaPipeSegmenter
 from vidstyle.segment.split import (
@@ -61,7 +61,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return np.asarray(keep, np.int64)
 
 
-class MatteSegmenter:
+class MatteSegmenter(FrameByFrame):
     """People from a whole-frame matte, detector boxes and MediaPipe people (module doc).
 
     Keyword-only; the constructor touches no disk. ``home``: where the model files are

@@ -478,7 +478,7 @@ class BatchConfig(_Config):
         "for different workers, joined in order (0 = whole videos).", group="Batch",
         metavar="N", example="300")
     warmup: int = setting(
-        12, flag="chunk-warmup", help="Frames before each chunk stylized again (and "
+        16, flag="chunk-warmup", help="Frames before each chunk stylized again (and "
         "dropped) so the stabilization carries over the join.", group="Batch",
         metavar="N", example="20")
     max_retries: int = setting(

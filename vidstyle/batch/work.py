@@ -74,7 +74,7 @@ class ItemSettings:
     overwrite: bool = False
     threads: int = 0
     chunk_frames: int = 0
-    warmup: int = 12
+    warmup: int = 16
 
 
 @dataclass(frozen=True)

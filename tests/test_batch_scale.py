@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -235,3 +239,54 @@ def test_a_300_frame_clip_in_4_chunks_equals_one_process(tmp_path: Path) -> None
             w.write(dataclasses.replace(f, pts=f.pts + (k // len(demo)) * loop))
     whole, chunked = _chunked_run(tmp_path, src, 75, 12, jobs=2)
     _check_chunked(src, whole, chunked, 75)
+
+
+def _pool_worker_pids() -> list[int]:
+    """This process's spawned pool workers (not multiprocessing's resource tracker)."""
+    me = str(os.getpid())
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if stat[1] == me and b"spawn_main" in cmd:
+            pids.append(int(d.name))
+    return pids
+
+
+def test_a_pool_worker_killed_during_an_item_is_replaced_and_the_item_resumes(
+        tmp_path: Path) -> None:
+    """SIGKILL of a --jobs worker mid-item: a new pool runs the item again, from its
+    finished frames, and the batch completes with the uninterrupted run's output."""
+    src = tmp_path / "in"
+    src.mkdir()
+    make_clip(src / "clip.mp4", n=8, size=(64, 40))
+    cfg = RunConfig(style="wave", method="optim", device="cpu")
+    cfg = cfg.replace(optim=cfg.optim.replace(size=40, iters=6, multiscale=1, seed=3))
+    jobs = BatchConfig(jobs=2)
+    # the reference in this process: fp32 optimization does not depend on the thread count
+    assert run_batch(src, tmp_path / "ref", cfg).done == [Path("clip.mp4")]
+    out = tmp_path / "out"
+    result: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: result.update(
+        res=run_batch(src, out, cfg, batch=jobs)))
+    thread.start()
+    work = out / STATE_DIR / "work" / "clip.mp4"
+    killed = 0
+    deadline = time.monotonic() + 300
+    while not killed and time.monotonic() < deadline and thread.is_alive():
+        if len(list(work.rglob("frame_*.png"))) >= 3:
+            for pid in _pool_worker_pids():
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        time.sleep(0.05)
+    thread.join(timeout=600)
+    assert killed, "the item finished before its worker could be killed"
+    res = result["res"]
+    assert res.done == [Path("clip.mp4")] and not res.failed  # type: ignore[attr-defined]
+    a, b = frames(tmp_path / "ref" / "clip.mp4"), frames(out / "clip.mp4")
+    assert len(a) == len(b) == 8 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))

@@ -87,11 +87,13 @@ def _gpus(ray: Any, settings: ItemSettings) -> float:
     """GPUs a task asks for: one when the method runs on CUDA (``--device cuda``, or
     ``auto`` on a cluster that has GPUs)."""
     device = settings.config.device
+    have = ray.cluster_resources().get("GPU", 0)
+    if device == "cuda" and have < 1:
+        raise UsageError("--device cuda: the Ray cluster has no GPU (its tasks would wait "
+                         "for one forever); use --device cpu or auto")
     if device == "cpu":
         return 0
-    if device == "cuda":
-        return 1
-    return 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    return 1 if have >= 1 else 0
 
 
 def run_on_ray(units: list[Unit], settings: ItemSettings, batch: BatchConfig,

@@ -126,6 +126,21 @@ def test_a_second_driver_on_one_out_dir_is_refused(tmp_path: Path) -> None:
     assert run_batch(src, out, _config()).done == [Path("a.mp4")]  # released
 
 
+def test_batch_options_come_from_the_config_and_are_checked(tmp_path: Path) -> None:
+    import dataclasses as dc
+
+    from vidstyle.config import flag_of
+
+    help_text = CliRunner().invoke(cli, ["batch", "--help"]).output
+    flags = [flag_of(f) for f in dc.fields(BatchConfig)]
+    assert flags and all(f is not None and f in help_text for f in flags)
+    assert "Batch options:" in help_text
+    for bad, msg in ((["--jobs", "0"], "--jobs must be >= 1"),
+                     (["--ray-address", "h:1"], "--ray-address applies to --backend ray")):
+        res = CliRunner().invoke(cli, ["batch", str(tmp_path), str(tmp_path / "o"), *bad])
+        assert res.exit_code == 2 and msg in res.output, res.output
+
+
 def test_chunks_cover_every_frame_once() -> None:
     chunks = chunks_of(10, 4, open_end=True)
     assert [(c.start, c.end) for c in chunks] == [(0, 4), (4, 8), (8, None)]

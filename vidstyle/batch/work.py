@@ -164,8 +164,10 @@ def process_item(
     real stylizer (tests; in-process backends only). Never raises but for Ctrl-C.
     """
     t0 = time.monotonic()
-    done = lambda **kw: Outcome(item.rel, seconds=time.monotonic() - t0,  # noqa: E731
-                                worker=worker_name(), **kw)
+
+    def done(**kw: Any) -> Outcome:
+        return Outcome(item.rel, seconds=time.monotonic() - t0, worker=worker_name(), **kw)
+
     try:
         _set_threads(settings)
         if is_done(item, settings.fingerprint):

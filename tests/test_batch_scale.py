@@ -305,3 +305,15 @@ def test_a_pool_worker_killed_during_an_item_is_replaced_and_the_item_resumes(
     assert res.done == [Path("clip.mp4")] and not res.failed  # type: ignore[attr-defined]
     a, b = frames(tmp_path / "ref" / "clip.mp4"), frames(out / "clip.mp4")
     assert len(a) == len(b) == 8 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_chunks_never_replace_an_output_no_batch_wrote(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    make_clip(src / "c.mp4", n=8, size=(48, 32))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "c.mp4").write_bytes(b"the user's own file")
+    res = run_batch(src, out, _config(), batch=BatchConfig(jobs=2, chunk_frames=4, warmup=1))
+    assert "not written by a batch" in res.failed[Path("c.mp4")]
+    assert (out / "c.mp4").read_bytes() == b"the user's own file"

@@ -259,6 +259,7 @@ def process_chunk(item: BatchItem, settings: ItemSettings, plan: ChunkPlan,
         _set_threads(settings)
         if target.is_file():
             return Outcome(item.rel, "done", worker=worker_name())
+        _check_output(item, settings)  # no work for an output the join may not replace
         config = settings.config
         device = pick_device(config.device)
         stylizer = make_stylizer(config=config, device=device)
@@ -311,6 +312,7 @@ def join_chunks(item: BatchItem, settings: ItemSettings, plan: ChunkPlan,
         failed = [o for o in chunk_outcomes if o.status == "failed"]
         if failed:
             return dataclasses.replace(failed[0], chunks=len(plan.chunks))
+        _check_output(item, settings)
         missing = [c.index for c in plan.chunks if not plan.path(c).is_file()]
         if missing:
             raise OutputError(f"chunk(s) {', '.join(map(str, missing))} of {item.rel} are "

@@ -168,19 +168,21 @@ def test_jobs_2_outputs_equal_one_jobs(tmp_path: Path, data_dir: Path) -> None:
     assert report["jobs"] == 2 and report["counts"]["failed"] == 1
 
 
-def _chunked_run(tmp_path: Path, clip: Path, n_chunk: int, warmup: int, *,
-                 jobs: int) -> tuple[Path, Path]:
+def chunked_run(tmp_path: Path, clip: Path, n_chunk: int, warmup: int, *,
+                jobs: int, backend: str = "local") -> tuple[Path, Path]:
+    """``clip`` (in tmp_path/in) stylized whole in this process and in chunks."""
     src = tmp_path / "in"
     cfg = _config(stability=0.7)
     whole = run_batch(src, tmp_path / "whole", cfg)
     assert whole.done == [Path(clip.name)]
-    batch = BatchConfig(jobs=jobs, chunk_frames=n_chunk, warmup=warmup)
+    batch = BatchConfig(backend=backend, jobs=jobs, chunk_frames=n_chunk,  # type: ignore[arg-type]
+                        warmup=warmup)
     res = run_batch(src, tmp_path / "chunked", cfg, batch=batch)
     assert res.done == [Path(clip.name)] and res.outcomes[0].chunks > 1, res
     return tmp_path / "whole" / clip.name, tmp_path / "chunked" / clip.name
 
 
-def _check_chunked(clip: Path, whole: Path, chunked: Path, n_chunk: int) -> None:
+def check_chunked(clip: Path, whole: Path, chunked: Path, n_chunk: int) -> None:
     """Frame count, timestamps and audio of ``chunked`` are the input's; its frames are
     one process's within coding error; the warping error at each join is no worse than
     inside the chunks."""
@@ -204,8 +206,8 @@ def _check_chunked(clip: Path, whole: Path, chunked: Path, n_chunk: int) -> None
 def test_a_long_clip_in_chunks_equals_one_process(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     clip = small_demo(tmp_path / "in" / "bunny.mp4", 30, width=96)
-    whole, chunked = _chunked_run(tmp_path, clip, 10, 8, jobs=2)
-    _check_chunked(clip, whole, chunked, 10)
+    whole, chunked = chunked_run(tmp_path, clip, 10, 8, jobs=2)
+    check_chunked(clip, whole, chunked, 10)
     assert not (tmp_path / "chunked" / STATE_DIR / "work" / "bunny.mp4").exists()
 
 
@@ -252,8 +254,8 @@ def test_a_300_frame_clip_in_4_chunks_equals_one_process(tmp_path: Path) -> None
         for k in range(300):
             f = demo[k % len(demo)]
             w.write(dataclasses.replace(f, pts=f.pts + (k // len(demo)) * loop))
-    whole, chunked = _chunked_run(tmp_path, src, 75, 12, jobs=2)
-    _check_chunked(src, whole, chunked, 75)
+    whole, chunked = chunked_run(tmp_path, src, 75, 12, jobs=2)
+    check_chunked(src, whole, chunked, 75)
 
 
 def _pool_worker_pids() -> list[int]:
@@ -317,3 +319,27 @@ def test_chunks_never_replace_an_output_no_batch_wrote(tmp_path: Path) -> None:
     res = run_batch(src, out, _config(), batch=BatchConfig(jobs=2, chunk_frames=4, warmup=1))
     assert "not written by a batch" in res.failed[Path("c.mp4")]
     assert (out / "c.mp4").read_bytes() == b"the user's own file"
+
+
+def test_a_kill_between_the_output_and_its_receipt_is_resumed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The output appeared, then the process died before the receipt: the rerun (or a
+    Ray retry) redoes the item (was: refused it as a file no batch wrote)."""
+    from vidstyle.batch import work
+
+    src = tmp_path / "in"
+    src.mkdir()
+    make_clip(src / "a.mp4", n=3, size=(48, 32))
+    out = tmp_path / "out"
+
+    def killed(*_: object) -> None:
+        raise KeyboardInterrupt  # stands for SIGKILL at that moment
+
+    with monkeypatch.context() as m:
+        m.setattr(work, "write_receipt", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(src, out, _config())
+    assert (out / "a.mp4").is_file()
+    res = run_batch(src, out, _config())
+    assert res.done == [Path("a.mp4")] and not res.failed
+    assert [p.name for p in (out / STATE_DIR / "receipts").iterdir()] == ["a.mp4.json"]

@@ -45,6 +45,7 @@ from vidstyle.device import pick_device
 from vidstyle.engine import PipelineSpec, make_stylizer, run, stylizer_class
 from vidstyle.engine.stream import frame_total, motion
 from vidstyle.errors import Interrupted, OutputError, UsageError, VidstyleError, describe
+from vidstyle.fileio import atomic_write_bytes
 from vidstyle.flow import flow_from_config
 from vidstyle.imageops import resize_uint8
 from vidstyle.media.lossless import LOSSLESS_SUFFIX, LosslessWriter
@@ -134,10 +135,38 @@ def failure_reason(exc: BaseException, item: BatchItem) -> str:
     return f"{type(exc).__name__}: {describe(exc)}"
 
 
+def _pending(item: BatchItem) -> Path:
+    """The marker a worker leaves while it may replace ``item``'s output: a process killed
+    between the output's appearance and its receipt leaves an output that a batch did
+    write, and the retry or rerun may replace it."""
+    return item.receipt.with_name(item.receipt.name + ".pending")
+
+
 def _check_output(item: BatchItem, settings: ItemSettings) -> None:
-    if item.output.exists() and not (settings.overwrite or item.receipt.is_file()):
+    if item.output.exists() and not (settings.overwrite or item.receipt.is_file()
+                                     or _pending(item).is_file()):
         raise UsageError(f"{item.output} exists and was not written by a batch: remove it, "
                          "or pass --overwrite")
+
+
+def _claim(item: BatchItem, settings: ItemSettings) -> None:
+    """Check the output may be written, then leave the :func:`_pending` marker."""
+    _check_output(item, settings)
+    atomic_write_bytes(_pending(item), settings.fingerprint.encode())
+
+
+def _unclaim(item: BatchItem) -> None:
+    """A failed item: no marker, unless the output may have been written already."""
+    if not item.output.exists():
+        _pending(item).unlink(missing_ok=True)
+
+
+def _done(item: BatchItem, settings: ItemSettings, source: dict[str, Any],
+          frames: int) -> None:
+    """The receipt, then no more marker, then no more work folder."""
+    write_receipt(item, settings.fingerprint, source, frames)
+    _pending(item).unlink(missing_ok=True)
+    _clean_work(item, settings)
 
 
 def _set_threads(settings: ItemSettings) -> None:
@@ -173,7 +202,7 @@ def process_item(
         if is_done(item, settings.fingerprint):
             _clean_work(item, settings)  # killed after the receipt, before its clean-up
             return done(status="skipped")
-        _check_output(item, settings)
+        _claim(item, settings)
         item.output.parent.mkdir(parents=True, exist_ok=True)
         plan = plan_chunks(item, settings)
         if plan is not None:
@@ -187,8 +216,7 @@ def process_item(
         res = run(item.input, item.output, settings.config, pipeline=settings.pipeline,
                   work_dir=item.work_dir if keeps else None, progress=progress,
                   stylizer_factory=stylizer_factory, overwrite=True, keep_work=keeps)
-        write_receipt(item, settings.fingerprint, source, res.frames)
-        _clean_work(item, settings)
+        _done(item, settings, source, res.frames)
         return done(status="done", frames=res.frames)
     except Interrupted:
         raise  # Ctrl-C stops the batch; the item's finished frames stay for the rerun
@@ -197,6 +225,7 @@ def process_item(
         level = logging.INFO if isinstance(e, (VidstyleError, OSError)) else logging.WARNING
         log.log(level, "%s: %s", item.rel, reason,
                 exc_info=not isinstance(e, (VidstyleError, OSError)))
+        _unclaim(item)
         return done(status="failed", reason=reason)
 
 
@@ -312,7 +341,7 @@ def join_chunks(item: BatchItem, settings: ItemSettings, plan: ChunkPlan,
         failed = [o for o in chunk_outcomes if o.status == "failed"]
         if failed:
             return dataclasses.replace(failed[0], chunks=len(plan.chunks))
-        _check_output(item, settings)
+        _claim(item, settings)
         missing = [c.index for c in plan.chunks if not plan.path(c).is_file()]
         if missing:
             raise OutputError(f"chunk(s) {', '.join(map(str, missing))} of {item.rel} are "
@@ -336,8 +365,7 @@ def join_chunks(item: BatchItem, settings: ItemSettings, plan: ChunkPlan,
             if next(styled, None) is not None:
                 raise OutputError(f"the chunks of {item.rel} hold more frames than the "
                                   f"input's {count}")
-        write_receipt(item, settings.fingerprint, plan.source, count)
-        _clean_work(item, settings)
+        _done(item, settings, plan.source, count)
         return Outcome(item.rel, "done", frames=count, seconds=time.monotonic() - t0,
                        worker=worker_name(), chunks=len(plan.chunks))
     except Interrupted:
@@ -346,6 +374,7 @@ def join_chunks(item: BatchItem, settings: ItemSettings, plan: ChunkPlan,
         reason = failure_reason(e, item)
         log.info("%s: %s", item.rel, reason,
                  exc_info=not isinstance(e, (VidstyleError, OSError)))
+        _unclaim(item)
         return Outcome(item.rel, "failed", reason, seconds=time.monotonic() - t0,
                        worker=worker_name(), chunks=len(plan.chunks))
 

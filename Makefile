@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine, creating only what is missing:
 #   make demo   -> venv + pinned install + offline weights and person models, then stylizes
 #                  the bundled clip
-#   make test   -> the same set-up, then the default test suite (CI runs this)
+#   make test   -> the same set-up plus the optional Ray extra (vidstyle[ray]), then the
+#                  default test suite (CI runs this)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -17,6 +18,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+# the optional extra for `vidstyle batch --backend ray`: the tests cover it
+$(VENV)/.ray-installed: pyproject.toml | $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[dev,ray]"
 	touch $@
 
 $(VIDSTYLE_HOME)/weights/manifest.json: $(VENV)/.installed
@@ -35,10 +41,10 @@ setup-matte: setup
 demo: setup
 	$(BIN)/vidstyle demo
 
-test: setup
+test: setup $(VENV)/.ray-installed
 	$(BIN)/python -m pytest -q
 
-test-slow: setup
+test-slow: setup $(VENV)/.ray-installed
 	$(BIN)/python -m pytest -q -m slow
 
 bench: setup

@@ -21,6 +21,7 @@ import click
 
 from vidstyle import __version__
 from vidstyle.config import (
+    BatchConfig,
     FlowConfig,
     RunConfig,
     Setting,
@@ -84,7 +85,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 # -- options generated from the config dataclasses ---------------------------------------
 
 #: Help sections, in order; options of other groups go under "Other".
-GROUPS = ("Common", "People", "Output", "Video", "Fast network", "Optimization", "Run", "Other")
+GROUPS = ("Common", "People", "Output", "Video", "Fast network", "Optimization", "Run", "Batch",
+          "Other")
 
 
 class _Option(click.Option):
@@ -308,10 +310,95 @@ def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: 
                    f"{result.work_dir})")
 
 
+def _field_options(cls: type) -> Callable[..., Any]:
+    """One click option per flagged field of the config dataclass ``cls`` (help, section,
+    example and shown default from the field's metadata); values land in ``opts`` as
+    ``cfg_<flag>`` (None: not given)."""
+    hints = typing.get_type_hints(cls)
+    defaults = cls()
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        options = []
+        for fld in dataclasses.fields(cls):
+            flag = flag_of(fld)
+            if flag is None:
+                continue
+            meta, hint = fld.metadata, hints[fld.name]
+            inner = [a for a in get_args(hint) if a is not type(None)]
+            base = inner[0] if get_origin(hint) in (Union, UnionType) and len(inner) == 1 \
+                else hint
+            kw: dict[str, Any] = {"default": None, "metavar": meta["metavar"]}
+            if get_origin(base) is Literal:
+                kw.update(type=click.Choice([str(a) for a in get_args(base)]), metavar=None)
+            elif base in (int, float):
+                kw["type"] = base
+            shown = _text(getattr(defaults, fld.name))
+            options.append(click.option(
+                flag, _param_name(flag), cls=_Option, group=meta["group"] or "Other",
+                example=f"{flag} {meta['example']}" if meta["example"] else "",
+                help=f"{meta['help']} [default: {shown}]", **kw))
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def _field_values(cls: type, opts: dict[str, Any]) -> Any:
+    """The ``cls`` config of the options :func:`_field_options` made (validated; those
+    not given keep their defaults); removes them from ``opts``."""
+    given = {}
+    for fld in dataclasses.fields(cls):
+        flag = flag_of(fld)
+        if flag is not None:
+            value = opts.pop(_param_name(flag), None)
+            if value is not None:
+                given[fld.name] = value
+    return cls(**given)
+
+
+class _BatchBar:
+    """The driver's view of a parallel batch: one overall tqdm bar (frames, ETA, tasks
+    running) with a line per item above it."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def __enter__(self) -> _BatchBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def progress(self, p: Any) -> None:  # a BatchProgress
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=p.total, desc="batch", unit="frame")
+        self.bar.total = p.total
+        self.bar.n = p.done
+        self.bar.set_postfix_str(f"{p.running} running", refresh=False)
+        self.bar.refresh()
+
+    def line(self, text: str, *, err: bool) -> None:
+        if self.bar is None:
+            click.echo(text, err=err)
+            return
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode():
+            click.echo(text, err=err)
+
+
 @cli.command(cls=_Command)
 @click.argument("in_dir", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @_stylize_options
+@_field_options(BatchConfig)
 @click.option("--keep-work", is_flag=True, cls=_Option, group="Run", example="--keep-work",
               help="Keep each item's work folder (finished frames) after it is done.")
 @click.option("--dry-run", is_flag=True, cls=_Option, group="Run", example="--dry-run",
@@ -327,17 +414,25 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
 
     Resumable: run the same command again after a crash or kill and finished items are
     skipped (a receipt in OUT_DIR/.vidstyle-batch/ records each one's settings and
-    output); an interrupted video continues from its finished frames (optim method).
-    Changed settings, a changed input or a deleted output are redone. A bad input is
-    reported and the others go on; the exit code is then 1.
+    output); an interrupted video continues from its finished frames (optim method) or
+    chunks. Changed settings, a changed input or a deleted output are redone. A bad input
+    is reported and the others go on; the exit code is then 1. A JSON report of every
+    item is written to OUT_DIR/.vidstyle-batch/report.json.
+
+    Scale out with --jobs N (processes on this machine) or --backend ray (a Ray cluster:
+    started here, or joined with --ray-address; OUT_DIR must then be storage every
+    worker sees). --chunk-frames N splits long fast-method videos across workers.
 
     \b
     Examples:
       vidstyle batch clips/ styled/ --style starry
       vidstyle batch photos/ photos_wave/ --style wave --method optim --size 768
+      vidstyle batch clips/ styled/ --style wave --jobs 2
+      vidstyle batch /shared/clips /shared/styled --backend ray --ray-address head:6379
     """
     from vidstyle.batch import is_done, plan_batch, run_batch, settings_fingerprint
 
+    bcfg = _field_values(BatchConfig, opts)
     cfg, spec = _run_config(pipeline, opts)
     if dry_run:
         items, settings_fp = plan_batch(in_dir, out_dir), settings_fingerprint(cfg, spec)
@@ -350,19 +445,20 @@ def batch(in_dir: Path, out_dir: Path, pipeline: Path | None, keep_work: bool, d
         click.echo(f"{todo} to do, {len(items) - todo} done, of {len(items)} in {in_dir}")
         return
 
-    with _Progress(quiet) as bar:
+    with _Progress(quiet) as bar, _BatchBar(quiet) as overall:
 
         def on_item(i: int, n: int, item: Any, status: str) -> None:
             if status == "start":
                 bar.reset()  # fresh bars (totals) for each item
                 return
             shown = "already done, skipped" if status == "skip" else status
-            click.echo(f"[{i}/{n}] {item.rel}: {shown}", err=status.startswith("failed"))
+            overall.line(f"[{i}/{n}] {item.rel}: {shown}", err=status.startswith("failed"))
 
-        res = run_batch(in_dir, out_dir, cfg, pipeline=spec, keep_work=keep_work,
-                        overwrite=overwrite, progress=bar, on_item=on_item)
+        res = run_batch(in_dir, out_dir, cfg, pipeline=spec, batch=bcfg, keep_work=keep_work,
+                        overwrite=overwrite, progress=bar, on_item=on_item,
+                        on_progress=overall.progress)
     click.echo(f"{len(res.done)} done, {len(res.skipped)} already done, "
-               f"{len(res.failed)} failed, of {res.total} in {in_dir}")
+               f"{len(res.failed)} failed, of {res.total} in {in_dir}; report {res.report}")
     if res.failed:
         raise InputError(f"{len(res.failed)} item(s) failed (listed above); fix or remove "
                          "them and run the same command again")

@@ -461,6 +461,51 @@ class RunConfig(_Config):
         return self.method == "optim" and self.temporal.mode != "none"
 
 
+Backend = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class BatchConfig(_Config):
+    """How `vidstyle batch` runs its items: where, how many at once, how long videos are
+    split. None of it shapes an output (receipts do not record it): any backend finishes
+    or skips the work of another."""
+
+    backend: Backend = setting(
+        "local", help="Where items run: local (this machine, --jobs processes) or ray "
+        "(tasks on a Ray cluster; needs `pip install vidstyle[ray]`).", group="Batch",
+        example="ray")
+    ray_address: str | None = setting(
+        None, help="Ray cluster to join (its head's HOST:PORT, or auto); default: start a "
+        "one-machine cluster here, loopback only, stopped at the end.", group="Batch",
+        metavar="ADDR", example="10.0.0.5:6379")
+    jobs: int = setting(
+        1, help="Items at once on this machine: worker processes (local), or the CPUs of "
+        "the Ray cluster started here.", group="Batch", metavar="N", example="2")
+    cpus_per_item: int = setting(
+        1, help="CPU threads of one item in a worker process (its Ray task's CPU count).",
+        group="Batch", metavar="N", example="2")
+    chunk_frames: int = setting(
+        0, help="Split fast-method videos longer than this into chunks of this many frames "
+        "for different workers, joined in order (0 = whole videos).", group="Batch",
+        metavar="N", example="300")
+    warmup: int = setting(
+        16, flag="chunk-warmup", help="Frames before each chunk stylized again (and "
+        "dropped) so the stabilization carries over the join.", group="Batch",
+        metavar="N", example="20")
+    max_retries: int = setting(
+        2, help="Times an item whose worker process died is run again.", group="Batch",
+        metavar="N", example="3")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        for name in ("jobs", "cpus_per_item"):
+            self._range(name, 1, 1024)
+        for name in ("chunk_frames", "warmup", "max_retries"):
+            self._range(name, 0)
+        if self.ray_address is not None and self.backend != "ray":
+            raise UsageError("--ray-address applies to --backend ray only")
+
+
 #: The sections of RunConfig whose fields are settings, in help order.
 SECTIONS: tuple[str, ...] = ("", "optim", "temporal", "flow", "fast", "segment", "encode")
 
@@ -625,6 +670,7 @@ __all__ = [
     "MIN_SIZE",
     "RUNTIMES",
     "X264_PRESETS",
+    "BatchConfig",
     "EncodeConfig",
     "FastConfig",
     "FlowConfig",

@@ -1,51 +1,37 @@
-"""Folder processing: stylize every video and image under a folder, resumably.
+"""A batch's plan and its receipts: which items there are, and which are done.
 
-``run_batch(in_dir, out_dir, config)`` mirrors the media files of ``in_dir`` (recursively,
+``plan_batch(in_dir, out_dir)`` mirrors the media files of ``in_dir`` (recursively,
 hidden files and folders skipped) into ``out_dir`` with the same relative paths and
 suffixes (a video in a container vidstyle does not write gets ``.mp4`` appended:
 ``a.mpg`` -> ``a.mpg.mp4``). Each
-finished item leaves a receipt, ``out_dir/.vidstyle-batch/<relative path>.json``, holding
-the item's fingerprint (the stylization and encoding settings, the style/model files'
-SHA-256, the vidstyle version) and the input's and output's size, modification time and
-SHA-256. A later run skips an item only when its fingerprint and both files still match
-(a file whose size and modification time are unchanged is taken as unchanged, as black's
-cache does; otherwise its SHA-256 decides); anything else is (re)computed, so changed
-settings, a changed input or a deleted or altered output are redone and nothing else is.
-
-Crash or kill safety comes from the single-item engine (:func:`vidstyle.engine.run`):
-outputs appear atomically when complete, and the optimization method keeps finished
-frames in the item's work directory (``out_dir/.vidstyle-batch/work/<relative path>``),
-so a killed item resumes where it stopped; the work directory is removed once the item's
-receipt is written (``keep_work=True`` keeps it).
-
-A bad input (unreadable, no frames, ...) is recorded and the batch goes on; the returned
-:class:`BatchResult` lists the failures. KeyboardInterrupt stops the batch at once. An
-output file that exists without a receipt (not written by a batch) is never replaced
-unless ``overwrite=True``: that item fails with a message saying so.
+finished item leaves a receipt, ``out_dir/.vidstyle-batch/receipts/<relative path>.json``,
+holding the item's fingerprint (the stylization and encoding settings, the style/model
+files' SHA-256, the vidstyle version) and the input's and output's size, modification time
+and SHA-256. A later run skips an item only when its fingerprint and both files still
+match (a file whose size and modification time are unchanged is taken as unchanged, as
+black's cache does; otherwise its SHA-256 decides); anything else is (re)computed, so
+changed settings, a changed input or a deleted or altered output are redone and nothing
+else is.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import shutil
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vidstyle import __version__, media
 from vidstyle.config import DEFAULT_MODEL, RunConfig, fingerprint_of
-from vidstyle.contracts import ProgressFn, StyleSpec
+from vidstyle.contracts import StyleSpec
 from vidstyle.device import pick_device
-from vidstyle.engine import PipelineSpec, make_stylizer, resolved, run
-from vidstyle.errors import InputError, Interrupted, UsageError, VidstyleError
+from vidstyle.engine import PipelineSpec, resolved
+from vidstyle.errors import InputError, UsageError
 from vidstyle.fast.model_io import read_manifest
 from vidstyle.fast.runtimes import resolve_runtime
 from vidstyle.fileio import atomic_write_bytes, sha256_file
 from vidstyle.styles import resolve_style
-
-log = logging.getLogger(__name__)
 
 #: Folder inside OUT_DIR with the receipts and the work directories.
 STATE_DIR = ".vidstyle-batch"
@@ -60,20 +46,6 @@ class BatchItem:
     output: Path
     receipt: Path
     work_dir: Path
-
-
-@dataclass
-class BatchResult:
-    """What a batch did: relative paths done now, skipped as already done, and failed
-    (relative path -> one-line reason)."""
-
-    done: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    failed: dict[Path, str] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return len(self.done) + len(self.skipped) + len(self.failed)
 
 
 def _output_name(path: Path) -> str:
@@ -180,12 +152,12 @@ def _stat_key(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def _file_record(path: Path) -> dict[str, Any]:
+def file_record(path: Path) -> dict[str, Any]:
     return {"stat": _stat_key(path), "sha256": sha256_file(path)}
 
 
 def _unchanged(path: Path, record: Any) -> bool:
-    """Whether ``path`` still is the file ``record`` (from :func:`_file_record`) describes:
+    """Whether ``path`` still is the file ``record`` (from :func:`file_record`) describes:
     the same size, and the same stat key or else the same SHA-256."""
     if not isinstance(record, dict) or not path.is_file():
         return False
@@ -206,82 +178,19 @@ def is_done(item: BatchItem, settings: str) -> bool:
         return False
 
 
-def run_batch(
-    in_dir: str | Path,
-    out_dir: str | Path,
-    config: RunConfig,
-    *,
-    pipeline: PipelineSpec | None = None,
-    keep_work: bool = False,
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
-    on_item: Callable[[int, int, BatchItem, str], None] | None = None,
-    stylizer_factory: Callable[..., Any] | None = None,
-) -> BatchResult:
-    """Stylize every media file under ``in_dir`` into ``out_dir`` (see the module doc).
-
-    ``pipeline``: the stages to run for every item (default: the method's built-in
-    pipeline). on_item(index, count, item, status) is called before each item ("start"
-    or "skip") and after it ("done" or "failed: <reason>"); ``progress`` receives the
-    per-frame events of the item being processed.
-    """
-    config = resolved(config)
-    spec = pipeline or PipelineSpec.builtin(config.method)
-    spec.check(config)
-    items = plan_batch(in_dir, out_dir)
-    settings = settings_fingerprint(config, spec)
-    # settings errors (unknown style, bad size, missing weights) once, before any item
-    probe = (stylizer_factory or make_stylizer)(config=config,
-                                                device=pick_device(config.device))
-    keeps = probe.needs.cache  # the method keeps finished frames in a work folder
-    if keep_work and not keeps:
-        raise UsageError(f"--keep-work has no effect: the {config.method} method streams "
-                         "its frames and keeps no work folder")
-    result = BatchResult()
-    note = on_item or (lambda *_: None)
-    for i, item in enumerate(items, 1):
-        if is_done(item, settings):
-            if item.work_dir.exists() and not keep_work:  # killed before its clean-up
-                shutil.rmtree(item.work_dir, ignore_errors=True)
-            result.skipped.append(item.rel)
-            note(i, len(items), item, "skip")
-            continue
-        note(i, len(items), item, "start")
-        try:
-            source = _file_record(item.input)  # before: the input may change meanwhile
-            if item.output.exists() and not (overwrite or item.receipt.is_file()):
-                raise UsageError(f"{item.output} exists and was not written by a batch: "
-                                 "remove it, or pass --overwrite")
-            item.output.parent.mkdir(parents=True, exist_ok=True)
-            res = run(item.input, item.output, config, pipeline=spec,
-                      work_dir=item.work_dir if keeps else None, progress=progress,
-                      stylizer_factory=stylizer_factory, overwrite=True, keep_work=keeps)
-            receipt = {
-                "settings": settings,
-                "item": str(item.rel),
-                "input": source,
-                "output": _file_record(res.output),
-                "frames": res.frames,
-                "vidstyle": __version__,
-            }
-            atomic_write_bytes(item.receipt, json.dumps(receipt, indent=1).encode())
-        except Interrupted:
-            raise  # Ctrl-C stops the batch; the item's finished frames stay for the rerun
-        except (VidstyleError, OSError) as e:
-            if isinstance(e, OSError):
-                reason = f"{e.strerror or e}: {e.filename or item.output}"
-            else:
-                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            result.failed[item.rel] = reason
-            log.info("%s: %s", item.rel, reason)
-            note(i, len(items), item, f"failed: {reason}")
-            continue
-        if not keep_work and item.work_dir.exists():
-            shutil.rmtree(item.work_dir, ignore_errors=True)
-        result.done.append(item.rel)
-        note(i, len(items), item, "done")
-    return result
+def write_receipt(item: BatchItem, settings: str, source: dict[str, Any], frames: int) -> None:
+    """Record ``item`` as done (atomically): ``source`` is the input's :func:`file_record`
+    taken before the work started (an input changed meanwhile is redone next time)."""
+    receipt = {
+        "settings": settings,
+        "item": str(item.rel),
+        "input": source,
+        "output": file_record(item.output),
+        "frames": frames,
+        "vidstyle": __version__,
+    }
+    atomic_write_bytes(item.receipt, json.dumps(receipt, indent=1).encode())
 
 
-__all__ = ["STATE_DIR", "BatchItem", "BatchResult", "is_done", "plan_batch", "run_batch",
-           "settings_fingerprint"]
+__all__ = ["STATE_DIR", "BatchItem", "file_record", "is_done", "plan_batch",
+           "settings_fingerprint", "write_receipt"]

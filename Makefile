@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine, creating only what is missing:
 #   make demo   -> venv + pinned install + offline weights and person models, then stylizes
 #                  the bundled clip
-#   make test   -> the same set-up plus the optional Ray extra (vidstyle[ray]), then the
+#   make test   -> the same set-up plus the optional extras the tests cover (vidstyle[ray]
+#                  for the Ray batch backend, vidstyle[onnx] for the ort runtimes), then the
 #                  default test suite (CI runs this)
 PY ?= python3
 VENV ?= .venv
@@ -20,9 +21,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
-# the optional extra for `vidstyle batch --backend ray`: the tests cover it
-$(VENV)/.ray-installed: pyproject.toml | $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e ".[dev,ray]"
+# the optional extras the tests cover: `vidstyle batch --backend ray` and the ort runtimes
+$(VENV)/.extras-installed: pyproject.toml | $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[dev,ray,onnx]"
 	touch $@
 
 $(VIDSTYLE_HOME)/weights/manifest.json: $(VENV)/.installed
@@ -41,10 +42,10 @@ setup-matte: setup
 demo: setup
 	$(BIN)/vidstyle demo
 
-test: setup $(VENV)/.ray-installed
+test: setup $(VENV)/.extras-installed
 	$(BIN)/python -m pytest -q
 
-test-slow: setup $(VENV)/.ray-installed
+test-slow: setup $(VENV)/.extras-installed
 	$(BIN)/python -m pytest -q -m slow
 
 bench: setup

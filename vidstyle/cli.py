@@ -84,7 +84,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 # -- options generated from the config dataclasses ---------------------------------------
 
 #: Help sections, in order; options of other groups go under "Other".
-GROUPS = ("Common", "People", "Output", "Video", "Fast network", "Optimization", "Run", "Other")
+GROUPS = ("Common", "People", "Output", "Video", "Fast network", "Adjustable style",
+          "Optimization", "Run", "Other")
 
 
 class _Option(click.Option):

@@ -51,6 +51,12 @@ Runtime = Literal["auto", "eager", "bf16", "fp16", "compile", "openvino"]
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 #: The shipped fast model used when ``FastConfig.model`` is None.
 DEFAULT_MODEL = "fast7"
+#: The shipped adjustable model used for ``--layer-weights`` when no --model is given.
+DEFAULT_ADJUSTABLE_MODEL = "adjustable3"
+#: Highest ``--layer-weights`` value (trained range 0..1; above 1 extrapolates).
+MAX_LAYER_WEIGHT = 2.0
+#: Most ``--variations`` in one run.
+MAX_VARIATIONS = 64
 
 
 def setting(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = "",
@@ -362,10 +368,30 @@ class FastConfig(_Config):
     detail: float = setting(0.5, help="With per-person styles: how much the style strength "
                             "drops inside faces (0 = none, 1 = faces unstyled), so people stay "
                             "recognizable.", methods=("fast",), group="People", example="0.8")
+    layer_weights: tuple[float, ...] = setting(
+        (), help="Per-style-layer weights of an adjustable model (Babaeizadeh & Ghiasi), one "
+        "per layer in the order `vidstyle styles --layers` prints; trained 0..1, up to 2 "
+        "extrapolates (with a warning). Uses the shipped adjustable model unless --model "
+        "names one.", methods=("fast",), group="Adjustable style", metavar="W1,W2,...",
+        example="0.2,1,1,0.5,1")
+    variations: int = setting(
+        0, help="Write K outputs from seeded random layer weights (OUT_v1.png ...; a video "
+        "keeps one setting for the whole clip); adjustable models.", methods=("fast",),
+        group="Adjustable style", metavar="K", example="4")
+    seed: int = setting(0, help="Random seed (runs are repeatable).", methods=("fast",),
+                        example="7", group="Optimization")
 
     def __post_init__(self) -> None:
         self._check_types()
         self._range("size", MIN_SIZE, MAX_SIZE)
+        self._range("variations", 0, MAX_VARIATIONS)
+        for w in self.layer_weights:
+            if not math.isfinite(w) or w < 0 or w > MAX_LAYER_WEIGHT:
+                raise UsageError(f"--layer-weights: every weight must be in [0, "
+                                 f"{MAX_LAYER_WEIGHT:g}], got {w:g}")
+        if self.variations and self.layer_weights:
+            raise UsageError("--variations draws the layer weights: leave out "
+                             "--layer-weights")
         self._range("detail", 0, 1)
         self._range("strength", 0, 1)
         self._range("stability", 0, 1)
@@ -558,6 +584,8 @@ def check_applicable(cfg: RunConfig, given: set[str], *,
         raise UsageError(f"{', '.join(sorted(used))} has no effect with {why}: optical flow "
                          "is used by --temporal short|long (optim) and the fast method's "
                          "stabilization")
+    if cfg.method == "fast" and "--seed" in given and not cfg.fast.variations:
+        raise UsageError("--seed has no effect with the fast method without --variations")
     if cfg.method != "optim":
         return  # other methods' options were refused by with_settings
     if "--lr" in given and cfg.optim.optimizer != "adam":

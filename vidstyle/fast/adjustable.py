@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidstyle.config import MAX_LAYER_WEIGHT
 from vidstyle.errors import UsageError
 from vidstyle.fast.net import StyleNet, _ConvCIN
 
@@ -59,8 +60,6 @@ __all__ = [
 ADJUSTABLE_FORMAT = "vidstyle.adjustable"
 #: State entries a model file keeps in float32 whatever its dtype (loss averages, counts).
 FP32_KEYS = ("loss_ema", "ema_count")
-#: Highest accepted layer weight (trained range [0, 1]; up to this is extrapolation).
-MAX_LAYER_WEIGHT = 2.0
 
 
 class Conditioner(nn.Module):

@@ -476,6 +476,32 @@ class RunConfig(_Config):
         return self.method == "optim" and self.temporal.mode != "none"
 
 
+@dataclass(frozen=True)
+class ExploreConfig(_Config):
+    """Settings of ``vidstyle explore``: a grid of one image stylized by an adjustable model
+    while two layer weights sweep 0..1 (the other layers at the style's default)."""
+
+    style: str = setting("starry", help="Style name or mix of the adjustable model.",
+                         group="Common", metavar="STYLE", example="scream")
+    model: str | None = setting(None, help="Adjustable model: shipped name or file [default: "
+                                f"{DEFAULT_ADJUSTABLE_MODEL}].", group="Common",
+                                metavar="MODEL", example="runs/adj/model.pt")
+    rows: str = setting("relu1_1", help="Style layer whose weight changes down the rows "
+                        "(see `vidstyle styles --layers`).", group="Grid", metavar="LAYER",
+                        example="relu2_1")
+    cols: str = setting("relu4_1", help="Style layer whose weight changes across the "
+                        "columns.", group="Grid", metavar="LAYER", example="relu3_1")
+    steps: int = setting(5, help="Values per layer, evenly from 0 to 1 (a steps x steps "
+                         "grid).", group="Grid", metavar="N", example="4")
+    size: int = setting(256, help="Long side of each cell in pixels.", group="Grid",
+                        metavar="PX", example="320")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._range("steps", 2, 9)
+        self._range("size", 32, 1024)
+
+
 #: The sections of RunConfig whose fields are settings, in help order.
 SECTIONS: tuple[str, ...] = ("", "optim", "temporal", "flow", "fast", "segment", "encode")
 
@@ -642,7 +668,10 @@ __all__ = [
     "MIN_SIZE",
     "RUNTIMES",
     "X264_PRESETS",
+    "DEFAULT_ADJUSTABLE_MODEL",
+    "MAX_LAYER_WEIGHT",
     "EncodeConfig",
+    "ExploreConfig",
     "FastConfig",
     "FlowConfig",
     "OptimConfig",

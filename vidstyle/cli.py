@@ -725,7 +725,8 @@ def _train_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command(cls=_TrainCommand)
 @_train_options
 def train(pairs: tuple[str, ...], **opts: Any) -> None:
-    """Train the multi-style fast network (resumable), or add a style to one.
+    """Train the multi-style fast network (resumable), add a style to one, or train an
+    adjustable one (per-layer style weights as inputs, --adjustable).
 
     \b
     Examples:
@@ -736,6 +737,8 @@ def train(pairs: tuple[str, ...], **opts: Any) -> None:
           --content-dir photos/ --out runs/added
       vidstyle train --teacher fast7 --set outer_kernel=5 --set style_weight=0 \\
           --set content_weight=0 --content-dir photos/ --out runs/k5
+      vidstyle train --adjustable --from fast7 --styles starry,scream,wave \\
+          --content-dir photos/ --style-weight 100 --out runs/adj
     """
     from vidstyle.fast.train import format_progress, saved_config
     from vidstyle.fast.train import train as run_train

@@ -147,3 +147,40 @@ def test_tiny_training_trains_the_conditioner_with_a_per_layer_effect(
     sweep_b = torch.stack([_layer_losses(net, tiny_loss_net, images, targets, [0.5, v])
                            for v in (0.0, 0.25, 0.5, 0.75, 1.0)])
     assert bool((sweep_b[1:, 1] < sweep_b[:-1, 1]).all()), sweep_b
+
+
+def test_adjustable_training_settings_are_checked(tiny_data, tmp_path: Path) -> None:
+    from tests.cli_helpers import invoke, one_line_error
+
+    err = one_line_error(invoke("train", "--from", "m.pt", "--out", tmp_path / "o"), 2)
+    assert "--from" in err and "--adjustable" in err
+    err = one_line_error(invoke("train", "--adjustable", "--teacher", "fast7", "--out",
+                                tmp_path / "o"), 2)
+    assert "--adjustable" in err and "--teacher" in err
+    err = one_line_error(invoke("train", "--adjustable", "--set", "adjustable_default=0.8",
+                                "--set", "adjustable_onehot=0.5", "--out", tmp_path / "o"), 2)
+    assert "adjustable_default" in err
+    assert not (tmp_path / "o").exists()
+    # --from a model without one of the styles
+    torch.manual_seed(0)
+    plain = StyleNet(num_styles=2, channels=(4, 8, 8), num_res_blocks=1, outer_kernel=3)
+    save_model(tmp_path / "p.pt", plain, style_names=("starry", "udnie"))
+    cfg = _config(tiny_data, "x", adjustable=True, from_model=str(tmp_path / "p.pt"))
+    with pytest.raises(UsageError, match="no style wave"):
+        train(cfg)
+
+
+def test_from_a_plain_model_starts_as_that_model(tiny_data, tmp_path: Path) -> None:
+    from vidstyle.fast.train.adjustable import init_adjustable
+
+    torch.manual_seed(0)
+    plain = StyleNet(num_styles=3, channels=(4, 8, 8), num_res_blocks=1, outer_kernel=3)
+    save_model(tmp_path / "p.pt", plain, style_names=("udnie", "wave", "starry"),
+               dtype=torch.float32)
+    cfg = _config(tiny_data, "x", adjustable=True, from_model=str(tmp_path / "p.pt"))
+    net = init_adjustable(cfg, ("starry", "wave"))
+    x = torch.rand(1, 3, 20, 20)
+    for mine, theirs in ((0, 2), (1, 1)):
+        want = plain(x, one_hot_styles(theirs, 3))
+        got = net(x, one_hot_styles(mine, 2), torch.rand(1, 2))
+        assert torch.allclose(got, want, atol=1e-5)

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from vidstyle.errors import UsageError
-from vidstyle.fast import model_io
 from vidstyle.fast.adjustable import AdjustableStyleNet
 from vidstyle.losses import gram, tv_loss
 
 from .config import TrainConfig, flag
 from .objective import LossNet, loss_features
+from .surgery import load_teacher
 
 __all__ = [
     "adjustable_terms",
@@ -45,7 +45,8 @@ __all__ = [
 
 
 def init_adjustable(config: TrainConfig, style_names: Sequence[str]) -> AdjustableStyleNet:
-    """A new adjustable network for ``style_names``: from ``config.from_model`` (its
+    """A new adjustable network for ``style_names``: from ``config.from_model`` (a file or
+    a shipped name: its
     transformer and those styles' rows; the conditioner starts at zero, so the network is
     the plain one for every alpha) or freshly initialized."""
     net = AdjustableStyleNet(
@@ -54,7 +55,7 @@ def init_adjustable(config: TrainConfig, style_names: Sequence[str]) -> Adjustab
         outer_kernel=config.outer_kernel, hidden=config.conditioner_hidden)
     if not config.from_model:
         return net
-    base = model_io.load_model(config.from_model)
+    base = load_teacher(config.from_model)  # a file or a shipped name
     plain = base.net.transformer if isinstance(base.net, AdjustableStyleNet) else base.net
     missing = [s for s in style_names if s not in base.style_names]
     if missing:

@@ -178,3 +178,19 @@ def test_cli_variations_explore_and_layers(adj_model: Path, plain_model: Path,
     lines = r.output.splitlines()
     assert [ln.split()[1] for ln in lines[2:]] == ["l1", "l2", "l3"]
     assert "starry" in lines[1] and "wave" in lines[1]
+
+
+def test_video_with_layer_weights_and_variations(adj_model: Path, tmp_path: Path) -> None:
+    from tests.media.helpers import make_clip
+    from vidstyle.media import probe
+
+    clip = make_clip(tmp_path / "c.mp4", n=3, size=(64, 48))
+    out = tmp_path / "o.mp4"
+    r = invoke("run", clip, "-o", out, "--model", adj_model, "--layer-weights", "0.1,0.9,1",
+               "--stability", "0.7", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert probe(out).frame_count == 3
+    r = invoke("run", clip, "-o", out, "--model", adj_model, "--variations", "2", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert [probe(tmp_path / f"o_v{k}.mp4").frame_count for k in (1, 2)] == [3, 3]
+    assert r.output.count("layer weights") == 2

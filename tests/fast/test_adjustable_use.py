@@ -194,3 +194,12 @@ def test_video_with_layer_weights_and_variations(adj_model: Path, tmp_path: Path
     assert r.exit_code == 0, r.stderr
     assert [probe(tmp_path / f"o_v{k}.mp4").frame_count for k in (1, 2)] == [3, 3]
     assert r.output.count("layer weights") == 2
+
+
+def test_batch_refuses_variations(adj_model: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    _photo(src)
+    err = one_line_error(invoke("batch", src, tmp_path / "out", "--model", adj_model,
+                                "--variations", "2", "-q"), 2)
+    assert "--variations" in err and "vidstyle run" in err

@@ -321,6 +321,9 @@ def make_fast_stylizer(*, config: RunConfig, device: torch.device | str = "cpu")
     Raises StyleError for a style the model lacks, UsageError for layer weights a model
     cannot take, WeightsError for a missing/corrupt model.
     """
+    if config.fast.variations:  # K runs, each with its own weights: variation_plan
+        raise UsageError("--variations applies to `vidstyle run` only (one run per "
+                         "variation)")
     device = torch.device(device)
     spec = config.style
     adjusting = bool(spec.layer_weights or spec.instance_layers)

@@ -184,3 +184,12 @@ def test_from_a_plain_model_starts_as_that_model(tiny_data, tmp_path: Path) -> N
         want = plain(x, one_hot_styles(theirs, 3))
         got = net(x, one_hot_styles(mine, 2), torch.rand(1, 2))
         assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_a_resume_takes_the_learning_rates_given_again(tiny_data, tiny_loss_net) -> None:
+    kw = {"adjustable": True, "conditioner_hidden": 8, "conditioner_lr": 2e-2}
+    train(_config(tiny_data, "b", steps=2, **kw), loss_net=tiny_loss_net)
+    res = train(_config(tiny_data, "b", steps=3, resume=True, **{**kw, "conditioner_lr": 1e-4},
+                        lr=3e-4), loss_net=tiny_loss_net)
+    ck = torch.load(res.checkpoint_path, weights_only=True)
+    assert [g["lr"] for g in ck["optimizer"]["param_groups"]] == [3e-4, 1e-4]

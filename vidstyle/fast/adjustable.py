@@ -65,8 +65,11 @@ FP32_KEYS = ("loss_ema", "ema_count")
 class Conditioner(nn.Module):
     """Lambda: [alpha (B, L), style weights (B, S)] -> per-CIN-layer (dgamma, dbeta).
 
-    A 3-layer MLP (ReLU) whose last layer starts at zero. ``channels``: the widths of the
+    A 3-layer MLP (SiLU) whose last layer starts at zero. ``channels``: the widths of the
     transformer's CIN layers in forward order. Returns a list of ((B, C_i), (B, C_i)).
+    SiLU, not ReLU: with ReLU, Adam at a fine-tuning learning rate killed nearly all the
+    second layer's units within 100 steps (2 of 128 still active), leaving the output
+    almost independent of alpha; SiLU has no dead zone.
     """
 
     def __init__(self, *, num_layers: int, num_styles: int, channels: Sequence[int],
@@ -78,9 +81,9 @@ class Conditioner(nn.Module):
         self.hidden = hidden
         self.mlp = nn.Sequential(
             nn.Linear(num_layers + num_styles, hidden),
-            nn.ReLU(),
+            nn.SiLU(),
             nn.Linear(hidden, hidden),
-            nn.ReLU(),
+            nn.SiLU(),
             nn.Linear(hidden, 2 * sum(self.channels)),
         )
         nn.init.zeros_(self.mlp[-1].weight)

@@ -174,6 +174,7 @@ def train(
     else:
         params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr)
+    lrs = [group["lr"] for group in opt.param_groups]
     gen = torch.Generator().manual_seed(config.seed)
 
     step = 0
@@ -186,6 +187,8 @@ def train(
             raise UsageError(f"cannot resume {ckpt_path}: settings changed ({changed})")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        for group, fresh in zip(opt.param_groups, lrs, strict=True):
+            group["lr"] = fresh  # the rates of this invocation (--set lr=... on a resume)
         gen.set_state(ck["rng"])
         step = int(ck["step"])
         prior_elapsed = float(ck.get("elapsed_s", 0.0))

@@ -233,6 +233,55 @@ def main() -> None:
         print("overhead", result["overhead"], flush=True)
     if args.json:
         write_json(args.json, result)
+    print(markdown(result))
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """RESULTS.md tables of a result."""
+    lines = []
+    for name, r in result["styles"].items():
+        if "sweep" in r:
+            lines += [f"**{name}**: sweep (others at {result['base']}); per-layer style loss "
+                      "of the swept layer at alpha = 0, 0.25, 0.5, 0.75, 1; drop = 1 - "
+                      "loss(1)/loss(0)", "",
+                      "| layer | swept layer's loss | drop | others' mean drop | others' "
+                      "max drop | monotonic | pass |", "|---|---|---:|---:|---:|---|---|"]
+            for layer, v in r["sweep"].items():
+                sw = ", ".join(f"{x:.4g}" for x in v["swept"])
+                lines.append(f"| {layer} | {sw} | {v['drop']:+.3f} | "
+                             f"{v['others_mean_drop']:+.3f} | {v['others_max_drop']:+.3f} | "
+                             f"{'yes' if v['monotonic'] else 'no'} | "
+                             f"{'yes' if v['pass'] else 'NO'} |")
+            lines.append("")
+    rows = [(n, r) for n, r in result["styles"].items() if "variations" in r]
+    if rows:
+        lines += ["| style | min pair diff (0..255) | pair diffs | style / default | pass |",
+                  "|---|---:|---|---|---|"]
+        for n, r in rows:
+            v = r["variations"]
+            lines.append(f"| {n} | {v['min_pair_diff']:.2f} | "
+                         f"{', '.join(f'{d:.1f}' for d in v['pair_mean_abs_diff'])} | "
+                         f"{', '.join(f'{x:.2f}' for x in v['style_ratio_to_default'])} | "
+                         f"{'yes' if v['pass'] else 'NO'} |")
+        lines.append("")
+    rows = [(n, r) for n, r in result["styles"].items() if "default_vs_plain" in r]
+    if rows:
+        lines += ["| style | style (default) | style (plain) | ratio | content (default) | "
+                  "content (plain) | ratio | within 10% |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|"]
+        for n, r in rows:
+            d = r["default_vs_plain"]
+            lines.append(f"| {n} | {d['style']:.4g} | {d['plain_style']:.4g} | "
+                         f"{d['style_ratio']:.3f} | {d['content']:.4g} | "
+                         f"{d['plain_content']:.4g} | {d['content_ratio']:.3f} | "
+                         f"{'yes' if d['pass'] else 'NO'} |")
+        lines.append("")
+    if "overhead" in result:
+        o = result["overhead"]
+        lines.append(f"Overhead at 640x360 ({o['runtime']}): bake {o['bake_ms']:.1f} ms once "
+                     f"per setting; per frame {o['baked_frame_ms']:.0f} ms baked vs "
+                     f"{o['plain_frame_ms']:.0f} ms plain ({o['per_frame_overhead']:+.1%}).")
+    return "\n".join(lines)
 
 
 def _summary(r: dict[str, Any]) -> str:

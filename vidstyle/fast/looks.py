@@ -58,9 +58,6 @@ def _looks(spec: StyleSpec) -> tuple[Look, dict[int, Look], Look | None]:
     """(the whole frame's look, each listed person's, the background's or None)."""
     default = Look(spec.default, spec.layer_weights)
     people = {pid: Look(mix, spec.layers_for(pid)) for pid, mix in spec.instances}
-    own = dict(spec.instance_layers)
-    for pid in own:  # layer weights for a person without a style of their own
-        people.setdefault(pid, Look(spec.default, own[pid]))
     bg = Look(spec.background, spec.layer_weights) if spec.background is not None else None
     return default, people, bg
 

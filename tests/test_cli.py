@@ -178,7 +178,7 @@ def test_user_styles_folder(media_dir, tmp_path, monkeypatch):
 
 
 def test_help_has_examples():
-    for cmd in ("run", "info", "styles", "setup", "demo", "train", "eval"):
+    for cmd in ("run", "info", "styles", "setup", "demo", "train", "eval", "explore"):
         r = invoke(cmd, "--help")
         assert r.exit_code == 0
         assert "Example" in r.output

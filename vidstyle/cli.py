@@ -22,6 +22,7 @@ import click
 from vidstyle import __version__
 from vidstyle.config import (
     BatchConfig,
+    ExploreConfig,
     FlowConfig,
     RunConfig,
     Setting,
@@ -85,8 +86,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 # -- options generated from the config dataclasses ---------------------------------------
 
 #: Help sections, in order; options of other groups go under "Other".
-GROUPS = ("Common", "People", "Output", "Video", "Fast network", "Optimization", "Run", "Batch",
-          "Other")
+GROUPS = ("Common", "People", "Output", "Video", "Fast network", "Adjustable style",
+          "Optimization", "Run", "Batch", "Other")
 
 
 class _Option(click.Option):
@@ -299,6 +300,10 @@ def run(input_path: Path, output: Path | None, pipeline: Path | None, work_dir: 
     cfg, spec = _run_config(pipeline, opts)
     output = output or default_output(input_path, cfg, pipeline=spec)
     check_output_settings(given, output=output.name, still=media.is_image_path(output))
+    if cfg.fast.variations:
+        _run_variations(input_path, output, cfg, spec, work_dir=work_dir, keep_work=keep_work,
+                        overwrite=overwrite, quiet=quiet)
+        return
     with _Progress(quiet) as bar:
         result = run_engine(input_path, output, cfg, pipeline=spec, work_dir=work_dir,
                             progress=bar, overwrite=overwrite, keep_work=keep_work)
@@ -392,6 +397,26 @@ class _BatchBar:
 
         with tqdm.external_write_mode():
             click.echo(text, err=err)
+
+
+def _run_variations(input_path: Path, output: Path, cfg: RunConfig, spec: Any, *,
+                    work_dir: Path | None, keep_work: bool, overwrite: bool,
+                    quiet: bool) -> None:
+    """``--variations K``: K runs, each with its own seeded random layer weights."""
+    from vidstyle.engine import run as run_engine
+    from vidstyle.fast.variations import variation_plan
+
+    plan = variation_plan(cfg, output)
+    for _, out, _ in plan:  # refuse before any work, not after the first outputs
+        if out.exists() and not overwrite:
+            raise UsageError(f"{out} exists: pass --overwrite to replace it, or choose "
+                             "another -o")
+    for cfg_k, out, weights in plan:
+        with _Progress(quiet) as bar:
+            result = run_engine(input_path, out, cfg_k, pipeline=spec, work_dir=work_dir,
+                                progress=bar, overwrite=overwrite, keep_work=keep_work)
+        click.echo(f"wrote {result.output} ({result.frames} frame(s), layer weights "
+                   f"{','.join(f'{w:g}' for w in weights)})")
 
 
 @cli.command(cls=_Command)
@@ -571,16 +596,35 @@ def info(input_path: Path) -> None:
     click.echo(media.probe(input_path).describe())
 
 
-@cli.command()
-def styles() -> None:
+@cli.command(cls=_Command)
+@click.option("--layers", is_flag=True, cls=_Option, group="Common", example="--layers",
+              help="Print the style layers of the adjustable model instead, in "
+                   "--layer-weights order, with each style's default weight.")
+@click.option("--model", default=None, cls=_Option, group="Common", metavar="MODEL",
+              example="--layers --model runs/adj/model.pt",
+              help="With --layers: the adjustable model [default: the shipped one].")
+def styles(layers: bool, model: str | None) -> None:
     """List named styles and which methods support them.
 
     \b
-    Example:
+    Examples:
       vidstyle styles
+      vidstyle styles --layers
     """
     from vidstyle.engine.spec import shipped_fast_styles
     from vidstyle.styles import list_styles
+
+    if model is not None and not layers:
+        raise UsageError("--model applies to --layers only")
+    if layers:
+        from vidstyle.fast.variations import adjustable_model, layers_text
+
+        loaded, name = adjustable_model(model)
+        click.echo(f"style layers of {name} (vidstyle run --layer-weights W1,W2,... in "
+                   "this order; trained 0..1, default per style below):")
+        for line in layers_text(loaded):
+            click.echo(line)
+        return
 
     fast = shipped_fast_styles()
     click.echo(f"{'name':<16} {'methods':<11} {'artist':<20} {'year':<8} source")
@@ -645,6 +689,76 @@ def demo(output: Path | None, style: str, overwrite: bool, quiet: bool) -> None:
                f"method {cfg.method}, style {style})")
 
 
+def _config_options(cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Click options of a settings dataclass (``setting()`` fields of config.py): flag, help,
+    section, example and shown default from the dataclass; parameters named as the fields
+    (None: not given)."""
+    hints = typing.get_type_hints(cls)
+    defaults = cls()
+    options = []
+    for fld in dataclasses.fields(cls):
+        flag = flag_of(fld)
+        if flag is None:
+            continue
+        meta = fld.metadata
+        hint = hints[fld.name]
+        inner = [a for a in get_args(hint) if a is not type(None)]
+        base = inner[0] if get_origin(hint) in (Union, UnionType) and len(inner) == 1 else hint
+        kw: dict[str, Any] = {"default": None, "metavar": meta["metavar"]}
+        if base in (int, float):
+            kw["type"] = base
+        shown = f" [default: {_text(getattr(defaults, fld.name))}]"
+        help_text = meta["help"] if "[default:" in meta["help"] else meta["help"] + shown
+        options.append(click.option(
+            flag, fld.name, cls=_Option, group=meta["group"] or "Other",
+            example=f"{flag} {meta['example']}", help=help_text,
+            **kw))
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
+class _ExploreCommand(_Command):
+    groups = ("Common", "Grid", "Output")
+
+
+@cli.command(cls=_ExploreCommand)
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, cls=_Option,
+              group="Output", example="-o grid.png", help="The grid image (PNG or JPEG).")
+@click.option("--overwrite", is_flag=True, cls=_Option, group="Output",
+              example="--overwrite", help="Replace an existing output file.")
+@_config_options(ExploreConfig)
+def explore(input_path: Path, output: Path, overwrite: bool, **opts: Any) -> None:
+    """Write a grid of INPUT (an image) stylized by the adjustable model while two style
+    layers' weights sweep 0..1, rows and columns labelled, to pick --layer-weights by eye.
+
+    \b
+    Examples:
+      vidstyle explore photo.jpg --style starry -o grid.png
+      vidstyle explore photo.jpg --style scream --rows relu2_1 --cols relu3_1 --steps 4 \\
+          -o grid.png
+    """
+    from vidstyle import media
+    from vidstyle.fast.variations import explore as explore_image
+    from vidstyle.fileio import atomic_path
+
+    if not media.is_image_path(output):
+        raise UsageError(f"-o {output}: the grid is an image (.png or .jpg)")
+    if not media.is_image_path(input_path):
+        raise UsageError(f"{input_path}: explore takes an image")
+    _refuse_existing([output], overwrite)
+    cfg = ExploreConfig(**{k: v for k, v in opts.items() if v is not None})
+    grid = explore_image(input_path, cfg)
+    with atomic_path(output, suffix=output.suffix) as tmp:
+        grid.save(tmp)
+    click.echo(f"wrote {output} ({cfg.steps}x{cfg.steps}: rows {cfg.rows}, columns "
+               f"{cfg.cols})")
+
+
 class _TrainCommand(_Command):
     groups = TRAIN_GROUPS
 
@@ -707,7 +821,8 @@ def _train_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command(cls=_TrainCommand)
 @_train_options
 def train(pairs: tuple[str, ...], **opts: Any) -> None:
-    """Train the multi-style fast network (resumable), or add a style to one.
+    """Train the multi-style fast network (resumable), add a style to one, or train an
+    adjustable one (per-layer style weights as inputs, --adjustable).
 
     \b
     Examples:
@@ -718,6 +833,8 @@ def train(pairs: tuple[str, ...], **opts: Any) -> None:
           --content-dir photos/ --out runs/added
       vidstyle train --teacher fast7 --set outer_kernel=5 --set style_weight=0 \\
           --set content_weight=0 --content-dir photos/ --out runs/k5
+      vidstyle train --adjustable --from fast7 --styles starry,scream,wave \\
+          --content-dir photos/ --style-weight 100 --out runs/adj
     """
     from vidstyle.fast.train import format_progress, saved_config
     from vidstyle.fast.train import train as run_train

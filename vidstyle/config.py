@@ -51,6 +51,12 @@ Runtime = Literal["auto", "eager", "bf16", "fp16", "compile", "openvino", "ort",
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 #: The shipped fast model used when ``FastConfig.model`` is None.
 DEFAULT_MODEL = "fast7"
+#: The shipped adjustable model used for ``--layer-weights`` when no --model is given.
+DEFAULT_ADJUSTABLE_MODEL = "adjustable3"
+#: Highest ``--layer-weights`` value (trained range 0..1; above 1 extrapolates).
+MAX_LAYER_WEIGHT = 2.0
+#: Most ``--variations`` in one run.
+MAX_VARIATIONS = 64
 
 
 def setting(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = "",
@@ -363,10 +369,30 @@ class FastConfig(_Config):
     detail: float = setting(0.5, help="With per-person styles: how much the style strength "
                             "drops inside faces (0 = none, 1 = faces unstyled), so people stay "
                             "recognizable.", methods=("fast",), group="People", example="0.8")
+    layer_weights: tuple[float, ...] = setting(
+        (), help="Per-style-layer weights of an adjustable model (Babaeizadeh & Ghiasi), one "
+        "per layer in the order `vidstyle styles --layers` prints; trained 0..1, up to 2 "
+        "extrapolates (with a warning). Uses the shipped adjustable model unless --model "
+        "names one.", methods=("fast",), group="Adjustable style", metavar="W1,W2,...",
+        example="0.2,1,1,0.5,1")
+    variations: int = setting(
+        0, help="Write K outputs from seeded random layer weights (OUT_v1.png ...; a video "
+        "keeps one setting for the whole clip); adjustable models.", methods=("fast",),
+        group="Adjustable style", metavar="K", example="4")
+    seed: int = setting(0, help="Random seed (runs are repeatable).", methods=("fast",),
+                        example="7", group="Optimization")
 
     def __post_init__(self) -> None:
         self._check_types()
         self._range("size", MIN_SIZE, MAX_SIZE)
+        self._range("variations", 0, MAX_VARIATIONS)
+        for w in self.layer_weights:
+            if not math.isfinite(w) or w < 0 or w > MAX_LAYER_WEIGHT:
+                raise UsageError(f"--layer-weights: every weight must be in [0, "
+                                 f"{MAX_LAYER_WEIGHT:g}], got {w:g}")
+        if self.variations and self.layer_weights:
+            raise UsageError("--variations draws the layer weights: leave out "
+                             "--layer-weights")
         self._range("detail", 0, 1)
         self._range("strength", 0, 1)
         self._range("stability", 0, 1)
@@ -506,6 +532,32 @@ class BatchConfig(_Config):
             raise UsageError("--ray-address applies to --backend ray only")
 
 
+@dataclass(frozen=True)
+class ExploreConfig(_Config):
+    """Settings of ``vidstyle explore``: a grid of one image stylized by an adjustable model
+    while two layer weights sweep 0..1 (the other layers at the style's default)."""
+
+    style: str = setting("starry", help="Style name or mix of the adjustable model.",
+                         group="Common", metavar="STYLE", example="scream")
+    model: str | None = setting(None, help="Adjustable model: shipped name or file [default: "
+                                f"{DEFAULT_ADJUSTABLE_MODEL}].", group="Common",
+                                metavar="MODEL", example="runs/adj/model.pt")
+    rows: str = setting("relu1_1", help="Style layer whose weight changes down the rows "
+                        "(see `vidstyle styles --layers`).", group="Grid", metavar="LAYER",
+                        example="relu2_1")
+    cols: str = setting("relu4_1", help="Style layer whose weight changes across the "
+                        "columns.", group="Grid", metavar="LAYER", example="relu3_1")
+    steps: int = setting(5, help="Values per layer, evenly from 0 to 1 (a steps x steps "
+                         "grid).", group="Grid", metavar="N", example="4")
+    size: int = setting(256, help="Long side of each cell in pixels.", group="Grid",
+                        metavar="PX", example="320")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._range("steps", 2, 9)
+        self._range("size", 32, 1024)
+
+
 #: The sections of RunConfig whose fields are settings, in help order.
 SECTIONS: tuple[str, ...] = ("", "optim", "temporal", "flow", "fast", "segment", "encode")
 
@@ -614,6 +666,8 @@ def check_applicable(cfg: RunConfig, given: set[str], *,
         raise UsageError(f"{', '.join(sorted(used))} has no effect with {why}: optical flow "
                          "is used by --temporal short|long (optim) and the fast method's "
                          "stabilization")
+    if cfg.method == "fast" and "--seed" in given and not cfg.fast.variations:
+        raise UsageError("--seed has no effect with the fast method without --variations")
     if cfg.method != "optim":
         return  # other methods' options were refused by with_settings
     if "--lr" in given and cfg.optim.optimizer != "adam":
@@ -671,7 +725,10 @@ __all__ = [
     "RUNTIMES",
     "X264_PRESETS",
     "BatchConfig",
+    "DEFAULT_ADJUSTABLE_MODEL",
+    "MAX_LAYER_WEIGHT",
     "EncodeConfig",
+    "ExploreConfig",
     "FastConfig",
     "FlowConfig",
     "OptimConfig",

@@ -135,7 +135,9 @@ class StyleSpec:
     for a per-person style (ids as ``vidstyle masks`` numbers them); ``background``: the
     style outside every person (None: ``default``); ``keep_background``: leave the
     background's pixels unchanged. ``layer_weights``: per-style-layer weights for
-    adjustable models (empty: the model's default).
+    adjustable models (empty: the model's default). ``instance_layers``: (person id,
+    layer weights) pairs, a person's own layer weights (``--instance 1=wave@0.2,1,1,0.5,1``;
+    a person without keeps ``layer_weights``).
     """
 
     default: StyleMix
@@ -143,6 +145,7 @@ class StyleSpec:
     background: StyleMix | None = None
     keep_background: bool = False
     layer_weights: tuple[float, ...] = ()
+    instance_layers: tuple[tuple[int, tuple[float, ...]], ...] = ()
 
     @classmethod
     def parse(cls, text: str | StyleSpec) -> StyleSpec:
@@ -153,13 +156,16 @@ class StyleSpec:
 
     def with_people(self, instances: list[str] | tuple[str, ...] = (),
                     background: str | None = None) -> StyleSpec:
-        """This spec with ``--instance ID=STYLE`` texts and ``--background STYLE|none``.
+        """This spec with ``--instance ID=STYLE[@W1,W2,...]`` texts and ``--background
+        STYLE|none``. ``@W1,W2,...``: the person's own layer weights (adjustable models).
 
         Raises StyleError for a malformed item, an id below 1 or given twice.
         """
         pairs: dict[int, StyleMix] = dict(self.instances)
+        layers: dict[int, tuple[float, ...]] = dict(self.instance_layers)
         for item in instances:
             ident, sep, style = str(item).partition("=")
+            style, at, weights = style.partition("@")
             try:
                 pid = int(ident.strip())
             except ValueError:
@@ -170,6 +176,8 @@ class StyleSpec:
             if pid in pairs:
                 raise StyleError(f"--instance {pid} is given twice")
             pairs[pid] = StyleMix.parse(style)
+            if at:
+                layers[pid] = parse_layer_weights(weights, f"--instance {item}")
         keep, bg = self.keep_background, self.background
         if background is not None:
             if background.strip().lower() == "none":
@@ -177,7 +185,11 @@ class StyleSpec:
             else:
                 keep, bg = False, StyleMix.parse(background)
         return StyleSpec(self.default, tuple(sorted(pairs.items())), bg, keep,
-                         self.layer_weights)
+                         self.layer_weights, tuple(sorted(layers.items())))
+
+    def layers_for(self, person: int) -> tuple[float, ...]:
+        """The layer weights of person ``person`` (``layer_weights`` when not given)."""
+        return dict(self.instance_layers).get(person, self.layer_weights)
 
     @property
     def per_person(self) -> bool:
@@ -205,12 +217,14 @@ class StyleSpec:
     def is_plain(self) -> bool:
         """One style (or mix) for the whole frame, default layer weights."""
         return (not self.instances and self.background is None and not self.keep_background
-                and not self.layer_weights)
+                and not self.layer_weights and not self.instance_layers)
 
     def __str__(self) -> str:
         text = str(self.default)
+        own = dict(self.instance_layers)
         for i, m in self.instances:
-            text += f" [{i}={m}]"
+            extra = ("@" + ",".join(_fmt(w) for w in own[i])) if i in own else ""
+            text += f" [{i}={m}{extra}]"
         if self.keep_background:
             text += " [background=none]"
         elif self.background is not None:
@@ -222,8 +236,11 @@ class StyleSpec:
     def slug(self) -> str:
         """File-name-safe text telling specs apart (no ``:``, ``,``, spaces or slashes)."""
         s = self.default.slug()
+        own = dict(self.instance_layers)
         for i, m in self.instances:
             s += f"_p{i}-{m.slug()}"
+            if i in own:
+                s += "_l" + "-".join(_fmt(w).replace(".", "p") for w in own[i])
         if self.keep_background:
             s += "_bg-none"
         elif self.background is not None:
@@ -231,6 +248,20 @@ class StyleSpec:
         if self.layer_weights:
             s += "_l" + "-".join(_fmt(w).replace(".", "p") for w in self.layer_weights)
         return s
+
+
+def parse_layer_weights(text: str, where: str) -> tuple[float, ...]:
+    """``"0.2,1,1,0.5,1"`` -> (0.2, 1.0, 1.0, 0.5, 1.0); StyleError naming ``where`` for an
+    empty list or a value that is not a finite number (ranges are the model's to check)."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(v) for v in values):
+        raise StyleError(f"bad layer weights in {where}: expected numbers separated by "
+                         "commas, e.g. 0.2,1,1,0.5,1")
+    return values
 
 
 def _fmt(w: float) -> str:
@@ -430,4 +461,5 @@ __all__ = [
     "frame_unit",
     "limited",
     "no_progress",
+    "parse_layer_weights",
 ]

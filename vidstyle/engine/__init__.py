@@ -99,7 +99,7 @@ def make_stylizer(*, config: RunConfig, device: Any) -> Stylizer:
     if config.method != "optim":
         raise UsageError(f"method {config.method!r} is not resolved: use optim or fast")
     spec = config.style
-    if spec.layer_weights:
+    if spec.layer_weights or spec.instance_layers:
         raise UsageError("per-layer style weights need the fast method (--method fast)")
     if any(not mix.is_single for mix in spec.mixes()):
         raise UsageError(f"style mixes ({spec}) need the fast method; the optimization "

@@ -238,6 +238,8 @@ def build_config(values: Mapping[str, Any], *, pipeline: str | Path | None = Non
     rest = {k: v for k, v in values.items() if k not in ("--method", "--instance",
                                                          "--background")}
     cfg = with_settings(cfg, rest, method=method)
+    if cfg.fast.layer_weights:  # the look of the whole frame (see StyleSpec.layer_weights)
+        style = dataclasses.replace(style, layer_weights=cfg.fast.layer_weights)
     cfg = dataclasses.replace(cfg, style=style)
     check_applicable(cfg, given, stages=spec.kinds)
     check_people(cfg, given)

@@ -7,6 +7,11 @@ A model file is a ``torch.save`` of a plain dict that loads with ``weights_only=
      "style_names": [str, ...], "state_dict": {name: fp16/fp32 tensor},
      "info": {...}}          # training config, steps, losses: str/int/float/list/dict only
 
+An adjustable model (:mod:`vidstyle.fast.adjustable`) has ``"format":
+"vidstyle.adjustable"`` and its ``arch`` adds ``style_layers`` and ``hidden``; its
+``state_dict`` holds the transformer (``transformer.*``), the conditioner and the loss
+averages that define its default layer weights. Both kinds load with :func:`load_model`.
+
 ``vidstyle/data/weights/manifest.toml`` (package data) holds one table per shipped model
 under ``[models.<name>]`` with at least ``file`` (relative to the manifest) and ``sha256``.
 """
@@ -27,6 +32,7 @@ import torch
 
 from vidstyle.config import DEFAULT_MODEL
 from vidstyle.errors import StyleError, WeightsError, describe
+from vidstyle.fast.adjustable import ADJUSTABLE_FORMAT, FP32_KEYS, AdjustableStyleNet
 from vidstyle.fast.net import StyleNet
 from vidstyle.fileio import atomic_path, atomic_write_text, sha256_file
 
@@ -44,9 +50,14 @@ DEFAULT_WEIGHTS_DIR = Path(str(files("vidstyle") / "data" / "weights"))
 class LoadedModel:
     """A network ready for inference with its style names and recorded metadata."""
 
-    net: StyleNet
+    net: StyleNet | AdjustableStyleNet
     style_names: tuple[str, ...]
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def adjustable(self) -> bool:
+        """Whether the layer weights are inputs (an :class:`AdjustableStyleNet`)."""
+        return isinstance(self.net, AdjustableStyleNet)
 
     def style_index(self, name: str) -> int:
         """Index of style ``name``; raises StyleError for an unknown name."""
@@ -65,7 +76,7 @@ def atomic_torch_save(obj: object, path: Path) -> None:
 
 def save_model(
     path: str | os.PathLike[str],
-    net: StyleNet,
+    net: StyleNet | AdjustableStyleNet,
     *,
     style_names: tuple[str, ...] | list[str],
     dtype: torch.dtype = torch.float16,
@@ -74,9 +85,10 @@ def save_model(
     """Write ``net`` (weights cast to ``dtype``) atomically to ``path``; return its sha256."""
     if len(style_names) != net.num_styles:
         raise ValueError(f"{len(style_names)} style names for a {net.num_styles}-style net")
-    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.float32 if k in FP32_KEYS else dtype).contiguous()
+             for k, v in net.state_dict().items()}
     payload = {
-        "format": FORMAT,
+        "format": ADJUSTABLE_FORMAT if isinstance(net, AdjustableStyleNet) else FORMAT,
         "version": VERSION,
         "arch": net.arch(),
         "style_names": list(style_names),
@@ -113,19 +125,23 @@ def load_model(
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad weights file
         log.debug("torch.load(%s) failed", p, exc_info=True)  # torch's text: debug only
         raise WeightsError(f"{p} is not a vidstyle model file ({_unreadable(p, e)})") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    kinds = (FORMAT, ADJUSTABLE_FORMAT)
+    if not isinstance(payload, dict) or payload.get("format") not in kinds:
         raise WeightsError(f"{p} is not a vidstyle model file (a PyTorch file of another "
                            "kind)")
     if payload.get("version") != VERSION:
         raise WeightsError(f"{p} has model format version {payload.get('version')}, need 1")
     try:
         arch = payload["arch"]
-        net = StyleNet(
-            num_styles=int(arch["num_styles"]),
-            channels=tuple(arch["channels"]),
-            num_res_blocks=int(arch["num_res_blocks"]),
-            outer_kernel=int(arch.get("outer_kernel", 9)),
-        )
+        common = {"num_styles": int(arch["num_styles"]), "channels": tuple(arch["channels"]),
+                  "num_res_blocks": int(arch["num_res_blocks"]),
+                  "outer_kernel": int(arch.get("outer_kernel", 9))}
+        net: StyleNet | AdjustableStyleNet
+        if payload["format"] == ADJUSTABLE_FORMAT:
+            net = AdjustableStyleNet(**common, style_layers=tuple(arch["style_layers"]),
+                                     hidden=int(arch["hidden"]))
+        else:
+            net = StyleNet(**common)
         state = {k: v.float() for k, v in payload["state_dict"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         log.debug("%s: bad architecture record", p, exc_info=True)

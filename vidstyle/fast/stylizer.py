@@ -17,11 +17,12 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from vidstyle.config import DEFAULT_MODEL, RunConfig, fingerprint_of
+from vidstyle.config import DEFAULT_ADJUSTABLE_MODEL, DEFAULT_MODEL, RunConfig, fingerprint_of
 from vidstyle.contracts import FrameContext, Instances, StyleMix, StylizerNeeds
 from vidstyle.errors import StyleError, UsageError
 from vidstyle.fast import tiling
 from vidstyle.fast.inference import FeatureHook, InferenceNet
+from vidstyle.fast.looks import bake_looks
 from vidstyle.fast.model_io import (
     DEFAULT_WEIGHTS_DIR,
     LoadedModel,
@@ -315,13 +316,32 @@ def resolve_model(spec: str | None, device: torch.device | str = "cpu") -> tuple
 def make_fast_stylizer(*, config: RunConfig, device: torch.device | str = "cpu") -> FastStylizer:
     """Load the model of ``config.fast.model`` and map ``config.style`` to its style weights.
 
-    Raises StyleError for a style the model lacks (or a per-person spec, not yet
-    supported), WeightsError for a missing/corrupt model.
+    An adjustable model (``--layer-weights``, or ``--model`` naming one) is baked into a
+    plain network with one style row per look of the spec (:mod:`vidstyle.fast.looks`).
+    Raises StyleError for a style the model lacks, UsageError for layer weights a model
+    cannot take, WeightsError for a missing/corrupt model.
     """
-    if config.style.layer_weights:
-        raise UsageError("per-layer style weights need an adjustable model (not yet shipped)")
+    if config.fast.variations:  # K runs, each with its own weights: variation_plan
+        raise UsageError("--variations applies to `vidstyle run` only (one run per "
+                         "variation)")
     device = torch.device(device)
-    model, sha = resolve_model(config.fast.model, device)
+    spec = config.style
+    adjusting = bool(spec.layer_weights or spec.instance_layers)
+    name = config.fast.model
+    if name is None and adjusting:
+        if DEFAULT_ADJUSTABLE_MODEL not in read_manifest().get("models", {}):
+            raise UsageError("--layer-weights needs an adjustable model and none is shipped: "
+                             "train one (`vidstyle train --adjustable`) and pass --model")
+        name = DEFAULT_ADJUSTABLE_MODEL
+    model, sha = resolve_model(name, device)
+    if model.adjustable:
+        names = model.style_names
+        model, spec, looks = bake_looks(model, spec, lambda mix: style_vector(mix, names))
+        sha = fingerprint_of(sha, looks)  # also keys the runtime cache: one per bake
+        config = config.replace(style=spec)
+    elif adjusting:
+        raise UsageError(f"--layer-weights needs an adjustable model; {name or DEFAULT_MODEL} "
+                         f"is a plain one (use --model {DEFAULT_ADJUSTABLE_MODEL})")
     weights = style_vector(config.style.default, model.style_names)
     return FastStylizer(model=model, model_sha256=sha, style_weights=weights, config=config,
                         device=device)

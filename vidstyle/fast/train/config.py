@@ -35,7 +35,8 @@ DEFAULT_STYLES: tuple[str, ...] = (
 )
 
 #: Help sections of the ``vidstyle train`` options, in order.
-TRAIN_GROUPS = ("Styles and data", "Training", "Start from a model", "Output", "Run", "Other")
+TRAIN_GROUPS = ("Styles and data", "Training", "Start from a model", "Adjustable", "Output",
+                "Run", "Other")
 
 
 def train_setting(default: Any, *, help: str, flag: str | None = None, group: str = "",
@@ -145,7 +146,25 @@ class TrainConfig(_Config):
         help="Train one new style into --from MODEL (all else frozen).")
     from_model: str | None = train_setting(
         None, flag="from", group="Start from a model", metavar="MODEL",
-        example="vidstyle/data/weights/fast7.pt", help="The model --add-style extends.")
+        example="vidstyle/data/weights/fast7.pt",
+        help="The model --add-style extends, or --adjustable starts from (its transformer "
+        "and the rows of --styles).")
+    adjustable: bool = train_setting(
+        False, flag="", group="Adjustable",
+        help="Train an adjustable model: per-style-layer loss weights become inputs "
+        "(vidstyle run --layer-weights; Babaeizadeh & Ghiasi).")
+    adjustable_default: float = train_setting(
+        0.25, help="Share of samples at the default layer weights (the plain objective).")
+    adjustable_onehot: float = train_setting(
+        0.1, help="Share of samples with one style layer only (one-hot layer weights); "
+        "the rest draw U(0, 1) per layer.")
+    ema_decay: float = train_setting(
+        0.99, help="Decay of the moving averages that normalize each layer's style loss.")
+    conditioner_lr: float | None = train_setting(
+        None, help="Adam learning rate of the conditioning network (default: lr); a higher "
+        "one lets a short fine-tuning from a plain model learn the layer weights.")
+    conditioner_hidden: int = train_setting(
+        128, help="Hidden width of the conditioning network (--adjustable).")
     device: Device = train_setting("auto", flag="", group="Run", example="cpu",
                                    help="Compute device; per invocation.")
     precision: Precision = train_setting(
@@ -180,6 +199,11 @@ class TrainConfig(_Config):
         self._range("num_res_blocks", 0)
         self._range("checkpoint_every", 0)
         self._range("log_every", 1)
+        self._range("adjustable_default", 0, 1)
+        self._range("adjustable_onehot", 0, 1)
+        self._range("ema_decay", 0, 0.9999)
+        self._range("conditioner_hidden", 1)
+        self._range("conditioner_lr", 0, lo_open=True)
         validate(self)
 
     def _name(self, name: str) -> str:
@@ -222,6 +246,8 @@ _RESUME_KEYS = (
     "add_style",
     "seed",
     "teacher",
+    "adjustable",
+    "conditioner_hidden",
 )
 
 
@@ -239,9 +265,18 @@ def validate(config: TrainConfig) -> None:
         raise UsageError(f"{flag('channels')} takes 3 widths >= 1, got {config.channels}")
     if config.outer_kernel < 1 or config.outer_kernel % 2 != 1:
         raise UsageError(f"{flag('outer_kernel')} must be odd, got {config.outer_kernel}")
-    if bool(config.add_style) != bool(config.from_model):
+    if config.adjustable and (config.add_style or config.teacher):
+        raise UsageError(f"{flag('adjustable')} does not go with {flag('add_style')} or "
+                         f"{flag('teacher')} (start it from a model with {flag('from_model')})")
+    if config.adjustable_default + config.adjustable_onehot > 1:
+        raise UsageError("adjustable_default + adjustable_onehot must be <= 1 "
+                         f"({flag('adjustable_default')}, {flag('adjustable_onehot')})")
+    if config.from_model and not (config.add_style or config.adjustable):
+        raise UsageError(f"{flag('from_model')} goes with {flag('add_style')} or "
+                         f"{flag('adjustable')}")
+    if config.add_style and not config.from_model:
         raise UsageError(
-            f"{flag('add_style')} and {flag('from_model')} go together: "
+            f"{flag('add_style')} needs {flag('from_model')}: "
             f"{flag('add_style')} NAME=IMAGE {flag('from_model')} MODEL"
         )
     if config.add_style and "=" not in config.add_style:

@@ -17,9 +17,11 @@ import torch
 from vidstyle.device import pick_device
 from vidstyle.errors import Interrupted, UsageError
 from vidstyle.fast import model_io
+from vidstyle.fast.adjustable import AdjustableStyleNet
 from vidstyle.fast.net import StyleNet
 from vidstyle.vgg import load_vgg
 
+from .adjustable import adjustable_terms, init_adjustable, sample_alpha
 from .config import TrainConfig, flag, resume_conflicts
 from .data import build_pool, holdout_images, resolve_style
 from .objective import LossNet, evaluate, style_layer_weights, style_targets, training_terms
@@ -63,7 +65,8 @@ def _load_loss_net(config: TrainConfig, device: torch.device, layers: Sequence[s
 
 def _network(
     config: TrainConfig,
-) -> tuple[StyleNet, tuple[str, ...], list[Path], model_io.LoadedModel | None]:
+) -> tuple[StyleNet | AdjustableStyleNet, tuple[str, ...], list[Path],
+           model_io.LoadedModel | None]:
     """(network on the CPU, style names, images of the styles to train, teacher or None)."""
     if config.add_style:
         base = model_io.load_model(config.from_model)
@@ -79,6 +82,8 @@ def _network(
     if len(set(style_names)) != len(style_names):
         raise UsageError(f"duplicate style names: {style_names}")
     torch.manual_seed(config.seed)
+    if config.adjustable:
+        return init_adjustable(config, style_names), style_names, [p for _, p in resolved], None
     net = StyleNet(
         num_styles=len(style_names),
         channels=config.channels,
@@ -159,9 +164,17 @@ def train(
         teacher = teacher.to(device, memory_format=torch.channels_last)
     net.train()
     net = net.to(device, memory_format=torch.channels_last)
-    params = (train_only_last_style(net) if adding
-              else [p for p in net.parameters() if p.requires_grad])
+    params: list[Any]
+    if adding:
+        params = train_only_last_style(net)
+    elif isinstance(net, AdjustableStyleNet):  # the conditioner trains too, at its own rate
+        params = [{"params": list(net.transformer.parameters())},
+                  {"params": list(net.conditioner.parameters()),
+                   "lr": config.conditioner_lr or config.lr}]
+    else:
+        params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr)
+    lrs = [group["lr"] for group in opt.param_groups]
     gen = torch.Generator().manual_seed(config.seed)
 
     step = 0
@@ -174,6 +187,8 @@ def train(
             raise UsageError(f"cannot resume {ckpt_path}: settings changed ({changed})")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        for group, fresh in zip(opt.param_groups, lrs, strict=True):
+            group["lr"] = fresh  # the rates of this invocation (--set lr=... on a resume)
         gen.set_state(ck["rng"])
         step = int(ck["step"])
         prior_elapsed = float(ck.get("elapsed_s", 0.0))
@@ -229,8 +244,13 @@ def train(
             else:
                 ids = torch.randint(net.num_styles, (config.batch,), generator=gen)
             ids = ids.to(device)
-            terms = training_terms(net, loss_net, x, ids, targets, config, layer_w, bf16,
-                                   teacher)
+            if isinstance(net, AdjustableStyleNet):
+                alpha = sample_alpha(net, ids, config, gen)
+                terms = adjustable_terms(net, loss_net, x, ids, alpha, targets, config,
+                                         layer_w, bf16)
+            else:
+                terms = training_terms(net, loss_net, x, ids, targets, config, layer_w, bf16,
+                                       teacher)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()

@@ -23,6 +23,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from vidstyle.fast.adjustable import AdjustableStyleNet
 from vidstyle.fast.net import StyleNet
 from vidstyle.losses import gram, tv_loss
 
@@ -153,7 +154,7 @@ def training_terms(
 
 @torch.no_grad()
 def evaluate(
-    net: StyleNet,
+    net: StyleNet | AdjustableStyleNet,
     loss_net: LossNet,
     images: Sequence[torch.Tensor],
     targets: Mapping[str, torch.Tensor],

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from vidstyle.fast.adjustable import AdjustableStyleNet
 from vidstyle.fast.net import StyleNet
 from vidstyle.fileio import atomic_path
 
@@ -139,7 +140,7 @@ def plot_curves(log_path: Path, out: Path, width: int = 900, height: int = 500) 
 
 @torch.no_grad()
 def sample_sheet(
-    net: StyleNet,
+    net: StyleNet | AdjustableStyleNet,
     images: Sequence[torch.Tensor],
     style_names: Sequence[str],
     out: Path,

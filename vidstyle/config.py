@@ -32,6 +32,11 @@ BOTH: tuple[Method, ...] = METHODS
 
 #: Longest side of a working frame, pixels (``--size``).
 MIN_SIZE, MAX_SIZE = 16, 8192
+#: Range of ``--style-scale`` (0 also allowed: off).
+MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.25, 8.0
+#: Short side (pixels) of the fast network's input at ``--style-scale 1``
+#: (see :mod:`vidstyle.fast.scale`).
+STYLE_REFERENCE_SIDE = 720
 
 FlowMethod = Literal["dis", "deepflow", "dualtvl1", "raft"]
 #: Presets each flow backend accepts, and the default of each (the stabilizer, temporal
@@ -345,8 +350,16 @@ class FastConfig(_Config):
                                 example="runs/mine/model.pt", group="Fast network", metavar="MODEL")
     size: int | None = setting(None, help="Longest side of the output in pixels.",
                                methods=("fast",), example="1280", group="Common")
-    strength: float = setting(1.0, help="Style strength 0..1 (blend with the input).",
-                              methods=("fast",), example="0.6", group="Fast network")
+    strength: float = setting(
+        1.0, help="Style strength 0..1: the network's output blended with the input pixels "
+        "(1 = full style; lower keeps more of the content, e.g. faces and small objects).",
+        methods=("fast",), example="0.6", group="Fast network")
+    style_scale: float = setting(
+        1.0, help="Stroke size, the same at any resolution: the network runs on the frame "
+        f"shrunk to short side {STYLE_REFERENCE_SIDE} / S (not enlarged at S = 1) and an "
+        "edge-aware upsampler brings it to full size (1 = default; 2 = strokes twice as "
+        "large; 0 = off: the network at full size, strokes fixed in pixels).",
+        methods=("fast",), example="2", group="Fast network", metavar="S")
     stability: float = setting(
         0.7, help="Temporal stability 0..1 (0 = off): how much of the flow-warped previous "
         "frame's network features and output is kept.", methods=("fast",),
@@ -369,6 +382,10 @@ class FastConfig(_Config):
         self._range("detail", 0, 1)
         self._range("strength", 0, 1)
         self._range("stability", 0, 1)
+        v = self.style_scale
+        if v != 0 and not (math.isfinite(v) and MIN_STYLE_SCALE <= v <= MAX_STYLE_SCALE):
+            raise UsageError(f"--style-scale must be 0 (off) or {MIN_STYLE_SCALE:g}.."
+                             f"{MAX_STYLE_SCALE:g}, got {v}")
         if self.tile < 0 or 0 < self.tile < 64:
             raise UsageError(f"--tile must be 0 (automatic) or >= 64 pixels, got {self.tile}")
 

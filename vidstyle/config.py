@@ -37,6 +37,13 @@ MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.25, 8.0
 #: Short side (pixels) of the fast network's input at ``--style-scale 1``
 #: (see :mod:`vidstyle.fast.scale`).
 STYLE_REFERENCE_SIDE = 720
+#: ``--style-scale``: one flag, a field in each method's section (OptimConfig, FastConfig).
+STYLE_SCALE_HELP = (
+    "Stroke size (2 = strokes twice as large). optim: the style image's size relative to "
+    "the output (> 0). fast: the same look at any resolution: the network runs on the "
+    f"frame shrunk to short side {STYLE_REFERENCE_SIDE} / S (not enlarged at 1) and an "
+    "edge-aware upsampler brings it to full size; 0 = off (network at full size, strokes "
+    "fixed in pixels).")
 
 FlowMethod = Literal["dis", "deepflow", "dualtvl1", "raft"]
 #: Presets each flow backend accepts, and the default of each (the stabilizer, temporal
@@ -204,9 +211,8 @@ class OptimConfig(_Config):
                                     methods=("optim",), example="5", group="Optimization")
     tv_weight: float = setting(1e3, help="Weight of the total-variation smoothness loss.",
                                methods=("optim",), example="0", group="Optimization")
-    style_scale: float = setting(1.0, help="Style image size relative to the output "
-                                 "(stroke size; > 0).", methods=("optim",),
-                                 example="0.5", group="Optimization")
+    style_scale: float = setting(1.0, help=STYLE_SCALE_HELP, methods=("optim",),
+                                 example="2", group="Common", metavar="S")
     style_layers: tuple[str, ...] = setting(
         (), help="Style layers, e.g. relu1_1,relu2_1 (default: the network's).",
         methods=("optim",),
@@ -354,12 +360,8 @@ class FastConfig(_Config):
         1.0, help="Style strength 0..1: the network's output blended with the input pixels "
         "(1 = full style; lower keeps more of the content, e.g. faces and small objects).",
         methods=("fast",), example="0.6", group="Fast network")
-    style_scale: float = setting(
-        1.0, help="Stroke size, the same at any resolution: the network runs on the frame "
-        f"shrunk to short side {STYLE_REFERENCE_SIDE} / S (not enlarged at S = 1) and an "
-        "edge-aware upsampler brings it to full size (1 = default; 2 = strokes twice as "
-        "large; 0 = off: the network at full size, strokes fixed in pixels).",
-        methods=("fast",), example="2", group="Fast network", metavar="S")
+    style_scale: float = setting(1.0, help=STYLE_SCALE_HELP, methods=("fast",), example="2",
+                                 group="Common", metavar="S")
     stability: float = setting(
         0.7, help="Temporal stability 0..1 (0 = off): how much of the flow-warped previous "
         "frame's network features and output is kept.", methods=("fast",),

@@ -1,7 +1,8 @@
 """Temporal consistency of the fast method: raw per-frame output vs flow-stabilized.
 
 Run: ``python -m benchmarks.eval_fast_temporal [--frames 60] [--size 640]
-[--stability 0.5,0.7,0.85] [--model fast7] [--style starry]``.
+[--stability 0.5,0.7,0.85] [--model fast7] [--style starry] [--style-scale 1]
+[--json fast_temporal.json]``.
 
 For each clip (first ``--frames`` frames at longest side ``--size``) it stylizes every
 frame with the fast network (runtime "auto"), raw and then stabilized the way ``vidstyle
@@ -68,6 +69,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="comma list; the FastConfig default is always included")
     p.add_argument("--model", default=None, help="model file or shipped name (default: fast7)")
     p.add_argument("--style", default="starry")
+    p.add_argument("--style-scale", type=float, default=FastConfig().style_scale,
+                   help="--style-scale of the runs (the network's working scale; frames "
+                   "at --size 1280 with 2 run it at 640x360 and upsample)")
+    p.add_argument("--json", default="fast_temporal.json", help="result file name")
     p.add_argument("--style-every", type=int, default=6)
     p.add_argument("--output-only", action="store_true",
                    help="also measure the output-only blend (no feature-level blending)")
@@ -78,11 +83,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     default_s = FastConfig().stability
     values = sorted({float(v) for v in a.stability.split(",") if v} | {default_s})
-    cfg = RunConfig(style=a.style, method="fast", fast=FastConfig(model=a.model, size=a.size))
+    cfg = RunConfig(style=a.style, method="fast",
+                    fast=FastConfig(model=a.model, size=a.size, style_scale=a.style_scale))
     st = make_fast_stylizer(config=cfg, device="cpu")
     style_img = resize_longest(load_image(resolve_style(a.style).path), a.size)
     judge = make_flow("dis", preset="medium")
     out: dict[str, Any] = {"model": a.model or "fast7 (shipped)", "style": a.style,
+                           "style_scale": a.style_scale,
                            "frames": a.frames, "size": a.size, "default_stability": default_s,
                            "load_average": list(os.getloadavg()), "clips": {}}
     for clip in CLIPS:
@@ -114,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             r["warp_ratio"] = r["warp_error"] / base["warp_error"]
             r["style_ratio"] = r["style_loss"] / base["style_loss"]
         out["clips"][clip] = {"size": list(src[0].shape[-2:]), "stylize_s": net_s,
+                              "network_size": list(st.network_size(tuple(src[0].shape[-2:]))),
                               "runtime": st.runtime_choice.name if st.runtime_choice else "",
                               "rows": rows}
     d = out["clips"]
@@ -121,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              and c["rows"][f"s={default_s:g}"]["style_ratio"] <= 1.1 for c in d.values())
     out["acceptance_default"] = ok
     _print(out)
-    write_json(RESULTS / "fast_temporal.json", out)
+    write_json(RESULTS / a.json, out)
     return out
 
 

@@ -32,6 +32,18 @@ BOTH: tuple[Method, ...] = METHODS
 
 #: Longest side of a working frame, pixels (``--size``).
 MIN_SIZE, MAX_SIZE = 16, 8192
+#: Range of ``--style-scale`` (0 also allowed: off).
+MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.25, 8.0
+#: Short side (pixels) of the fast network's input at ``--style-scale 1``
+#: (see :mod:`vidstyle.fast.scale`).
+STYLE_REFERENCE_SIDE = 720
+#: ``--style-scale``: one flag, a field in each method's section (OptimConfig, FastConfig).
+STYLE_SCALE_HELP = (
+    "Stroke size (2 = strokes twice as large). optim: the style image's size relative to "
+    "the output (> 0). fast: the same look at any resolution: the network runs on the "
+    f"frame shrunk to short side {STYLE_REFERENCE_SIDE} / S (not enlarged at 1) and an "
+    "edge-aware upsampler brings it to full size; 0 = off (network at full size, strokes "
+    "fixed in pixels).")
 
 FlowMethod = Literal["dis", "deepflow", "dualtvl1", "raft"]
 #: Presets each flow backend accepts, and the default of each (the stabilizer, temporal
@@ -205,9 +217,8 @@ class OptimConfig(_Config):
                                     methods=("optim",), example="5", group="Optimization")
     tv_weight: float = setting(1e3, help="Weight of the total-variation smoothness loss.",
                                methods=("optim",), example="0", group="Optimization")
-    style_scale: float = setting(1.0, help="Style image size relative to the output "
-                                 "(stroke size; > 0).", methods=("optim",),
-                                 example="0.5", group="Optimization")
+    style_scale: float = setting(1.0, help=STYLE_SCALE_HELP, methods=("optim",),
+                                 example="2", group="Common", metavar="S")
     style_layers: tuple[str, ...] = setting(
         (), help="Style layers, e.g. relu1_1,relu2_1 (default: the network's).",
         methods=("optim",),
@@ -351,8 +362,12 @@ class FastConfig(_Config):
                                 example="runs/mine/model.pt", group="Fast network", metavar="MODEL")
     size: int | None = setting(None, help="Longest side of the output in pixels.",
                                methods=("fast",), example="1280", group="Common")
-    strength: float = setting(1.0, help="Style strength 0..1 (blend with the input).",
-                              methods=("fast",), example="0.6", group="Fast network")
+    strength: float = setting(
+        1.0, help="Style strength 0..1: the network's output blended with the input pixels "
+        "(1 = full style; lower keeps more of the content, e.g. faces and small objects).",
+        methods=("fast",), example="0.6", group="Fast network")
+    style_scale: float = setting(1.0, help=STYLE_SCALE_HELP, methods=("fast",), example="2",
+                                 group="Common", metavar="S")
     stability: float = setting(
         0.7, help="Temporal stability 0..1 (0 = off): how much of the flow-warped previous "
         "frame's network features and output is kept.", methods=("fast",),
@@ -396,6 +411,10 @@ class FastConfig(_Config):
         self._range("detail", 0, 1)
         self._range("strength", 0, 1)
         self._range("stability", 0, 1)
+        v = self.style_scale
+        if v != 0 and not (math.isfinite(v) and MIN_STYLE_SCALE <= v <= MAX_STYLE_SCALE):
+            raise UsageError(f"--style-scale must be 0 (off) or {MIN_STYLE_SCALE:g}.."
+                             f"{MAX_STYLE_SCALE:g}, got {v}")
         if self.tile < 0 or 0 < self.tile < 64:
             raise UsageError(f"--tile must be 0 (automatic) or >= 64 pixels, got {self.tile}")
 

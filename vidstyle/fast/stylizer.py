@@ -1,10 +1,13 @@
 """The fast stylizer: the multi-style network as a frame stylizer of the engine.
 
-One network pass per frame (:mod:`vidstyle.fast.runtimes` picks how it runs), styles and
-mixes as convex rows of the network's style weights, strength as a pixel blend, and for
-video the flow stabilization of :mod:`vidstyle.fast.stabilize` (features blended inside
-the network, output blended in the encode thread). The engine supplies the frames, the
-motion between them and the encoding.
+One network pass per frame (:mod:`vidstyle.fast.runtimes` picks how it runs) at the
+working scale of ``--style-scale`` (:mod:`vidstyle.fast.scale`: the frame shrunk to a
+reference size, the output brought back to full size by an edge-aware upsampler, so the
+strokes look the same at any resolution), styles and mixes as convex rows of the
+network's style weights, strength as a pixel blend at full size, and for video the flow
+stabilization of :mod:`vidstyle.fast.stabilize` (features blended inside the network at
+the working scale, output blended at full size in the encode thread). The engine
+supplies the frames, the motion between them and the encoding.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from vidstyle.fast.model_io import (
 )
 from vidstyle.fast.net import blend_strength
 from vidstyle.fast.runtimes import Runtime, RuntimeChoice, select_runtime
+from vidstyle.fast.scale import guided_upsample, network_size, shrink
 from vidstyle.fast.stabilize import Stabilizer
 from vidstyle.fileio import sha256_file
 from vidstyle.imageops import keep_colors, resize_uint8, working_size
@@ -114,6 +118,7 @@ class FastStylizer:
         return fingerprint_of(
             "fast", self.model_sha256, [round(float(v), 6) for v in self.style_weights[0]],
             f.size, f.strength, f.stability, f.tile, f.preserve_color, self.runtime_name,
+            f.style_scale,
         )
 
     @property
@@ -182,21 +187,45 @@ class FastStylizer:
         return self.runtime()(x, style_weights, hook)
 
     def supports_hooks(self, size: tuple[int, int]) -> bool:
-        """Whether frames of ``size`` (h, w) run untiled on a runtime with feature hooks."""
-        return not self._tile_for(*size) and self.runtime().supports_hooks
+        """Whether frames of ``size`` (h, w) run untiled (at their :meth:`network_size`)
+        on a runtime with feature hooks."""
+        return not self._tile_for(*self.network_size(size)) and self.runtime().supports_hooks
+
+    def network_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(h, w) at which the network runs for frames of ``size`` (h, w): the working
+        scale of ``--style-scale`` (see :func:`vidstyle.fast.scale.network_size`)."""
+        return network_size(*size, self.config.fast.style_scale)
+
+    def scaled_network(self, x: torch.Tensor, style_weights: torch.Tensor,
+                       hook: FeatureHook | None = None) -> torch.Tensor:
+        """:meth:`network` at the working scale: x (1, 3, H, W) shrunk to
+        :meth:`network_size`, the output (B, 3, h, w) brought back to (B, 3, H, W) by
+        :func:`~vidstyle.fast.scale.guided_upsample` with x as the guide. A style map
+        (1, S, H, W) is shrunk the same way as x (still convex per pixel). ``hook`` sees
+        the features of the shrunk frame."""
+        size = tuple(x.shape[-2:])
+        small = self.network_size(size)
+        if small == size:
+            return self.network(x, style_weights, hook)
+        xs = shrink(x, small)
+        if style_weights.dim() == 4:
+            style_weights = shrink(style_weights, small)
+        out = self.network(xs, style_weights, hook)
+        return guided_upsample(out, xs, x)
 
     def stylize_tensor(self, x: torch.Tensor, hook: FeatureHook | None = None,
                        instances: Instances | None = None) -> torch.Tensor:
         """(1, 3, H, W) in [0, 1] at working size -> stylized (1, 3, H, W) with strength
-        (and ``--preserve-color``). ``hook``: see :meth:`network`. ``instances``: the
+        (and ``--preserve-color``); the network runs at the working scale
+        (:meth:`scaled_network`). ``hook``: see :meth:`network`. ``instances``: the
         people of the frame at this size (per-person styles; see :meth:`layout`)."""
         fast = self.config.fast
         if not self.people:
-            out = self.network(x, self.style_weights, hook)
+            out = self.scaled_network(x, self.style_weights, hook)
             out = blend_strength(out, x.to(out.device, out.dtype), fast.strength)
             return keep_colors(out, x) if fast.preserve_color else out
         weights, people, faces = self.layout(instances, tuple(x.shape[-2:]))
-        out = self.network(x, weights, hook)
+        out = self.scaled_network(x, weights, hook)
         x = x.to(out.device, out.dtype)
         strength = fast.strength * (1.0 - fast.detail * faces)  # (1, 1, H, W)
         out = torch.lerp(x, out, strength.to(out))
@@ -237,7 +266,8 @@ class FastStylizer:
         return style_map, people, faces
 
     def stylize_many(self, image: torch.Tensor, style_vectors: torch.Tensor) -> torch.Tensor:
-        """One image (1, 3, H, W) in several styles in one batched pass.
+        """One image (1, 3, H, W) in several styles in one batched pass (at the working
+        scale, see :meth:`scaled_network`).
 
         style_vectors: (B, S) rows (one-hot or mixes, e.g. from :meth:`style_vector`).
         Returns (B, 3, H, W) in [0, 1], strength applied; row b equals stylizing with
@@ -246,7 +276,7 @@ class FastStylizer:
         if image.dim() != 4 or image.shape[0] != 1:
             raise ValueError(f"expected one image (1, 3, H, W), got {tuple(image.shape)}")
         sv = style_vectors.reshape(-1, self.model.net.num_styles).to(torch.float32)
-        out = self.network(image, sv)
+        out = self.scaled_network(image, sv)
         return blend_strength(out, image.to(out.device, out.dtype).expand_as(out),
                               self.config.fast.strength)
 
@@ -270,8 +300,9 @@ class FastStylizer:
 
     def stylize(self, x: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
         """One frame (1, 3, H, W) at working size; frames must come in order. With
-        stabilization the network's features are blended with the previous frame's,
-        warped by ``ctx.pair`` (where :meth:`supports_hooks`)."""
+        stabilization the network's features (at the working scale) are blended with the
+        previous frame's, warped by ``ctx.pair`` (the frame's motion, resized to the
+        features; where :meth:`supports_hooks`)."""
         st = self.stabilizer
         if st is None:
             return self.stylize_tensor(x, instances=ctx.instances)

@@ -98,7 +98,9 @@ class TrainConfig(_Config):
         help="Style loss weight lambda_s0 (see --style-exponent).")
     style_exponent: float = train_setting(
         0.0, flag="", group="Training", metavar="E", example="0.5",
-        help="Strength exponent epsilon: lambda_s = style_weight * 10**epsilon.")
+        help="Style-vs-content balance, a power of ten: lambda_s = style_weight * 10**E "
+        "(+0.5 = about 3x more style, -0.5 = 3x less; the strength exponent epsilon). A "
+        "finished model's balance is set with `vidstyle run --strength`.")
     content_weight: float = train_setting(1.0, help="Content loss weight.")
     tv_weight: float = train_setting(0.0, help="Total-variation loss weight.")
     style_layers: tuple[str, ...] = train_setting(

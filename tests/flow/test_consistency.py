@@ -5,8 +5,6 @@ import torch
 from tests.flow._clips import dilate, erode, four_neighbour_edge, moving_square
 from vidstyle.flow import (
     consistency_mask,
-    cut_score,
-    is_cut,
     long_term_weights,
     make_flow,
     motion_boundary_mask,
@@ -78,5 +76,4 @@ def test_estimated_flow_masks_the_disocclusion():
     far = ~dilate(s["old"] | s["new"], 6)
     assert c[disoccluded].mean() < 0.3
     assert c[far].mean() > 0.9
-    assert not is_cut(c[None, None])
-    assert cut_score(c[None, None]) > 0.7
+    assert float(c.mean()) > 0.7

@@ -7,9 +7,9 @@ For frame t with source S_t, raw stylized frame N_t and the previous OUTPUT O_{t
 where backward_t is the optical flow from S_t to S_{t-1} (pixels, on frame t's grid),
 c = consistency_mask(forward = flow(S_{t-1} -> S_t), backward = backward_t) in {0, 1}
 and s = ``stability`` in [0, 1]. Where the flow is not trustworthy (disocclusions,
-motion boundaries, out of frame) c = 0 and the fresh frame is used. When the mask says the
-two source frames are different shots (:func:`vidstyle.flow.is_cut`) the blend is off
-for that frame (O_t = N_t), so nothing smears across a cut.
+motion boundaries, out of frame) c = 0 and the fresh frame is used. When the two source
+frames are different shots (:func:`vidstyle.flow.shot_cut`: broken flow and changed
+appearance) the blend is off for that frame (O_t = N_t), so nothing smears across a cut.
 
 Feature-level blending (``feature_blend=True``; what ``vidstyle run`` uses when the
 network runtime exposes its features): the same blend is also applied inside the network,
@@ -46,7 +46,6 @@ import torch.nn.functional as F
 from vidstyle.config import FlowConfig
 from vidstyle.contracts import FramePair
 from vidstyle.flow import (
-    CUT_THRESHOLD,
     bicubic_plan,
     flow_from_config,
     frame_pair,
@@ -187,11 +186,11 @@ class Stabilizer:
     """Blends each new stylized frame with the flow-warped previous output.
 
     flow: any :class:`~vidstyle.flow.FlowEstimator` (e.g. :func:`default_flow`).
-    stability: s in [0, 1]; 0 disables blending. cut_threshold: the consistent-pixel
-    fraction below which a frame counts as a shot cut. feature_blend: the caller passes
-    :meth:`feature_hook` to the network (see the module docstring); the output blend is
-    then lighter. preserve_texture: the output blend is :func:`texture_preserving_blend`
-    (True) or a plain lerp (False).
+    stability: s in [0, 1]; 0 disables blending. Shot cuts are those of
+    :func:`vidstyle.flow.frame_pair` (:func:`vidstyle.flow.shot_cut`). feature_blend: the
+    caller passes :meth:`feature_hook` to the network (see the module docstring); the
+    output blend is then lighter. preserve_texture: the output blend is
+    :func:`texture_preserving_blend` (True) or a plain lerp (False).
 
     ``prepare`` must be called for frames in order, and so must ``apply`` (each may run in
     its own thread: they share no state).
@@ -202,7 +201,6 @@ class Stabilizer:
         *,
         flow: FlowEstimator | None,
         stability: float,
-        cut_threshold: float = CUT_THRESHOLD,
         photometric_sigma: float | None = PHOTOMETRIC_SIGMA,
         preserve_texture: bool = True,
         feature_blend: bool = False,
@@ -211,7 +209,6 @@ class Stabilizer:
             raise ValueError(f"stability must be in [0, 1], got {stability}")
         self.flow = flow
         self.stability = float(stability)
-        self.cut_threshold = float(cut_threshold)
         self.photometric_sigma = photometric_sigma
         self.preserve_texture = preserve_texture
         self.feature_blend = feature_blend
@@ -288,7 +285,7 @@ class Stabilizer:
             return FlowContext(index, None, None, 1.0, prev is not None)
         if self.flow is None:
             raise ValueError("this Stabilizer has no flow estimator: pass the engine's motion")
-        pair = frame_pair(prev, source, flow=self.flow, cut_threshold=self.cut_threshold)
+        pair = frame_pair(prev, source, flow=self.flow)
         mask = pair.mask
         if self.photometric_sigma:
             # flow errors the forward-backward check misses show as a residual between the

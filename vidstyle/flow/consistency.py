@@ -1,4 +1,4 @@
-"""Flow-consistency masks (Ruder, Dosovitskiy & Brox 2016) and shot-cut scores.
+"""Flow-consistency masks (Ruder, Dosovitskiy & Brox 2016).
 
 Notation of the paper: ``w`` is the flow from frame A to frame B (``forward``), ``w^`` the
 flow from B to A (``backward``). The mask lives on frame B's grid and says where the
@@ -108,23 +108,3 @@ def long_term_weights(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tens
         out[j] = c if nearer is None else (c - nearer).clamp_min(0.0)
         nearer = c.clone() if nearer is None else nearer + c
     return out
-
-
-def cut_score(mask: torch.Tensor) -> float:
-    """Fraction of consistent pixels of a consistency mask (B, 1, H, W) in [0, 1].
-
-    Consecutive frames of one shot score near 1; a shot cut scores low.
-    """
-    return float(mask.to(torch.float32).mean())
-
-
-#: A pair whose fraction of consistent pixels falls below this is a cut. Tuned with DIS
-#: (ultrafast / fast / medium) at 384 px: the 5 cuts of bikes.mp4 score 0.00-0.24 and its
-#: fast-motion pairs 0.42-0.49 at worst; vtest (static camera) never goes below 0.86 and
-#: tears_of_steel's non-cut pairs not below 0.66.
-CUT_THRESHOLD = 0.3
-
-
-def is_cut(mask: torch.Tensor, threshold: float = CUT_THRESHOLD) -> bool:
-    """True when the consistency mask (B, 1, H, W) says the two frames are different shots."""
-    return cut_score(mask) < threshold

@@ -22,9 +22,10 @@ before it:
   frame i of pass k-1 and x(i-1) the neighbour already processed in pass k ("i-1" in the
   current direction). The temporal loss is on in passes k >= passes // 2 (the later half,
   as the reference implementation's ``use_temporalLoss_after``); with one pass it is on.
-- **shot cuts**: an adjacent pair whose consistency mask is mostly empty
-  (:func:`vidstyle.flow.is_cut`) starts a new shot; nothing temporal crosses it (no warped
-  init, no temporal loss, no long-term reference from the other shot, no blend).
+- **shot cuts**: an adjacent pair whose flow breaks *and* whose appearance changes
+  (:func:`vidstyle.flow.shot_cut`; fast motion breaks only the flow) starts a new shot;
+  nothing temporal crosses it (no warped init, no temporal loss, no long-term reference
+  from the other shot, no blend).
 
 Iterations: frames without a usable neighbour (the first frame, frames after a cut) get
 the full ``optim.iters`` with the coarse-to-fine schedule; warm-started frames get
@@ -75,8 +76,8 @@ from vidstyle.contracts import (
 )
 from vidstyle.flow import (
     consistency_mask,
-    is_cut,
     long_term_weights,
+    shot_cut,
     warp,
 )
 from vidstyle.flow.cache import PairFlowCache
@@ -281,16 +282,19 @@ class TemporalOptimStylizer(OptimStylizerBase):
         refs = references(i, direction, self.pass_offsets(k), n)
         return [(min(i, r), max(i, r)) for _, r in refs]
 
-    def _same_shot(self, a: int, b: int, flows: PairFlowCache | None) -> bool:
+    def _same_shot(self, a: int, b: int, clip: ClipSource, flows: PairFlowCache | None) -> bool:
         """No cut between frames a and b (checks, and memoizes, every adjacent pair)."""
         lo, hi = min(a, b), max(a, b)
         for m in range(hi, lo, -1):
             if m not in self.cut_before:
                 pf = flows.get(m - 1, m)
                 mask = consistency_mask(forward=pf.forward, backward=pf.backward)
-                self.cut_before[m] = is_cut(mask)
-                if self.cut_before[m]:
-                    log.info("shot cut between frames %d and %d", m - 1, m)
+                decision = shot_cut(self.store.load(clip.frame_path(m - 1)),
+                                    self.store.load(clip.frame_path(m)), mask)
+                self.cut_before[m] = decision.cut
+                if decision.cut:
+                    log.info("shot cut between frames %d and %d (consistent %.2f, appearance "
+                             "%.2f)", m - 1, m, decision.consistent, decision.appearance)
             if self.cut_before[m]:
                 return False
         return True
@@ -352,7 +356,7 @@ class TemporalOptimStylizer(OptimStylizerBase):
         offsets = self.offsets
         refs = [
             (j, r) for j, r in references(i, direction, self.pass_offsets(k), n)
-            if self._same_shot(r, i, flows)
+            if self._same_shot(r, i, clip, flows)
         ]
         neighbour = next((r for j, r in refs if j == 1), None)
         current = stages[k]

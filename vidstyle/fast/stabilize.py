@@ -35,6 +35,7 @@ Frames are (1, 3, H, W) float32 RGB in [0, 1].
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ from vidstyle.config import FlowConfig
 from vidstyle.contracts import FramePair
 from vidstyle.flow import (
     bicubic_plan,
+    flow_confidence,
     flow_from_config,
     frame_pair,
     resize_flow,
@@ -70,6 +72,12 @@ OUTPUT_GAIN_WITH_FEATURES = 3 / 7
 #: feature blending it did not help (session 3: warping error equal or lower without it, on
 #: both clips) and cost a full-frame warp per frame; 0.05 was the earlier default.
 PHOTOMETRIC_SIGMA: float | None = None
+#: Softness of the flow-confidence weight (:func:`vidstyle.flow.flow_confidence`) that
+#: scales both blends: 0 = the binary consistency mask; s > 0 keeps blending, with a
+#: weight falling linearly to 0, where the forward-backward error is up to (1 + s) times
+#: Ruder et al.'s tolerance (relative to the flow's magnitude). Measured under fast
+#: motion in benchmarks/RESULTS.md (issue 20).
+CONFIDENCE_SOFTNESS = 0.0
 
 
 def default_flow() -> FlowEstimator:
@@ -201,6 +209,7 @@ class Stabilizer:
         *,
         flow: FlowEstimator | None,
         stability: float,
+        softness: float | None = None,
         photometric_sigma: float | None = PHOTOMETRIC_SIGMA,
         preserve_texture: bool = True,
         feature_blend: bool = False,
@@ -209,6 +218,9 @@ class Stabilizer:
             raise ValueError(f"stability must be in [0, 1], got {stability}")
         self.flow = flow
         self.stability = float(stability)
+        self.softness = CONFIDENCE_SOFTNESS if softness is None else float(softness)
+        self._weights: list[tuple[Motion, torch.Tensor]] = []
+        self._weights_lock = threading.Lock()
         self.photometric_sigma = photometric_sigma
         self.preserve_texture = preserve_texture
         self.feature_blend = feature_blend
@@ -223,8 +235,25 @@ class Stabilizer:
         self._prev_source = None
         self._prev_out = None
         self._prev_features = {}
+        self._weights = []
         self._count = 0
         self.cuts = []
+
+    def confidence(self, ctx: Motion) -> torch.Tensor:
+        """Per-pixel blend confidence (1, 1, H, W) in [0, 1] of a frame's motion: the
+        binary consistency mask (softness 0, or motion without a forward flow), else
+        :func:`vidstyle.flow.flow_confidence` of the pair (computed once per pair: the
+        feature hook and the output blend share it)."""
+        if self.softness == 0 or not isinstance(ctx, FramePair):
+            return ctx.mask
+        with self._weights_lock:
+            for c, w in self._weights:
+                if c is ctx:
+                    return w
+        w = flow_confidence(ctx.forward, ctx.backward, softness=self.softness)
+        with self._weights_lock:
+            self._weights = [(ctx, w), *self._weights[:1]]
+        return w
 
     @property
     def output_weight(self) -> float:
@@ -250,7 +279,8 @@ class Stabilizer:
             # the features' device (the flow comes from the CPU)
             if size not in plans:
                 flow = resize_flow(ctx.backward.float().to(device), size)
-                mask = F.interpolate(ctx.mask.float().to(device), size=size, mode="area")
+                mask = F.interpolate(self.confidence(ctx).float().to(device), size=size,
+                                     mode="area")
                 plans[size] = (bicubic_plan(flow), mask)
             return plans[size]
 
@@ -286,7 +316,7 @@ class Stabilizer:
         if self.flow is None:
             raise ValueError("this Stabilizer has no flow estimator: pass the engine's motion")
         pair = frame_pair(prev, source, flow=self.flow)
-        mask = pair.mask
+        mask = self.confidence(pair)
         if self.photometric_sigma:
             # flow errors the forward-backward check misses show as a residual between the
             # source frame and its warped predecessor: trust the flow less there
@@ -308,7 +338,7 @@ class Stabilizer:
             and not ctx.cut
             and prev.shape == stylized.shape
         ):
-            weight = ctx.mask.to(stylized.dtype) * self.output_weight  # (1, 1, H, W)
+            weight = self.confidence(ctx).to(stylized.dtype) * self.output_weight  # (1,1,H,W)
             warped = warp(prev, ctx.backward.to(stylized.dtype))
             if self.preserve_texture:
                 out = texture_preserving_blend(stylized, warped, weight)

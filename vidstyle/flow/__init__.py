@@ -8,6 +8,7 @@ pixel x of frame t to x + forward(x) in frame t+1.
 from vidstyle.flow.consistency import (
     consistency_mask,
     disocclusion_mask,
+    flow_confidence,
     long_term_weights,
     motion_boundary_mask,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "RaftFlow",
     "consistency_mask",
     "disocclusion_mask",
+    "flow_confidence",
     "load_flow",
     "long_term_weights",
     "make_flow",

@@ -76,6 +76,7 @@ from vidstyle.contracts import (
 )
 from vidstyle.flow import (
     consistency_mask,
+    flow_confidence,
     long_term_weights,
     shot_cut,
     warp,
@@ -89,6 +90,12 @@ from vidstyle.workdir import Stage, WorkDir, load_png, save_png
 log = logging.getLogger(__name__)
 
 MODES = ("none", "short", "long")
+#: Softness of the per-pixel weight c (:func:`vidstyle.flow.flow_confidence`) of the
+#: temporal loss and the warm start: 0 = Ruder et al.'s binary mask; s > 0 keeps a
+#: weight falling linearly to 0 where the forward-backward error is up to (1 + s) times
+#: their tolerance (relative to the flow's magnitude), so the terms keep working where fast
+#: motion leaves the binary mask sparse (benchmarks/RESULTS.md, issue 20).
+CONFIDENCE_SOFTNESS = 0.0
 #: How many frames ahead (in processing order) the flow worker prefetches.
 PREFETCH_FRAMES = 2
 
@@ -190,9 +197,16 @@ class TemporalOptimStylizer(OptimStylizerBase):
         self.cut_before: dict[int, bool] = {}
         #: per computed frame of the last run_stage, in order (small: no pixels)
         self.trace: list[FrameTrace] = []
+        #: softness of the per-pixel weight c (see CONFIDENCE_SOFTNESS)
+        self.softness = CONFIDENCE_SOFTNESS
         #: counters of the last run_stage: frames computed (all passes), flow pairs
         #: estimated, worker seconds estimating, seconds the optimizer waited for flow.
         self.stats: dict[str, float] = {}
+
+    def fingerprint(self) -> str:
+        """The base fingerprint, plus the weight's softness when it is not 0."""
+        base = super().fingerprint()
+        return base if self.softness == 0 else fingerprint_of(base, "softness", self.softness)
 
     # -- settings --------------------------------------------------------------------
     @property
@@ -367,7 +381,7 @@ class TemporalOptimStylizer(OptimStylizerBase):
             pf = flows.get(min(i, neighbour), max(i, neighbour))
             to_nb, from_nb = pf.to_frame(i)
             warped_nb = warp(self.store.load(current.path(frame_unit(neighbour))), to_nb)
-            c = consistency_mask(forward=from_nb, backward=to_nb)
+            c = flow_confidence(from_nb, to_nb, softness=self.softness)
             if k == 0:
                 kind = "warp"
                 init = warped_nb
@@ -394,7 +408,7 @@ class TemporalOptimStylizer(OptimStylizerBase):
                     continue
                 pf = flows.get(min(i, r), max(i, r))
                 to_r, from_r = pf.to_frame(i)
-                masks[j] = consistency_mask(forward=from_r, backward=to_r)
+                masks[j] = flow_confidence(from_r, to_r, softness=self.softness)
                 warped[j] = warp(self.store.load(current.path(frame_unit(r))), to_r)
             if masks:
                 weights = long_term_weights(masks)

@@ -223,6 +223,9 @@ def test_blend_weight_is_the_flow_confidence() -> None:
     w = soft.confidence(pair)
     assert torch.equal(w, flow_confidence(fwd, bwd, softness=3.0))
     assert soft.confidence(pair) is w  # computed once, shared by the hook and the blend
+    unchecked = FramePair(forward=fwd, backward=bwd, mask=torch.ones_like(mask), score=1.0,
+                          cut=False, checked=False)  # a pipeline without the masks stage
+    assert soft.confidence(unchecked) is unchecked.mask
     # the output blend follows the weight: raw where it is 0, moved where it is > 0
     first, second = torch.zeros(1, 3, 96, 128), torch.ones(1, 3, 96, 128)
     soft.apply(None, first)

@@ -242,10 +242,10 @@ class Stabilizer:
 
     def confidence(self, ctx: Motion) -> torch.Tensor:
         """Per-pixel blend confidence (1, 1, H, W) in [0, 1] of a frame's motion: the
-        binary consistency mask (softness 0, or motion without a forward flow), else
-        :func:`vidstyle.flow.flow_confidence` of the pair (computed once per pair: the
-        feature hook and the output blend share it)."""
-        if self.softness == 0 or not isinstance(ctx, FramePair):
+        binary consistency mask (softness 0, motion without a forward flow, or a pair
+        whose masks stage did not run), else :func:`vidstyle.flow.flow_confidence` of the
+        pair (computed once per pair: the feature hook and the output blend share it)."""
+        if self.softness == 0 or not isinstance(ctx, FramePair) or not ctx.checked:
             return ctx.mask
         with self._weights_lock:
             for c, w in self._weights:

@@ -36,7 +36,8 @@ def frame_pair(
     bwd = flow.estimate(current, previous)
     if not masks:
         ones = torch.ones_like(bwd[:, :1])
-        return FramePair(forward=fwd, backward=bwd, mask=ones, score=1.0, cut=False)
+        return FramePair(forward=fwd, backward=bwd, mask=ones, score=1.0, cut=False,
+                         checked=False)
     mask = consistency_mask(forward=fwd, backward=bwd)
     decision = shot_cut(previous, current, mask)
     return FramePair(forward=fwd, backward=bwd, mask=mask, score=decision.consistent,

@@ -5,11 +5,13 @@ For frame t with source S_t, raw stylized frame N_t and the previous OUTPUT O_{t
     O_t = (1 - s * c) * N_t + s * c * warp(O_{t-1}, backward_t)
 
 where backward_t is the optical flow from S_t to S_{t-1} (pixels, on frame t's grid),
-c = consistency_mask(forward = flow(S_{t-1} -> S_t), backward = backward_t) in {0, 1}
-and s = ``stability`` in [0, 1]. Where the flow is not trustworthy (disocclusions,
-motion boundaries, out of frame) c = 0 and the fresh frame is used. When the two source
-frames are different shots (:func:`vidstyle.flow.shot_cut`: broken flow and changed
-appearance) the blend is off for that frame (O_t = N_t), so nothing smears across a cut.
+c = flow_confidence(forward = flow(S_{t-1} -> S_t), backward = backward_t) in [0, 1] (the
+binary consistency mask with a soft margin, :data:`CONFIDENCE_SOFTNESS`: under fast motion
+pixels just outside the mask are still blended a little) and s = ``stability`` in [0, 1].
+Where the flow is not trustworthy (disocclusions, motion boundaries, out of frame) c = 0
+and the fresh frame is used. When the two source frames are different shots
+(:func:`vidstyle.flow.shot_cut`: broken flow and changed appearance) the blend is off for
+that frame (O_t = N_t), so nothing smears across a cut.
 
 Feature-level blending (``feature_blend=True``; what ``vidstyle run`` uses when the
 network runtime exposes its features): the same blend is also applied inside the network,

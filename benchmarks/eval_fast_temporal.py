@@ -1,8 +1,11 @@
 """Temporal consistency of the fast method: raw per-frame output vs flow-stabilized.
 
 Run: ``python -m benchmarks.eval_fast_temporal [--frames 60] [--size 640]
-[--stability 0.5,0.7,0.85] [--model fast7] [--style starry] [--style-scale 1]
-[--json fast_temporal.json]``.
+[--stability 0.5,0.7,0.85] [--model fast7] [--style starry] [--style-scale 1] [--step 3]
+[--clips ...] [--out fast_temporal.json]``.
+
+``--step 3`` uses every 3rd frame of each clip (three times the motion; the stress clips of
+issue 20, made here, nothing written).
 
 For each clip (first ``--frames`` frames at longest side ``--size``) it stylizes every
 frame with the fast network (runtime "auto"), raw and then stabilized the way ``vidstyle
@@ -15,8 +18,9 @@ measures
 - the Gram style loss (VGG19, Gatys et al. layers relu1_1..relu5_1, weights 1/5) of every
   ``--style-every``-th frame against the style image at the same longest side.
 
-Acceptance (issue): with the default stability the warping error is at most 50 % of the
-raw output's and the style loss at most 10 % higher. Writes
+Acceptance (issue 20): with the default stability the warping error within shots (the
+pairs across a detected shot cut left out: they compare unrelated pictures) is at most
+40 % of the raw output's and the style loss at most 10 % higher, at 1x and 3x motion. Writes
 ``benchmarks/results/fast_temporal.json`` and prints a table.
 """
 
@@ -72,8 +76,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--style-scale", type=float, default=FastConfig().style_scale,
                    help="--style-scale of the runs (the network's working scale; frames "
                    "at --size 1280 with 2 run it at 640x360 and upsample)")
-    p.add_argument("--json", default="fast_temporal.json", help="result file name")
     p.add_argument("--style-every", type=int, default=6)
+    p.add_argument("--step", type=int, default=1, help="use every STEP-th frame")
+    p.add_argument("--softness", default=None,
+                   help="comma list of flow-confidence softness values to compare (default: "
+                        "the module's CONFIDENCE_SOFTNESS only)")
+    p.add_argument("--clips", nargs="+", default=list(CLIPS), help="paths under the kit")
+    p.add_argument("--out", type=Path, default=RESULTS / "fast_temporal.json")
     p.add_argument("--output-only", action="store_true",
                    help="also measure the output-only blend (no feature-level blending)")
     a = p.parse_args(argv)
@@ -90,60 +99,83 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     judge = make_flow("dis", preset="medium")
     out: dict[str, Any] = {"model": a.model or "fast7 (shipped)", "style": a.style,
                            "style_scale": a.style_scale,
-                           "frames": a.frames, "size": a.size, "default_stability": default_s,
+                           "frames": a.frames, "step": a.step, "size": a.size,
+                           "default_stability": default_s,
                            "load_average": list(os.getloadavg()), "clips": {}}
-    for clip in CLIPS:
+    for clip in a.clips:
         t0 = time.perf_counter()
-        src = [st.prepare(f.rgb) for f in itertools.islice(iter_frames(DATA / clip), a.frames)]
+        picked = itertools.islice(iter_frames(DATA / clip), 0, None, a.step)
+        src = [st.prepare(f.rgb) for f in itertools.islice(picked, a.frames)]
         raw = [st.stylize_tensor(x) for x in src]
         net_s = time.perf_counter() - t0
-        rows = {"raw": {"warp_error": warp_error(raw, src, flow=judge).mean,
+        raw_we = warp_error(raw, src, flow=judge)
+        rows = {"raw": {"warp_error": raw_we.mean, "per_frame": list(raw_we.per_frame),
                         "style_loss": style_losses(raw, style_img, a.style_every)}}
-        for s, features in itertools.product(values, (True, False)):
+        shot_cuts: list[int] = []
+        softs = [None] if a.softness is None else [float(v) for v in a.softness.split(",")]
+        for s, features, soft in itertools.product(values, (True, False), softs):
             if not features and not a.output_only:
                 continue
             st.config = dataclasses.replace(
                 st.config, fast=dataclasses.replace(st.config.fast, stability=s))
             st.reset()
+            if soft is not None and st.stabilizer is not None:
+                st.stabilizer.softness = soft
             if not features:
                 st._first = False  # feature blend decided: off (output blend only)
             t1 = time.perf_counter()
             frames, cuts = stylize_sequence(st, src, flow=default_flow())
             stab = st.stabilizer
             assert stab is not None
-            key = f"s={s:g}" + ("" if features else " output only")
-            rows[key] = {"warp_error": warp_error(frames, src, flow=judge).mean,
+            key = f"s={s:g}" + ("" if features else " output only") + (
+                "" if soft is None else f" softness {soft:g}")
+            we = warp_error(frames, src, flow=judge)
+            shot_cuts = cuts
+            rows[key] = {"warp_error": we.mean, "per_frame": list(we.per_frame),
                          "style_loss": style_losses(frames, style_img, a.style_every),
                          "cuts": cuts, "feature_blend": stab.feature_blend,
                          "s_per_frame": (time.perf_counter() - t1) / len(src)}
         base = rows["raw"]
         for r in rows.values():
+            # within shots: the pairs (t-1, t) of a frame t that starts a new shot compare
+            # unrelated pictures (no method should blend there); left out
+            inside = [e for t, e in enumerate(r["per_frame"])
+                      if t + 1 not in shot_cuts and e == e]
+            r["warp_error_in_shots"] = sum(inside) / len(inside)
+        for r in rows.values():
             r["warp_ratio"] = r["warp_error"] / base["warp_error"]
+            r["warp_ratio_in_shots"] = r["warp_error_in_shots"] / base["warp_error_in_shots"]
             r["style_ratio"] = r["style_loss"] / base["style_loss"]
         out["clips"][clip] = {"size": list(src[0].shape[-2:]), "stylize_s": net_s,
                               "network_size": list(st.network_size(tuple(src[0].shape[-2:]))),
+                              "cuts": shot_cuts,
                               "runtime": st.runtime_choice.name if st.runtime_choice else "",
                               "rows": rows}
     d = out["clips"]
-    ok = all(c["rows"][f"s={default_s:g}"]["warp_ratio"] <= 0.5
-             and c["rows"][f"s={default_s:g}"]["style_ratio"] <= 1.1 for c in d.values())
+    key = f"s={default_s:g}"
+    ok = all(c["rows"][key]["warp_ratio_in_shots"] <= 0.4 and c["rows"][key]["style_ratio"]
+             <= 1.1 for c in d.values()) if all(key in c["rows"] for c in d.values()) else None
     out["acceptance_default"] = ok
     _print(out)
-    write_json(RESULTS / a.json, out)
+    write_json(a.out, out)
     return out
 
 
 def _print(out: dict[str, Any]) -> None:
     print(f"## fast method, temporal ({out['model']}, style {out['style']}, "
-          f"{out['frames']} frames, longest side {out['size']})\n")
-    print("| clip | output | warping error | vs raw | style loss | vs raw |")
-    print("|---|---|---:|---:|---:|---:|")
+          f"{out['frames']} frames, every {out['step']}, longest side {out['size']})\n")
+    print("| clip | output | warping error | vs raw | in shots | vs raw | style loss | vs raw |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for clip, c in out["clips"].items():
         for name, r in c["rows"].items():
             print(f"| {Path(clip).name} | {name} | {r['warp_error']:.5f} | "
-                  f"{r['warp_ratio']:.2f} | {r['style_loss']:.4g} | {r['style_ratio']:.3f} |")
-    print(f"\ndefault stability {out['default_stability']}: acceptance (warp <= 0.50 x raw, "
-          f"style <= 1.10 x raw) {'met' if out['acceptance_default'] else 'NOT met'}")
+                  f"{r['warp_ratio']:.2f} | {r['warp_error_in_shots']:.5f} | "
+                  f"{r['warp_ratio_in_shots']:.2f} | {r['style_loss']:.4g} | "
+                  f"{r['style_ratio']:.3f} |")
+        print(f"| {Path(clip).name} | cuts (new shots) at {c['cuts']} | | | | | | |")
+    verdict = {True: "met", False: "NOT met", None: "not measured"}[out["acceptance_default"]]
+    print(f"\ndefault stability {out['default_stability']}: acceptance (warp <= 0.40 x raw, "
+          f"style <= 1.10 x raw) {verdict}")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def test_warp_error_takes_runs_flow_options(clip: Path, tmp_path: Path, monkeypa
 
 
 @pytest.mark.parametrize("path", [("demo",), ("eval", "warp-error"), ("eval", "flow"),
-                                  ("explore",), ("styles",)])
+                                  ("explore",), ("styles",), ("eval", "cuts")])
 def test_every_option_has_a_help_line_and_an_example(path: tuple[str, ...]) -> None:
     cmd = cli
     for name in path:
@@ -90,6 +90,6 @@ def test_every_option_has_a_help_line_and_an_example(path: tuple[str, ...]) -> N
         assert p.help, (path, p.name)
         assert getattr(p, "example", ""), (path, p.name)
     assert "e.g." in r.output
-    if path == ("eval", "warp-error"):
+    if path in (("eval", "warp-error"), ("eval", "cuts")):
         for flag in ("--flow", "--flow-preset", "--flow-scale", "--flow-weights"):
             assert flag in r.output

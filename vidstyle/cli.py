@@ -859,12 +859,13 @@ def train(pairs: tuple[str, ...], **opts: Any) -> None:
 
 @cli.group(name="eval")
 def eval_group() -> None:
-    """Evaluation: temporal warping error, optical-flow accuracy.
+    """Evaluation: temporal warping error, optical-flow accuracy, shot cuts.
 
     \b
     Examples:
       vidstyle eval warp-error stylized.mp4 --source clip.mp4 --csv err.csv --plot err.png
       vidstyle eval flow ../shared/data/flow/sintel/training
+      vidstyle eval cuts clip.mp4
     """
 
 
@@ -964,6 +965,56 @@ def eval_flow_cmd(root: Path, methods: str) -> None:
         click.echo(f"{r['method']:<16} {r['dataset']:<12} {r['sequence']:<12} "
                    f"{str(r['pass']):<6} {r['epe_all']:>8.3f} {r['epe_noc']:>8.3f} "
                    f"{r['ms_per_pair']:>8.1f}")
+
+
+@eval_group.command(name="cuts", cls=_Command)
+@click.argument("clip", type=click.Path(path_type=Path))
+@click.option("--size", default=384, show_default=True, type=click.IntRange(min=16),
+              cls=_Option, group="Common", example="--size 160",
+              help="Longest side (px) the frames are compared at.")
+@click.option("--step", default=1, show_default=True, type=click.IntRange(min=1),
+              cls=_Option, group="Common", example="--step 3",
+              help="Use every STEP-th frame (3: three times the motion).")
+@click.option("--all", "show_all", is_flag=True, cls=_Option, group="Output",
+              example="--all", help="Print the scores of every frame pair, not only cuts.")
+@_flow_options
+def eval_cuts_cmd(clip: Path, size: int, step: int, show_all: bool, **opts: Any) -> None:
+    """Shot cuts of CLIP with their scores.
+
+    A cut breaks the flow (consistent: fraction of flow-consistent pixels, below 0.5) and
+    changes the picture's appearance (appearance: colour, edge and brightness statistics,
+    0.62 or more); fast motion breaks only the flow. The flow options are `vidstyle run`'s.
+
+    \b
+    Examples:
+      vidstyle eval cuts clip.mp4
+      vidstyle eval cuts clip.mp4 --step 3 --all
+    """
+    from vidstyle import media
+    from vidstyle.evaluate import cuts_of_file
+    from vidstyle.flow import flow_from_config
+
+    flow = flow_from_config(_flow_config(opts))
+    flow.check()
+    info = media.probe(clip)
+    fps = float(info.fps) if info.fps else None
+
+    def line(t: int, score: Any) -> str:
+        when = f" ({t / fps:.2f} s)" if fps else ""
+        kind = "cut" if score.cut else "   "
+        return (f"{kind} frame {t - step:>5} -> {t:>5}{when}: consistent "
+                f"{score.consistent:.2f}, appearance {score.appearance:.2f}")
+
+    def on_pair(t: int, score: Any) -> None:
+        if show_all:
+            click.echo(line(t, score))
+
+    found = cuts_of_file(clip, flow=flow, size=size, step=step, on_pair=on_pair)
+    if not show_all:
+        for t, score in found:
+            click.echo(line(t, score))
+    starts = ", ".join(str(t) for t, _ in found) or "none"
+    click.echo(f"{len(found)} cut(s) in {info.path.name} (new shots start at frames: {starts})")
 
 
 def main() -> None:

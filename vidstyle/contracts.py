@@ -287,6 +287,8 @@ class FramePair:
     previous, in pixels. mask: (1, 1, H, W) forward-backward consistency in {0, 1} (1 =
     the previous frame's pixel is visible and reliable here). score: fraction of
     consistent pixels. cut: the pair crosses a shot cut (nothing temporal should cross).
+    checked: the masks stage ran (False: the mask is all ones and nothing may be derived
+    from the flows' consistency, e.g. a pipeline without the masks stage).
     """
 
     forward: torch.Tensor
@@ -294,6 +296,7 @@ class FramePair:
     mask: torch.Tensor
     score: float
     cut: bool
+    checked: bool = True
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@
   truth laid out like MPI-Sintel ``training/`` or FlyingChairs.
 - :func:`warp_error` is the warping error of Lai et al. 2018 ("Learning blind video
   temporal consistency"): how much a stylized video changes along the motion of its source.
-- :func:`find_cuts` streams a clip and lists the frames that start a new shot.
+- :func:`find_cuts` streams a clip and lists the frames that start a new shot
+  (:func:`cuts_of_file` for a video file, with scores).
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from PIL import Image, ImageDraw, ImageFont
 from vidstyle import media
 from vidstyle.errors import InputError, OutputError, UsageError
 from vidstyle.fileio import atomic_write_bytes
-from vidstyle.flow.consistency import CUT_THRESHOLD, consistency_mask, cut_score
+from vidstyle.flow.consistency import consistency_mask
+from vidstyle.flow.cuts import CutScore, shot_cut
 from vidstyle.flow.estimate import FlowEstimator, make_flow
 from vidstyle.flow.io import read_flo
 from vidstyle.flow.pair import frame_pair
 from vidstyle.flow.warp import warp
-from vidstyle.imageops import load_image
+from vidstyle.imageops import load_image, resize_uint8, working_size
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +323,7 @@ def warp_error(
             total = float(m.sum())
             e = float((sq * m).sum()) / total if total > 0 else float("nan")
             per.append(e)
-            cons.append(cut_score(m))
+            cons.append(float(m.mean()))
             if on_pair is not None:
                 on_pair(len(per) - 1, e)
         prev = (s_t, o_t)
@@ -382,8 +384,15 @@ def warp_error_of_files(
 # ------------------------------------------------------------------------- shot cuts
 
 
-def cut_scores(frames: Iterable[Frame], *, flow: FlowEstimator) -> list[float]:
-    """Fraction of flow-consistent pixels for each consecutive pair (t-1, t) of a clip.
+def _cut_score(prev: torch.Tensor, cur: torch.Tensor, flow: FlowEstimator) -> CutScore:
+    """The engine's pair (:func:`frame_pair`) and its cut decision with both scores."""
+    pair = frame_pair(prev, cur, flow=flow)
+    return shot_cut(prev, cur, pair.mask)
+
+
+def cut_scores(frames: Iterable[Frame], *, flow: FlowEstimator) -> list[CutScore]:
+    """The shot-cut decision (:func:`vidstyle.flow.shot_cut`) of each consecutive pair
+    (t-1, t) of a clip, as the engine's flow stage makes it (:func:`frame_pair`).
 
     scores[t-1] belongs to the pair (t-1, t). Frames are streamed as in :func:`warp_error`;
     estimate at a reduced size (e.g. ``make_flow("dis", scale=...)``) for speed.
@@ -393,16 +402,47 @@ def cut_scores(frames: Iterable[Frame], *, flow: FlowEstimator) -> list[float]:
     for f in frames:
         cur = as_frame(f)
         if prev is not None:
-            scores.append(frame_pair(prev, cur, flow=flow).score)  # the engine's flow stage
+            scores.append(_cut_score(prev, cur, flow))
         prev = cur
     return scores
 
 
-def find_cuts(
-    frames: Iterable[Frame], *, flow: FlowEstimator, threshold: float = CUT_THRESHOLD
-) -> list[int]:
-    """Indices t of the frames that start a new shot (pair (t-1, t) fails the check)."""
-    return [i + 1 for i, s in enumerate(cut_scores(frames, flow=flow)) if s < threshold]
+def find_cuts(frames: Iterable[Frame], *, flow: FlowEstimator) -> list[int]:
+    """Indices t of the frames that start a new shot (the pair (t-1, t) is a cut)."""
+    return [i + 1 for i, s in enumerate(cut_scores(frames, flow=flow)) if s.cut]
+
+
+def cuts_of_file(
+    path: str | os.PathLike[str],
+    *,
+    flow: FlowEstimator,
+    size: int | None = 384,
+    step: int = 1,
+    on_pair: Callable[[int, CutScore], None] | None = None,
+) -> list[tuple[int, CutScore]]:
+    """Shot cuts of the video ``path``: [(t, score)] for each frame t (index in the file)
+    whose pair with frame t - ``step`` is a cut.
+
+    Frames are resized to longest side ``size`` px (None: as decoded) and every
+    ``step``-th frame is used (``step`` 3 = three times the motion). ``on_pair(t, score)``
+    sees every pair. Raises InputError for an unreadable file, UsageError for step < 1.
+    """
+    if step < 1:
+        raise UsageError(f"step must be at least 1, got {step}")
+    found: list[tuple[int, CutScore]] = []
+    prev: torch.Tensor | None = None
+    for f in itertools.islice(media.iter_frames(path), 0, None, step):
+        rgb = f.rgb
+        h, w = rgb.shape[:2]
+        cur = as_frame(resize_uint8(rgb, working_size(h, w, size)))
+        if prev is not None and prev.shape == cur.shape:
+            score = _cut_score(prev, cur, flow)
+            if on_pair is not None:
+                on_pair(f.index, score)
+            if score.cut:
+                found.append((f.index, score))
+        prev = cur
+    return found
 
 
 # --------------------------------------------------------------------------- helpers

@@ -202,3 +202,34 @@ def test_texture_preserving_blend_of_flat_areas_has_no_nan(monkeypatch) -> None:
     out = stabilize.texture_preserving_blend(new, old, torch.full((1, 1, 64, 96), 0.3))
     assert torch.isfinite(out).all()
     assert torch.equal(out[..., 50:, 60:], new[..., 50:, 60:])  # flat black stays black
+
+
+def test_blend_weight_is_the_flow_confidence() -> None:
+    """With softness > 0 the blends are weighted by vidstyle.flow.flow_confidence: pixels
+    just outside the binary consistency mask are blended a little, occluded ones and
+    motion boundaries not at all; softness 0 is the binary mask."""
+    from tests.flow._clips import moving_square
+    from vidstyle.contracts import FramePair
+    from vidstyle.flow import consistency_mask, flow_confidence
+
+    s = moving_square(96, 128, top=30, left=30, side=32, dx=8, dy=4)
+    est = make_flow("dis", preset="medium")
+    fwd, bwd = est.estimate(s["a"], s["b"]), est.estimate(s["b"], s["a"])
+    mask = consistency_mask(fwd, bwd)
+    pair = FramePair(forward=fwd, backward=bwd, mask=mask, score=float(mask.mean()), cut=False)
+    binary = Stabilizer(flow=None, stability=0.7, softness=0.0)
+    assert binary.confidence(pair) is mask
+    soft = Stabilizer(flow=None, stability=0.7, softness=3.0)
+    w = soft.confidence(pair)
+    assert torch.equal(w, flow_confidence(fwd, bwd, softness=3.0))
+    assert soft.confidence(pair) is w  # computed once, shared by the hook and the blend
+    unchecked = FramePair(forward=fwd, backward=bwd, mask=torch.ones_like(mask), score=1.0,
+                          cut=False, checked=False)  # a pipeline without the masks stage
+    assert soft.confidence(unchecked) is unchecked.mask
+    # the output blend follows the weight: raw where it is 0, moved where it is > 0
+    first, second = torch.zeros(1, 3, 96, 128), torch.ones(1, 3, 96, 128)
+    soft.apply(None, first)
+    out = soft.apply(pair, second)
+    moved = (out - second).abs().amax(dim=1, keepdim=True)
+    assert float(moved[w == 0].max()) == 0.0
+    assert float(moved[w > 0.5].min()) > 0.1

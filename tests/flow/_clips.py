@@ -12,12 +12,19 @@ import torch.nn.functional as F
 from PIL import Image
 
 
-def decode(path: Path, *, max_side: int = 384, limit: int | None = None) -> Iterator[torch.Tensor]:
-    """Frames of a video as (1, 3, h, w) float32 in [0, 1], downscaled to ``max_side``."""
+def decode(path: Path, *, max_side: int = 384, limit: int | None = None, start: int = 0,
+           step: int = 1) -> Iterator[torch.Tensor]:
+    """Frames of a video as (1, 3, h, w) float32 in [0, 1], downscaled to ``max_side``.
+
+    Frames ``start``, ``start + step``, ... before index ``limit`` (step 3: a stress clip
+    with three times the motion, made here from the kit's clip; nothing is written).
+    """
     with av.open(str(path)) as container:
         for i, frame in enumerate(container.decode(video=0)):
             if limit is not None and i >= limit:
                 return
+            if i < start or (i - start) % step:
+                continue
             arr = frame.to_ndarray(format="rgb24")
             t = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255
             h, w = t.shape[-2:]

@@ -5,8 +5,6 @@ import torch
 from tests.flow._clips import dilate, erode, four_neighbour_edge, moving_square
 from vidstyle.flow import (
     consistency_mask,
-    cut_score,
-    is_cut,
     long_term_weights,
     make_flow,
     motion_boundary_mask,
@@ -78,5 +76,34 @@ def test_estimated_flow_masks_the_disocclusion():
     far = ~dilate(s["old"] | s["new"], 6)
     assert c[disoccluded].mean() < 0.3
     assert c[far].mean() > 0.9
-    assert not is_cut(c[None, None])
-    assert cut_score(c[None, None]) > 0.7
+    assert float(c.mean()) > 0.7
+
+
+def test_flow_confidence_is_a_soft_consistency_mask():
+    """softness 0 is the binary mask; softness > 0 keeps every pixel the mask keeps (at
+    weight 1) and adds pixels whose forward-backward error is within (1 + s) times the
+    tolerance, at a weight that falls with the error; never on motion boundaries."""
+    from vidstyle.flow import flow_confidence
+    from vidstyle.flow.consistency import OCCLUSION_ABS
+
+    s = moving_square(96, 128, top=30, left=30, side=32, dx=8, dy=4)
+    est = make_flow("dis", preset="medium")
+    fwd, bwd = est.estimate(s["a"], s["b"]), est.estimate(s["b"], s["a"])
+    binary = consistency_mask(fwd, bwd)
+    assert torch.equal(flow_confidence(fwd, bwd, softness=0), binary)
+    soft = flow_confidence(fwd, bwd, softness=3)
+    assert torch.equal(soft[binary == 1], torch.ones_like(soft[binary == 1]))
+    assert float(soft.sum()) >= float(binary.sum())
+    assert float(soft.min()) >= 0 and float(soft.max()) <= 1
+    # zero forward flow, uniform backward flow of squared length e2: the error is e2 and
+    # the tolerance 0.01 * e2 + 0.5, relative to the flow's magnitude
+    zero = torch.zeros(1, 2, 8, 8)
+    for e2 in (0.5, 1.25, 1.8, 2.5):
+        off = zero.clone()
+        off[:, 0] = e2 ** 0.5
+        tol = 0.01 * e2 + OCCLUSION_ABS
+        want = min(1.0, max(0.0, 1.0 - (e2 - tol) / (3 * tol)))
+        w = flow_confidence(zero, off, softness=3)[0, 0, 2:-2, 2:-2]
+        assert torch.allclose(w, torch.full_like(w, want), atol=1e-4), (e2, w.mean())
+    # motion boundaries stay at 0
+    assert float(soft[motion_boundary_mask(bwd) == 1].max()) == 0.0

@@ -5,11 +5,13 @@ For frame t with source S_t, raw stylized frame N_t and the previous OUTPUT O_{t
     O_t = (1 - s * c) * N_t + s * c * warp(O_{t-1}, backward_t)
 
 where backward_t is the optical flow from S_t to S_{t-1} (pixels, on frame t's grid),
-c = consistency_mask(forward = flow(S_{t-1} -> S_t), backward = backward_t) in {0, 1}
-and s = ``stability`` in [0, 1]. Where the flow is not trustworthy (disocclusions,
-motion boundaries, out of frame) c = 0 and the fresh frame is used. When the mask says the
-two source frames are different shots (:func:`vidstyle.flow.is_cut`) the blend is off
-for that frame (O_t = N_t), so nothing smears across a cut.
+c = flow_confidence(forward = flow(S_{t-1} -> S_t), backward = backward_t) in [0, 1] (the
+binary consistency mask with a soft margin, :data:`CONFIDENCE_SOFTNESS`: under fast motion
+pixels just outside the mask are still blended a little) and s = ``stability`` in [0, 1].
+Where the flow is not trustworthy (disocclusions, motion boundaries, out of frame) c = 0
+and the fresh frame is used. When the two source frames are different shots
+(:func:`vidstyle.flow.shot_cut`: broken flow and changed appearance) the blend is off for
+that frame (O_t = N_t), so nothing smears across a cut.
 
 Feature-level blending (``feature_blend=True``; what ``vidstyle run`` uses when the
 network runtime exposes its features): the same blend is also applied inside the network,
@@ -35,6 +37,7 @@ Frames are (1, 3, H, W) float32 RGB in [0, 1].
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,8 +49,8 @@ import torch.nn.functional as F
 from vidstyle.config import FlowConfig
 from vidstyle.contracts import FramePair
 from vidstyle.flow import (
-    CUT_THRESHOLD,
     bicubic_plan,
+    flow_confidence,
     flow_from_config,
     frame_pair,
     resize_flow,
@@ -71,6 +74,13 @@ OUTPUT_GAIN_WITH_FEATURES = 3 / 7
 #: feature blending it did not help (session 3: warping error equal or lower without it, on
 #: both clips) and cost a full-frame warp per frame; 0.05 was the earlier default.
 PHOTOMETRIC_SIGMA: float | None = None
+#: Softness of the flow-confidence weight (:func:`vidstyle.flow.flow_confidence`) that
+#: scales both blends: 0 = the binary consistency mask; s > 0 keeps blending, with a
+#: weight falling linearly to 0, where the forward-backward error is up to (1 + s) times
+#: Ruder et al.'s tolerance (relative to the flow's magnitude). Every 3rd frame, 30
+#: frames, s = 0.7: warping error 0.54 -> 0.52 x raw on bikes.mp4, 0.25 -> 0.23 on vtest,
+#: style loss not higher (benchmarks/RESULTS.md, issue 20).
+CONFIDENCE_SOFTNESS = 3.0
 
 
 def default_flow() -> FlowEstimator:
@@ -187,11 +197,11 @@ class Stabilizer:
     """Blends each new stylized frame with the flow-warped previous output.
 
     flow: any :class:`~vidstyle.flow.FlowEstimator` (e.g. :func:`default_flow`).
-    stability: s in [0, 1]; 0 disables blending. cut_threshold: the consistent-pixel
-    fraction below which a frame counts as a shot cut. feature_blend: the caller passes
-    :meth:`feature_hook` to the network (see the module docstring); the output blend is
-    then lighter. preserve_texture: the output blend is :func:`texture_preserving_blend`
-    (True) or a plain lerp (False).
+    stability: s in [0, 1]; 0 disables blending. Shot cuts are those of
+    :func:`vidstyle.flow.frame_pair` (:func:`vidstyle.flow.shot_cut`). feature_blend: the
+    caller passes :meth:`feature_hook` to the network (see the module docstring); the
+    output blend is then lighter. preserve_texture: the output blend is
+    :func:`texture_preserving_blend` (True) or a plain lerp (False).
 
     ``prepare`` must be called for frames in order, and so must ``apply`` (each may run in
     its own thread: they share no state).
@@ -202,7 +212,7 @@ class Stabilizer:
         *,
         flow: FlowEstimator | None,
         stability: float,
-        cut_threshold: float = CUT_THRESHOLD,
+        softness: float | None = None,
         photometric_sigma: float | None = PHOTOMETRIC_SIGMA,
         preserve_texture: bool = True,
         feature_blend: bool = False,
@@ -211,7 +221,9 @@ class Stabilizer:
             raise ValueError(f"stability must be in [0, 1], got {stability}")
         self.flow = flow
         self.stability = float(stability)
-        self.cut_threshold = float(cut_threshold)
+        self.softness = CONFIDENCE_SOFTNESS if softness is None else float(softness)
+        self._weights: list[tuple[Motion, torch.Tensor]] = []
+        self._weights_lock = threading.Lock()
         self.photometric_sigma = photometric_sigma
         self.preserve_texture = preserve_texture
         self.feature_blend = feature_blend
@@ -226,8 +238,25 @@ class Stabilizer:
         self._prev_source = None
         self._prev_out = None
         self._prev_features = {}
+        self._weights = []
         self._count = 0
         self.cuts = []
+
+    def confidence(self, ctx: Motion) -> torch.Tensor:
+        """Per-pixel blend confidence (1, 1, H, W) in [0, 1] of a frame's motion: the
+        binary consistency mask (softness 0, motion without a forward flow, or a pair
+        whose masks stage did not run), else :func:`vidstyle.flow.flow_confidence` of the
+        pair (computed once per pair: the feature hook and the output blend share it)."""
+        if self.softness == 0 or not isinstance(ctx, FramePair) or not ctx.checked:
+            return ctx.mask
+        with self._weights_lock:
+            for c, w in self._weights:
+                if c is ctx:
+                    return w
+        w = flow_confidence(ctx.forward, ctx.backward, softness=self.softness)
+        with self._weights_lock:
+            self._weights = [(ctx, w), *self._weights[:1]]
+        return w
 
     @property
     def output_weight(self) -> float:
@@ -253,7 +282,8 @@ class Stabilizer:
             # the features' device (the flow comes from the CPU)
             if size not in plans:
                 flow = resize_flow(ctx.backward.float().to(device), size)
-                mask = F.interpolate(ctx.mask.float().to(device), size=size, mode="area")
+                mask = F.interpolate(self.confidence(ctx).float().to(device), size=size,
+                                     mode="area")
                 plans[size] = (bicubic_plan(flow), mask)
             return plans[size]
 
@@ -288,8 +318,8 @@ class Stabilizer:
             return FlowContext(index, None, None, 1.0, prev is not None)
         if self.flow is None:
             raise ValueError("this Stabilizer has no flow estimator: pass the engine's motion")
-        pair = frame_pair(prev, source, flow=self.flow, cut_threshold=self.cut_threshold)
-        mask = pair.mask
+        pair = frame_pair(prev, source, flow=self.flow)
+        mask = self.confidence(pair)
         if self.photometric_sigma:
             # flow errors the forward-backward check misses show as a residual between the
             # source frame and its warped predecessor: trust the flow less there
@@ -311,7 +341,7 @@ class Stabilizer:
             and not ctx.cut
             and prev.shape == stylized.shape
         ):
-            weight = ctx.mask.to(stylized.dtype) * self.output_weight  # (1, 1, H, W)
+            weight = self.confidence(ctx).to(stylized.dtype) * self.output_weight  # (1,1,H,W)
             warped = warp(prev, ctx.backward.to(stylized.dtype))
             if self.preserve_texture:
                 out = texture_preserving_blend(stylized, warped, weight)

@@ -6,14 +6,13 @@ pixel x of frame t to x + forward(x) in frame t+1.
 """
 
 from vidstyle.flow.consistency import (
-    CUT_THRESHOLD,
     consistency_mask,
-    cut_score,
     disocclusion_mask,
-    is_cut,
+    flow_confidence,
     long_term_weights,
     motion_boundary_mask,
 )
+from vidstyle.flow.cuts import CutScore, shot_cut
 from vidstyle.flow.estimate import (
     METHODS,
     DeepFlow,
@@ -32,7 +31,7 @@ from vidstyle.flow.warp import bicubic_plan, valid_mask, warp, warp_with_plan
 __all__ = [
     "bicubic_plan",
     "warp_with_plan",
-    "CUT_THRESHOLD",
+    "CutScore",
     "METHODS",
     "DISFlow",
     "DeepFlow",
@@ -42,9 +41,8 @@ __all__ = [
     "flow_from_config",
     "RaftFlow",
     "consistency_mask",
-    "cut_score",
     "disocclusion_mask",
-    "is_cut",
+    "flow_confidence",
     "load_flow",
     "long_term_weights",
     "make_flow",
@@ -52,6 +50,7 @@ __all__ = [
     "read_flo",
     "resize_flow",
     "save_flow",
+    "shot_cut",
     "valid_mask",
     "warp",
     "write_flo",

@@ -1,4 +1,4 @@
-"""Flow-consistency masks (Ruder, Dosovitskiy & Brox 2016) and shot-cut scores.
+"""Flow-consistency masks (Ruder, Dosovitskiy & Brox 2016).
 
 Notation of the paper: ``w`` is the flow from frame A to frame B (``forward``), ``w^`` the
 flow from B to A (``backward``). The mask lives on frame B's grid and says where the
@@ -94,6 +94,39 @@ def consistency_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Ten
     return 1.0 - bad
 
 
+def flow_confidence(
+    forward: torch.Tensor, backward: torch.Tensor, *, softness: float = 3.0
+) -> torch.Tensor:
+    """A soft version of :func:`consistency_mask`: per-pixel weight in [0, 1] on frame B's
+    grid.
+
+    forward: (B, 2, H, W) flow A -> B; backward: (B, 2, H, W) flow B -> A, in pixels.
+    With e = |w~ + w^|^2 and the disocclusion tolerance t = 0.01 (|w~|^2 + |w^|^2) + 0.5
+    (relative to the flow's magnitude, as Ruder et al.'s test), the weight is 1 for
+    e <= t (where the binary mask is 1) and falls linearly to 0 at e = (1 + softness) t;
+    0 on motion boundaries and where x + w^(x) leaves frame A (as the binary mask).
+    softness 0 gives the binary mask. Returns (B, 1, H, W) float32.
+    """
+    if forward.shape != backward.shape or forward.dim() != 4 or forward.shape[1] != 2:
+        raise ValueError(
+            f"forward and backward must both be (B, 2, H, W), got "
+            f"{tuple(forward.shape)} and {tuple(backward.shape)}"
+        )
+    if softness < 0:
+        raise ValueError(f"softness must be >= 0, got {softness}")
+    forward = forward.to(device=backward.device, dtype=torch.float32)
+    backward = backward.to(torch.float32)
+    w_tilde = warp(forward, backward, padding="border")
+    err = _sqnorm(w_tilde + backward)
+    tol = OCCLUSION_REL * (_sqnorm(w_tilde) + _sqnorm(backward)) + OCCLUSION_ABS
+    if softness == 0:
+        weight = (err <= tol).to(torch.float32)
+    else:
+        weight = (1.0 - (err - tol) / (softness * tol)).clamp(0.0, 1.0)
+    keep = (1.0 - motion_boundary_mask(backward)) * valid_mask(backward)
+    return weight * keep
+
+
 def long_term_weights(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
     """Long-term weights c_long(i-j, i) = max(c(i-j, i) - sum_{k in J, k < j} c(i-k, i), 0).
 
@@ -108,23 +141,3 @@ def long_term_weights(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tens
         out[j] = c if nearer is None else (c - nearer).clamp_min(0.0)
         nearer = c.clone() if nearer is None else nearer + c
     return out
-
-
-def cut_score(mask: torch.Tensor) -> float:
-    """Fraction of consistent pixels of a consistency mask (B, 1, H, W) in [0, 1].
-
-    Consecutive frames of one shot score near 1; a shot cut scores low.
-    """
-    return float(mask.to(torch.float32).mean())
-
-
-#: A pair whose fraction of consistent pixels falls below this is a cut. Tuned with DIS
-#: (ultrafast / fast / medium) at 384 px: the 5 cuts of bikes.mp4 score 0.00-0.24 and its
-#: fast-motion pairs 0.42-0.49 at worst; vtest (static camera) never goes below 0.86 and
-#: tears_of_steel's non-cut pairs not below 0.66.
-CUT_THRESHOLD = 0.3
-
-
-def is_cut(mask: torch.Tensor, threshold: float = CUT_THRESHOLD) -> bool:
-    """True when the consistency mask (B, 1, H, W) says the two frames are different shots."""
-    return cut_score(mask) < threshold

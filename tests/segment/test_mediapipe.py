@@ -233,11 +233,7 @@ def test_locate_extracts_from_a_downloaded_wheel_offline(
 
 
 @pytest.fixture(scope="module")
-def segmenter() -> MediaPipeSegmenter:
-    try:
-        M.locate_mediapipe_models()
-    except WeightsError as e:
-        pytest.skip(f"person segmentation models not fetched: {e}")
+def segmenter(models: None) -> MediaPipeSegmenter:
     seg = MediaPipeSegmenter()
     seg.check()
     return seg

@@ -18,7 +18,7 @@ from vidstyle.config import EncodeConfig, FastConfig, RunConfig
 from vidstyle.engine.stream import stream_frames, stylize_sequence
 from vidstyle.errors import StyleError, UsageError
 from vidstyle.fast import ort, runtimes, tiling
-from vidstyle.fast.inference import InferenceNet
+from vidstyle.fast.inference import InferenceNet, _StyleMap
 from vidstyle.fast.model_io import save_model
 from vidstyle.fast.net import StyleNet
 from vidstyle.fast.runtimes import (
@@ -496,3 +496,54 @@ def test_cli_offers_every_runtime() -> None:
 
     opt = next(p for p in cli.commands["run"].params if p.name == "cfg_runtime")
     assert tuple(opt.type.choices) == RUNTIMES
+
+
+def _people_map(h: int, w: int) -> torch.Tensor:
+    """A (1, 3, h, w) style map: style 0 in the background, two feathered "people" (a
+    box in style 2 and a disc half style 1, half style 2), as the per-person layout makes."""
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                            torch.arange(w, dtype=torch.float32), indexing="ij")
+    box = ((xx - 12).abs().le(6) & (yy - 20).abs().le(14)).float()
+    box = F.avg_pool2d(box[None, None], 5, stride=1, padding=2)[0, 0]  # feathered edge
+    disc = (1.0 - ((xx - 47) ** 2 + (yy - 15) ** 2).sqrt().sub(7).clamp(0, 3) / 3) \
+        * (((xx - 47) ** 2 + (yy - 15) ** 2) < 100).float()
+    m = torch.zeros(1, 3, h, w)
+    m[0, 2] = box + 0.5 * disc
+    m[0, 1] = 0.5 * disc
+    m[0, 0] = 1.0 - box - disc
+    return m
+
+
+def test_style_map_is_per_pixel_only_inside_the_people() -> None:
+    """With people in a few places the per-pixel normalization runs only inside their
+    rectangles and the per-channel fused one elsewhere: the output is the per-pixel
+    formula's (fp32 to rounding, bf16 to bf16 precision), the rectangles cover every
+    pixel whose weights differ from the background, and little else."""
+    net = _random_net(1)
+    x = torch.rand(1, 3, 45, 61, generator=torch.Generator().manual_seed(1))
+    m = _people_map(45, 61)
+    sm = _StyleMap.of(m)
+    assert torch.equal(sm.base, torch.tensor([1.0, 0.0, 0.0]))
+    for size in ((45, 61), (23, 31), (12, 16)):
+        rects = sm.regions(size)
+        assert rects is not None and 1 <= len(rects) <= 2
+        inside = torch.zeros(size, dtype=torch.bool)
+        for t, b, left, r in rects:
+            inside[t:b, left:r] = True
+        differs = (sm.at(size)[0] - sm.base.view(-1, 1, 1)).abs().amax(0) > 1e-6
+        assert bool(differs.any()) and not bool((differs & ~inside).any())
+        assert float(inside.float().mean()) < 0.6
+    inet = InferenceNet(net)
+    with torch.inference_mode():
+        got = inet(x, m)
+        ref = _map_by_formula(inet, x, m)
+        plain = inet(x, torch.tensor([[1.0, 0.0, 0.0]]))
+    assert float((got - ref).abs().max()) < 1e-5
+    assert float((got - plain)[0, :, 10:30, 8:16].abs().mean()) > 0.01  # the box's style
+    bnet = InferenceNet(net, dtype=torch.bfloat16, channels_last=True)
+    with torch.inference_mode():
+        bgot = bnet(x, m)
+    assert float((bgot - ref).abs().mean()) < 0.01
+    # a map of one style everywhere has no per-pixel rectangle at all
+    assert _StyleMap.of(torch.tensor([0.2, 0.0, 0.8]).view(1, 3, 1, 1)
+                        .expand(1, 3, 45, 61)).regions((12, 16)) == []

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,18 +46,32 @@ class _StyleMap:
     """Per-pixel style weights (1, S, H, W) at the input resolution, kept as the styles
     that have weight somewhere (``active``: (A,) indices into S, ``weights``: (1, A, H,
     W)), and pooled once per layer size (``at``): a frame uses a few of the model's
-    styles, and many layers share a size."""
+    styles, and many layers share a size.
+
+    ``base``: (A,) the column of the map that covers most of the frame (the background's
+    style row, in practice); :meth:`regions` gives, per layer size, the rectangles outside
+    which the pooled map equals ``base`` (the people's boxes), so the normalization can run
+    per channel (fused) with ``base``'s (gamma, beta) and per pixel only inside them."""
 
     weights: torch.Tensor
     active: torch.Tensor
+    base: torch.Tensor
     pooled: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    rects: dict[tuple[int, int], list[tuple[int, int, int, int]] | None] = field(
+        default_factory=dict)
+    cols: dict[tuple[int, int, torch.dtype], list[torch.Tensor]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, style_map: torch.Tensor) -> _StyleMap:
         """From a full style map (1, S, H, W)."""
         m = style_map.to(torch.float32)
         active = torch.nonzero(m.flatten(2).amax(dim=-1)[0] > 0).flatten()
-        return cls(m[:, active].contiguous(), active)
+        weights = m[:, active].contiguous()
+        # the column where the map's largest style weighs most: the background's row
+        flat = weights[0].flatten(1)  # (A, H*W)
+        dominant = int(flat.sum(dim=1).argmax())
+        base = flat[:, int(flat[dominant].argmax())].clone()
+        return cls(weights, active, base)
 
     def at(self, size: Sequence[int]) -> torch.Tensor:
         """The active weights (1, A, h, w) averaged down (area) to ``size``."""
@@ -66,6 +82,64 @@ class _StyleMap:
                 m = F.adaptive_avg_pool2d(m, key)
             self.pooled[key] = m
         return self.pooled[key]
+
+    def columns(self, size: Sequence[int], dtype: torch.dtype) -> list[torch.Tensor]:
+        """The pooled weights inside each rectangle of :meth:`regions` at ``size`` as
+        (h * w, A) rows in ``dtype`` (row-major over the rectangle), made once per size."""
+        key = (int(size[0]), int(size[1]), dtype)
+        if key not in self.cols:
+            m = self.at(size)[0]
+            self.cols[key] = [m[:, t:b, lft:r].permute(1, 2, 0).reshape(-1, m.shape[0])
+                              .to(dtype) for t, b, lft, r in self.regions(size) or []]
+        return self.cols[key]
+
+    def regions(self, size: Sequence[int]) -> list[tuple[int, int, int, int]] | None:
+        """Rectangles (top, bottom, left, right), end-exclusive, at ``size`` that hold
+        every pixel whose pooled weights differ from :attr:`base` (by more than
+        :data:`MAP_TOLERANCE`); [] when none does; None when they would cover more than
+        :data:`MAP_REGION_SHARE` of the frame (then every pixel takes the per-pixel
+        path)."""
+        key = (int(size[0]), int(size[1]))
+        if key not in self.rects:
+            self.rects[key] = _deviation_rects(self.at(key), self.base)
+        return self.rects[key]
+
+
+#: Pooled style weights within this of the base column count as the base style.
+MAP_TOLERANCE = 1e-6
+#: Above this share of the frame in per-pixel rectangles, the whole frame is per-pixel.
+MAP_REGION_SHARE = 0.6
+
+
+def _deviation_rects(m: torch.Tensor, base: torch.Tensor
+                     ) -> list[tuple[int, int, int, int]] | None:
+    """Bounding rectangles of the connected regions of (1, A, h, w) ``m`` that differ from
+    the column ``base`` (A,), overlapping ones merged; see :meth:`_StyleMap.regions`."""
+    h, w = m.shape[-2:]
+    off = (m[0] - base.view(-1, 1, 1)).abs().amax(dim=0) > MAP_TOLERANCE  # (h, w)
+    if not bool(off.any()):
+        return []
+    n, _, stats, _ = cv2.connectedComponentsWithStats(off.cpu().numpy().astype(np.uint8),
+                                                      connectivity=8)
+    rects = [(int(t), int(t + hh), int(lft), int(lft + ww))
+             for lft, t, ww, hh, _ in stats[1:n]]
+    merged = True
+    while merged:  # merge overlapping rectangles until none overlap
+        merged = False
+        out: list[tuple[int, int, int, int]] = []
+        for r in rects:
+            for k, q in enumerate(out):
+                if r[0] < q[1] and q[0] < r[1] and r[2] < q[3] and q[2] < r[3]:
+                    out[k] = (min(r[0], q[0]), max(r[1], q[1]), min(r[2], q[2]),
+                              max(r[3], q[3]))
+                    merged = True
+                    break
+            else:
+                out.append(r)
+        rects = out
+    if sum((b - t) * (r - lft) for t, b, lft, r in rects) > MAP_REGION_SHARE * h * w:
+        return None
+    return rects
 
 
 @dataclass(frozen=True)
@@ -210,11 +284,7 @@ class InferenceNet(nn.Module):
     ) -> torch.Tensor:
         s = self.specs[i]
         if isinstance(gb, _StyleMap):
-            m = gb.at(y.shape[-2:])
-            g = torch.einsum("sc,bshw->bchw", self.gammas[i][gb.active], m)
-            b = torch.einsum("sc,bshw->bchw", self.betas[i][gb.active], m)
-            z = F.batch_norm(y, None, None, None, None, True, 0.0, s.eps)
-            z = torch.addcmul(b.to(z.dtype), z, g.to(z.dtype))
+            z = self._norm_map(i, y, gb)
             return F.relu(z, inplace=True) if s.relu else z
         g, b = gb[i]
         outs = []
@@ -232,6 +302,37 @@ class InferenceNet(nn.Module):
             outs.append(z)
         z = outs[0] if len(outs) == 1 else torch.cat(outs)
         return F.relu(z, inplace=True) if s.relu else z
+
+    def _norm_map(self, i: int, y: torch.Tensor, gb: _StyleMap) -> torch.Tensor:
+        """Instance normalization of layer ``i`` with per-pixel (gamma, beta) from a style
+        map: per channel (one fused call) with the base column's (gamma, beta), then per
+        pixel only inside the rectangles where the map differs (the same sums there)."""
+        eps = self.specs[i].eps
+        gam, bet = self.gammas[i][gb.active], self.betas[i][gb.active]  # (A, C)
+        m = gb.at(y.shape[-2:])
+        rects = gb.regions(y.shape[-2:])
+        if rects is None:  # most of the frame differs: per pixel everywhere
+            g = torch.einsum("sc,bshw->bchw", gam, m)
+            b = torch.einsum("sc,bshw->bchw", bet, m)
+            z = F.batch_norm(y, None, None, None, None, True, 0.0, eps)
+            return torch.addcmul(b.to(z.dtype), z, g.to(z.dtype))
+        base = gb.base.to(gam.device)
+        z, mean, rstd = torch.native_batch_norm(y, base @ gam, base @ bet, None, None,
+                                                True, 0.0, eps)
+        # z = gamma * (y - mean) * rstd + beta = y * G + B per pixel, with G and B the
+        # map's mix of gam * rstd and bet - mean * rstd * gam (linear in the weights)
+        gain = (gam * rstd).to(y.dtype)  # (A, C)
+        shift = (bet - mean * gam * rstd).to(y.dtype)
+        for (top, bottom, left, right), cols in zip(rects, gb.columns(y.shape[-2:], y.dtype),
+                                                   strict=True):
+            hw = (1, bottom - top, right - left, -1)
+            g = F.linear(cols, gain.t()).view(hw).permute(0, 3, 1, 2)  # channels last
+            b = F.linear(cols, shift.t()).view(hw).permute(0, 3, 1, 2)
+            if not self.channels_last:
+                g, b = g.contiguous(), b.contiguous()
+            torch.addcmul(b, y[:, :, top:bottom, left:right], g,
+                          out=z[:, :, top:bottom, left:right])
+        return z
 
     def _run(
         self,

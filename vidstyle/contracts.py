@@ -288,7 +288,9 @@ class FramePair:
     the previous frame's pixel is visible and reliable here). score: fraction of
     consistent pixels. cut: the pair crosses a shot cut (nothing temporal should cross).
     checked: the masks stage ran (False: the mask is all ones and nothing may be derived
-    from the flows' consistency, e.g. a pipeline without the masks stage).
+    from the flows' consistency, e.g. a pipeline without the masks stage). agreement:
+    (1, 1, H, W) in [0, 1], how well the backward flow warps the previous frame onto
+    this one (:func:`vidstyle.flow.photometric_agreement`), or None (no masks stage).
     """
 
     forward: torch.Tensor
@@ -297,6 +299,7 @@ class FramePair:
     score: float
     cut: bool
     checked: bool = True
+    agreement: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

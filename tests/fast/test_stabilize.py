@@ -233,3 +233,33 @@ def test_blend_weight_is_the_flow_confidence() -> None:
     moved = (out - second).abs().amax(dim=1, keepdim=True)
     assert float(moved[w == 0].max()) == 0.0
     assert float(moved[w > 0.5].min()) > 0.1
+
+
+def test_photometric_agreement_blends_where_the_flow_explains_the_frame(data_dir: Path) -> None:
+    """Every 3rd frame of bikes.mp4 (fast motion): the blend weight is the flow
+    confidence raised to the pair's photometric agreement (never below the confidence),
+    it blends a larger share of the frame, and the stabilized output flickers less (DIS
+    medium judge) than with the flow confidence alone, at about the same style texture."""
+    from tests.flow._clips import decode
+    from vidstyle.flow import flow_confidence, frame_pair
+
+    src = list(decode(data_dir / "video" / "bikes.mp4", max_side=256, start=0, limit=27,
+                      step=3))
+    assert len(src) == 9
+    pair = frame_pair(src[3], src[4], flow=default_flow())
+    assert pair.agreement is not None and pair.agreement.shape == pair.mask.shape
+    soft = flow_confidence(pair.forward, pair.backward, softness=3.0)
+    with_a = Stabilizer(flow=None, stability=0.7).confidence(pair)
+    without = Stabilizer(flow=None, stability=0.7, agreement=False).confidence(pair)
+    assert torch.equal(without, soft)
+    assert torch.equal(with_a, torch.maximum(soft, pair.agreement))
+    assert float(with_a.mean()) > float(soft.mean()) + 0.02
+    judge = make_flow("dis", preset="medium")
+    errors = {}
+    for agreement in (False, True):
+        st = _shipped_stylizer(size=256)
+        st.stabilizer = Stabilizer(flow=None, stability=0.7, agreement=agreement)
+        out, cuts = stylize_sequence(st, src, flow=default_flow())
+        assert cuts == []
+        errors[agreement] = warp_error(out, src, flow=judge).mean
+    assert errors[True] < 0.97 * errors[False], errors

@@ -107,3 +107,36 @@ def test_flow_confidence_is_a_soft_consistency_mask():
         assert torch.allclose(w, torch.full_like(w, want), atol=1e-4), (e2, w.mean())
     # motion boundaries stay at 0
     assert float(soft[motion_boundary_mask(bwd) == 1].max()) == 0.0
+
+
+def test_photometric_agreement_trusts_a_flow_that_explains_the_frame():
+    """A textured square moves by (8, 4) over a textured background: with the true
+    backward flow the warp reproduces the frame (agreement ~1 away from the motion
+    boundary and the disoccluded strip); with zero flow the moving texture disagrees
+    (agreement ~0 there) while the static background still agrees."""
+    from vidstyle.flow import photometric_agreement
+    from vidstyle.flow.warp import warp
+
+    s = moving_square(96, 128, top=30, left=30, side=32, dx=8, dy=4)
+    a, b = s["a"], s["b"]
+    right = photometric_agreement(a, b, s["backward"], sigma=0.03)
+    wrong = photometric_agreement(a, b, torch.zeros_like(s["backward"]), sigma=0.03)
+    assert right.shape == (1, 1, 96, 128)
+    assert float(right.min()) >= 0 and float(right.max()) <= 1
+    inside = erode(s["new"], 4)
+    static = ~dilate(s["old"] | s["new"], 4)
+    assert float(right[0, 0][inside].mean()) > 0.95
+    assert float(right[0, 0][static].mean()) > 0.95
+    assert float(wrong[0, 0][inside].mean()) < 0.2
+    assert float(wrong[0, 0][static].mean()) > 0.95
+    # the agreement is a function of the residual of the warp: exp(-r / sigma^2)
+    res = (b - warp(a, s["backward"])).pow(2).mean(dim=1, keepdim=True)
+    point = photometric_agreement(a, b, s["backward"], sigma=0.05, radius=0)
+    keep = (1 - motion_boundary_mask(s["backward"]))
+    assert torch.allclose(point[keep == 1], torch.exp(-res / 0.05**2)[keep == 1], atol=1e-5)
+    for bad in ({"sigma": 0.0}, {"sigma": 0.03, "radius": -1}):
+        try:
+            photometric_agreement(a, b, s["backward"], **bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} was accepted")

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from PIL import Image
 
 from vidstyle import media
 from vidstyle.config import RunConfig, SegmentConfig, fingerprint_of
-from vidstyle.contracts import Instances, ProgressEvent, ProgressFn, limited
+from vidstyle.contracts import FramePair, Instances, ProgressEvent, ProgressFn, limited
 from vidstyle.engine.stream import frame_total
 from vidstyle.errors import UsageError
 from vidstyle.fileio import atomic_path, atomic_write_bytes, sha256_file
@@ -196,38 +197,48 @@ def track_people(
     prev: Instances | None = None
     seen: dict[int, list[int]] = {}
     n = 0
-    for frame in limited(frames(), max_frames):
-        x = prepare(frame.rgb)
-        if raw_root is None:
-            fp = fingerprint_of("segment-raw", segmenter.fingerprint(), input_sha256,
-                                list(x.shape[-2:]), PEOPLE_FORMAT)
-            raw_root = Stage(root=segment_cache_root(), name=fp, fingerprint=fp).open()
-        raw_path = raw_root.path(f"raw_{frame.index:06d}.npz")
-        if not raw_path.is_file():
-            save_people(raw_path, *segmenter.segment_next(x, index=frame.index, state=state))
-        # always the stored (uint8-rounded) masks and state: a fresh and a cached run
-        # must track the same numbers, or ids depend on what the cache held
-        raw, state = load_raw(raw_path)
-        pair = None
-        if flow is not None and prev_x is not None and prev_x.shape == x.shape:
-            with torch.inference_mode():
-                pair = frame_pair(prev_x, x, flow=flow)
-        # people of a user's mask files come numbered: their ids are kept, not tracked
-        numbered = len(raw) > 0 and all(i != 0 for i in raw.ids)
-        people = raw if numbered else tracker.update(raw, pair)
-        # soft edges first, then the temporal blend: it acts on the edge ramps, where
-        # consecutive frames differ by little (binary masks differ by 0 or 1: no blend)
-        people = _feathered(people, config.feather)
-        if config.smooth:
-            people = smooth_instances(people, prev, pair)
-        save_people(stage.path(f"people_{frame.index:06d}.npz"), people)
-        for k, pid in enumerate(people.ids):
-            if pid not in seen:
-                _warn_if_small(pid, people.boxes[k], frame.index, config.feather,
-                               tuple(x.shape[-2:]))
-            seen.setdefault(pid, []).append(frame.index)
-        prev_x, prev, n = x, people, n + 1
-        progress(ProgressEvent("segment", n, total))
+    def pair_of(a: torch.Tensor, b: torch.Tensor) -> FramePair:
+        with torch.inference_mode():
+            return frame_pair(a, b, flow=flow)
+
+    # the pair's flow runs in a second thread while the segmenter works on the frame
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidstyle-segment-flow")
+    try:
+        for frame in limited(frames(), max_frames):
+            x = prepare(frame.rgb)
+            pending = None
+            if flow is not None and prev_x is not None and prev_x.shape == x.shape:
+                pending = pool.submit(pair_of, prev_x, x)
+            if raw_root is None:
+                fp = fingerprint_of("segment-raw", segmenter.fingerprint(), input_sha256,
+                                    list(x.shape[-2:]), PEOPLE_FORMAT)
+                raw_root = Stage(root=segment_cache_root(), name=fp, fingerprint=fp).open()
+            raw_path = raw_root.path(f"raw_{frame.index:06d}.npz")
+            if not raw_path.is_file():
+                save_people(raw_path, *segmenter.segment_next(x, index=frame.index,
+                                                              state=state))
+            # always the stored (uint8-rounded) masks and state: a fresh and a cached run
+            # must track the same numbers, or ids depend on what the cache held
+            raw, state = load_raw(raw_path)
+            pair = pending.result() if pending is not None else None
+            # people of a user's mask files come numbered: their ids are kept, not tracked
+            numbered = len(raw) > 0 and all(i != 0 for i in raw.ids)
+            people = raw if numbered else tracker.update(raw, pair)
+            # soft edges first, then the temporal blend: it acts on the edge ramps, where
+            # consecutive frames differ by little (binary masks differ by 0 or 1: no blend)
+            people = _feathered(people, config.feather)
+            if config.smooth:
+                people = smooth_instances(people, prev, pair)
+            save_people(stage.path(f"people_{frame.index:06d}.npz"), people)
+            for k, pid in enumerate(people.ids):
+                if pid not in seen:
+                    _warn_if_small(pid, people.boxes[k], frame.index, config.feather,
+                                   tuple(x.shape[-2:]))
+                seen.setdefault(pid, []).append(frame.index)
+            prev_x, prev, n = x, people, n + 1
+            progress(ProgressEvent("segment", n, total))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     atomic_write_bytes(done, json.dumps({"frames": n, "seen": seen}).encode())
     return PeopleTrack(stage, n, seen)
 

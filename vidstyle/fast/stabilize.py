@@ -7,7 +7,9 @@ For frame t with source S_t, raw stylized frame N_t and the previous OUTPUT O_{t
 where backward_t is the optical flow from S_t to S_{t-1} (pixels, on frame t's grid),
 c = flow_confidence(forward = flow(S_{t-1} -> S_t), backward = backward_t) in [0, 1] (the
 binary consistency mask with a soft margin, :data:`CONFIDENCE_SOFTNESS`: under fast motion
-pixels just outside the mask are still blended a little) and s = ``stability`` in [0, 1].
+pixels just outside the mask are still blended a little), raised to the pair's photometric
+agreement where the backward flow alone reproduces S_t (:data:`USE_AGREEMENT`), and s =
+``stability`` in [0, 1].
 Where the flow is not trustworthy (disocclusions, motion boundaries, out of frame) c = 0
 and the fresh frame is used. When the two source frames are different shots
 (:func:`vidstyle.flow.shot_cut`: broken flow and changed appearance) the blend is off for
@@ -81,6 +83,13 @@ PHOTOMETRIC_SIGMA: float | None = None
 #: frames, s = 0.7: warping error 0.54 -> 0.52 x raw on bikes.mp4, 0.25 -> 0.23 on vtest,
 #: style loss not higher (benchmarks/RESULTS.md, issue 20).
 CONFIDENCE_SOFTNESS = 3.0
+#: Blend also where the backward flow reproduces the source frame (the pair's photometric
+#: agreement, :func:`vidstyle.flow.photometric_agreement`) though the forward-backward test
+#: fails: the weight is max(flow confidence, agreement). Fast motion breaks the forward
+#: flow where the backward one is still right. Every 3rd frame, 30 frames, s = 0.7:
+#: warping error 0.46 -> 0.42 x raw on bikes.mp4 (0.24 -> 0.22 at 1x), vtest 0.23 -> 0.22
+#: (benchmarks/RESULTS.md, issue 20).
+USE_AGREEMENT = True
 
 
 def default_flow() -> FlowEstimator:
@@ -216,12 +225,14 @@ class Stabilizer:
         photometric_sigma: float | None = PHOTOMETRIC_SIGMA,
         preserve_texture: bool = True,
         feature_blend: bool = False,
+        agreement: bool = USE_AGREEMENT,
     ) -> None:
         if not 0.0 <= stability <= 1.0:
             raise ValueError(f"stability must be in [0, 1], got {stability}")
         self.flow = flow
         self.stability = float(stability)
         self.softness = CONFIDENCE_SOFTNESS if softness is None else float(softness)
+        self.agreement = agreement
         self._weights: list[tuple[Motion, torch.Tensor]] = []
         self._weights_lock = threading.Lock()
         self.photometric_sigma = photometric_sigma
@@ -246,7 +257,9 @@ class Stabilizer:
         """Per-pixel blend confidence (1, 1, H, W) in [0, 1] of a frame's motion: the
         binary consistency mask (softness 0, motion without a forward flow, or a pair
         whose masks stage did not run), else :func:`vidstyle.flow.flow_confidence` of the
-        pair (computed once per pair: the feature hook and the output blend share it)."""
+        pair, raised to the pair's photometric agreement where that is higher (with
+        ``agreement``; see :data:`USE_AGREEMENT`). Computed once per pair: the feature
+        hook and the output blend share it."""
         if self.softness == 0 or not isinstance(ctx, FramePair) or not ctx.checked:
             return ctx.mask
         with self._weights_lock:
@@ -254,6 +267,8 @@ class Stabilizer:
                 if c is ctx:
                     return w
         w = flow_confidence(ctx.forward, ctx.backward, softness=self.softness)
+        if self.agreement and ctx.agreement is not None:
+            w = torch.maximum(w, ctx.agreement.to(w))
         with self._weights_lock:
             self._weights = [(ctx, w), *self._weights[:1]]
         return w
@@ -355,5 +370,5 @@ class Stabilizer:
         return self.apply(self.prepare(source), stylized)
 
 
-__all__ = ["FEATURE_GAINS", "Motion",
+__all__ = ["FEATURE_GAINS", "USE_AGREEMENT", "Motion",
            "OUTPUT_GAIN_WITH_FEATURES", "FlowContext", "Stabilizer", "default_flow"]

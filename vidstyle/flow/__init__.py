@@ -11,6 +11,7 @@ from vidstyle.flow.consistency import (
     flow_confidence,
     long_term_weights,
     motion_boundary_mask,
+    photometric_agreement,
 )
 from vidstyle.flow.cuts import CutScore, shot_cut
 from vidstyle.flow.estimate import (
@@ -47,6 +48,7 @@ __all__ = [
     "long_term_weights",
     "make_flow",
     "motion_boundary_mask",
+    "photometric_agreement",
     "read_flo",
     "resize_flow",
     "save_flow",

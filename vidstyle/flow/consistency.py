@@ -127,6 +127,46 @@ def flow_confidence(
     return weight * keep
 
 
+#: Patch radius (pixels) of :func:`photometric_agreement`'s mean squared residual.
+AGREEMENT_RADIUS = 2
+#: The residual scale (RGB in [0, 1]) of the agreement :func:`vidstyle.flow.frame_pair`
+#: computes. Chosen on bikes.mp4 at 1x and 3x motion (0.02 and 0.04 gave the same
+#: warping error within 1 %; benchmarks/RESULTS.md, issue 20).
+AGREEMENT_SIGMA = 0.03
+
+
+def photometric_agreement(
+    previous: torch.Tensor, current: torch.Tensor, backward: torch.Tensor, *,
+    sigma: float, radius: int = AGREEMENT_RADIUS,
+) -> torch.Tensor:
+    """How well ``backward`` explains frame B by frame A, per pixel of B, in [0, 1].
+
+    previous: (B, 3, H, W) frame A, current: (B, 3, H, W) frame B, RGB in [0, 1];
+    backward: (B, 2, H, W) flow B -> A in pixels. With r the squared residual
+    |B - warp(A, backward)|^2 (mean over RGB) averaged over a (2 radius + 1)^2 patch, the
+    agreement is exp(-r / sigma^2) (sigma in RGB units); 0 on motion boundaries of
+    ``backward`` and where x + w^(x) leaves frame A. Returns (B, 1, H, W) float32.
+
+    Under fast motion the forward-backward test of :func:`consistency_mask` fails wherever
+    either flow is wrong, while the backward flow alone may be right: a textured patch
+    that the warp reproduces within sigma is evidence that it is (in flat areas it proves
+    little, but a wrong flow there moves nothing visible either).
+    """
+    if previous.shape != current.shape or previous.dim() != 4:
+        raise ValueError(f"frames must be two (B, C, H, W) of one shape, got "
+                         f"{tuple(previous.shape)} and {tuple(current.shape)}")
+    if sigma <= 0 or radius < 0:
+        raise ValueError(f"need sigma > 0 and radius >= 0, got {sigma} and {radius}")
+    backward = backward.to(device=current.device, dtype=torch.float32)
+    res = (current.float() - warp(previous.float(), backward)).pow(2).mean(dim=1,
+                                                                            keepdim=True)
+    if radius:
+        res = F.avg_pool2d(F.pad(res, (radius,) * 4, mode="replicate"), 2 * radius + 1,
+                           stride=1)
+    keep = (1.0 - motion_boundary_mask(backward)) * valid_mask(backward)
+    return torch.exp(-res / sigma**2) * keep
+
+
 def long_term_weights(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
     """Long-term weights c_long(i-j, i) = max(c(i-j, i) - sum_{k in J, k < j} c(i-k, i), 0).
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from vidstyle.contracts import FramePair
-from vidstyle.flow.consistency import consistency_mask
+from vidstyle.flow.consistency import AGREEMENT_SIGMA, consistency_mask, photometric_agreement
 from vidstyle.flow.cuts import shot_cut
 from vidstyle.flow.estimate import FlowEstimator
 
@@ -26,8 +26,9 @@ def frame_pair(
     Estimates the forward (previous -> current) and backward (current -> previous) flow in
     pixels; ``masks``: the forward-backward consistency mask (1, 1, H, W) in {0, 1}, its
     consistent fraction as ``score`` and the shot-cut decision of
-    :func:`vidstyle.flow.shot_cut` (broken flow *and* changed appearance); without masks
-    the mask is all ones and no pair is a cut.
+    :func:`vidstyle.flow.shot_cut` (broken flow *and* changed appearance) and the
+    photometric agreement of the backward flow (:data:`AGREEMENT_SIGMA`); without masks
+    the mask is all ones, no pair is a cut and there is no agreement.
     """
     if previous.shape != current.shape:
         raise ValueError(f"frames differ in shape: {tuple(previous.shape)} vs "
@@ -40,8 +41,9 @@ def frame_pair(
                          checked=False)
     mask = consistency_mask(forward=fwd, backward=bwd)
     decision = shot_cut(previous, current, mask)
+    agreement = photometric_agreement(previous, current, bwd, sigma=AGREEMENT_SIGMA)
     return FramePair(forward=fwd, backward=bwd, mask=mask, score=decision.consistent,
-                     cut=decision.cut)
+                     cut=decision.cut, agreement=agreement)
 
 
 __all__ = ["frame_pair"]

@@ -27,7 +27,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,22 +193,35 @@ def track_people(
     tracker = Tracker(max_gap_frames=gap)
     raw_root: Stage | None = None
     state: SegmentState | None = None
-    prev_x: torch.Tensor | None = None
     prev: Instances | None = None
     seen: dict[int, list[int]] = {}
     n = 0
+
     def pair_of(a: torch.Tensor, b: torch.Tensor) -> FramePair:
         with torch.inference_mode():
-            return frame_pair(a, b, flow=flow)
+            return frame_pair(a, b, flow=flow, agreement=False)
 
-    # the pair's flow runs in a second thread while the segmenter works on the frame
+    # One frame of read-ahead: the pair (this frame, next frame) is estimated in a second
+    # thread while this frame is segmented, tracked and saved.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidstyle-segment-flow")
+    source = iter(limited(frames(), max_frames))
+
+    def read() -> tuple[Any, torch.Tensor] | None:
+        frame = next(source, None)
+        return None if frame is None else (frame, prepare(frame.rgb))
+
+    def submit(a: torch.Tensor | None, b: torch.Tensor) -> Future[FramePair] | None:
+        if flow is None or a is None or a.shape != b.shape:
+            return None
+        return pool.submit(pair_of, a, b)
+
     try:
-        for frame in limited(frames(), max_frames):
-            x = prepare(frame.rgb)
-            pending = None
-            if flow is not None and prev_x is not None and prev_x.shape == x.shape:
-                pending = pool.submit(pair_of, prev_x, x)
+        ahead = read()
+        pending = None
+        while ahead is not None:
+            frame, x = ahead
+            ahead = read()
+            upcoming = submit(x, ahead[1]) if ahead is not None else None
             if raw_root is None:
                 fp = fingerprint_of("segment-raw", segmenter.fingerprint(), input_sha256,
                                     list(x.shape[-2:]), PEOPLE_FORMAT)
@@ -221,6 +234,7 @@ def track_people(
             # must track the same numbers, or ids depend on what the cache held
             raw, state = load_raw(raw_path)
             pair = pending.result() if pending is not None else None
+            pending = upcoming
             # people of a user's mask files come numbered: their ids are kept, not tracked
             numbered = len(raw) > 0 and all(i != 0 for i in raw.ids)
             people = raw if numbered else tracker.update(raw, pair)
@@ -235,7 +249,7 @@ def track_people(
                     _warn_if_small(pid, people.boxes[k], frame.index, config.feather,
                                    tuple(x.shape[-2:]))
                 seen.setdefault(pid, []).append(frame.index)
-            prev_x, prev, n = x, people, n + 1
+            prev, n = people, n + 1
             progress(ProgressEvent("segment", n, total))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

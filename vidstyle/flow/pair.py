@@ -20,6 +20,7 @@ def frame_pair(
     *,
     flow: FlowEstimator,
     masks: bool = True,
+    agreement: bool = True,
 ) -> FramePair:
     """Motion from ``previous`` to ``current`` (each (1, 3, H, W) in [0, 1], same size).
 
@@ -27,8 +28,9 @@ def frame_pair(
     pixels; ``masks``: the forward-backward consistency mask (1, 1, H, W) in {0, 1}, its
     consistent fraction as ``score`` and the shot-cut decision of
     :func:`vidstyle.flow.shot_cut` (broken flow *and* changed appearance) and the
-    photometric agreement of the backward flow (:data:`AGREEMENT_SIGMA`); without masks
-    the mask is all ones, no pair is a cut and there is no agreement.
+    photometric agreement of the backward flow (:data:`AGREEMENT_SIGMA`; ``agreement``
+    False skips it, for consumers that do not read it); without masks the mask is all
+    ones, no pair is a cut and there is no agreement.
     """
     if previous.shape != current.shape:
         raise ValueError(f"frames differ in shape: {tuple(previous.shape)} vs "
@@ -41,9 +43,10 @@ def frame_pair(
                          checked=False)
     mask = consistency_mask(forward=fwd, backward=bwd)
     decision = shot_cut(previous, current, mask)
-    agreement = photometric_agreement(previous, current, bwd, sigma=AGREEMENT_SIGMA)
+    agree = (photometric_agreement(previous, current, bwd, sigma=AGREEMENT_SIGMA)
+             if agreement else None)
     return FramePair(forward=fwd, backward=bwd, mask=mask, score=decision.consistent,
-                     cut=decision.cut, agreement=agreement)
+                     cut=decision.cut, agreement=agree)
 
 
 __all__ = ["frame_pair"]

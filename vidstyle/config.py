@@ -448,12 +448,17 @@ class SegmentConfig(_Config):
                                 "from the previous frame and search again only around one "
                                 "who is lost (much faster). 1: detect on every frame.",
                                 group="People", metavar="N", example="5")
+    segment_every: int = setting(2, help="In a video: run the segmenter on every N-th frame "
+                                 "and carry the people's masks to the frames between by the "
+                                 "optical flow (about N times less segmentation). 1: segment "
+                                 "every frame.", group="People", metavar="N", example="1")
 
     def __post_init__(self) -> None:
         self._check_types()
         self._range("feather", 0, 0.1)
         self._range("max_gap", 0)
         self._range("detect_every", 1)
+        self._range("segment_every", 1)
         if self.weights_path is not None and self.backend != "maskrcnn":
             raise UsageError("--mask-weights applies to --segmenter maskrcnn only")
         if self.detect_every != 10 and (self.backend != "mediapipe" or self.masks_dir):

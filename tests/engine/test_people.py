@@ -120,11 +120,16 @@ def test_per_person_run_checks_ids_and_reuses_segmentation(tmp_path: Path, home:
     cfg, _ = build_config({"--style": "starry", "--instance": ("2=wave",),
                            "--background": "none"})
     res = run(clip, tmp_path / "o.mp4", cfg, segmenter=seg)
-    assert res.frames == 4 and seg.calls == 4
+    # --segment-every 2 (the default): frames 0 and 2 segmented, 1 and 3 carried by flow
+    assert res.frames == 4 and seg.calls == 2
     # a second style reuses the cached segmentation
     cfg2, _ = build_config({"--style": "udnie", "--instance": ("1=wave",)})
     run(clip, tmp_path / "o2.mp4", cfg2, segmenter=seg)
-    assert seg.calls == 4
+    assert seg.calls == 2
+    every, _ = build_config({"--style": "starry", "--instance": ("2=wave",),
+                             "--background": "none", "--segment-every": 1})
+    run(clip, tmp_path / "o1.mp4", every, segmenter=seg)
+    assert seg.calls == 4  # the two frames between now segmented too (the others cached)
     bad, _ = build_config({"--style": "starry", "--instance": ("7=wave",)})
     with pytest.raises(UsageError, match=r"--instance 7: no such person .*people found: 1, 2"):
         run(clip, tmp_path / "o3.mp4", bad, segmenter=seg)
@@ -292,7 +297,7 @@ def test_people_do_not_depend_on_what_the_cache_held(tmp_path: Path, home: Path)
                             total=4, progress=lambda ev: None)
 
     fresh, cached = once("a"), once("b")
-    assert seg.calls == 4  # the second run read the cache
+    assert seg.calls == 2  # frames 0 and 2 (1 and 3 carried); the second run read the cache
     for i in range(4):
         a, b = fresh.load(i), cached.load(i)
         assert a.ids == b.ids and torch.equal(a.masks, b.masks)
@@ -358,9 +363,9 @@ def test_a_resumed_segment_pass_goes_on_from_the_stored_state(tmp_path: Path,
     def once(seg: FollowingSegmenter, name: str, frames: int | None) -> object:
         stage = WorkDir(tmp_path / name).stage("segment", "fp")
         return track_people(lambda: iter_frames(clip), prepare=to_tensor, segmenter=seg,
-                            flow=default_flow(), config=SegmentConfig(), fps=25.0,
-                            input_sha256="x", stage=stage, max_frames=frames, total=5,
-                            progress=lambda ev: None)
+                            flow=default_flow(), config=SegmentConfig(segment_every=1),
+                            fps=25.0, input_sha256="x", stage=stage, max_frames=frames,
+                            total=5, progress=lambda ev: None)
 
     whole = once(FollowingSegmenter(), "a", None)
     for path in segment_cache_root().rglob("raw_*.npz"):
@@ -387,3 +392,28 @@ def test_detect_every_is_checked_and_keys_the_segmenter() -> None:
         build_config({"--style": "wave", "--instance": ("1=wave",), "--detect-every": 0})
     with pytest.raises(UsageError, match="--detect-every applies"):
         SegmentConfig(backend="maskrcnn", detect_every=5)
+
+
+def test_carried_people_move_with_the_flow() -> None:
+    """Between key frames (``--segment-every``) the people are the last segmented ones
+    moved by the flow: masks warped, boxes and face boxes shifted with them; a person
+    carried out of the frame is dropped."""
+    from vidstyle.engine.people import carry_people
+
+    h, w = 48, 64
+    masks = torch.zeros(2, h, w)
+    masks[0, 10:30, 10:20] = 1.0
+    masks[1, 5:15, 58:64] = 1.0  # at the right edge: leaves the frame
+    people = Instances(masks=masks, boxes=torch.tensor([[10.0, 10, 20, 30], [58, 5, 64, 15]]),
+                       scores=torch.tensor([0.9, 0.8]), ids=(3, 4),
+                       faces=torch.tensor([[12.0, 10, 18, 16], [float("nan")] * 4]))
+    backward = torch.zeros(1, 2, h, w)
+    backward[:, 0] = -8.0  # this frame's pixel x came from x - 8: everything moved right
+    out = carry_people(people, backward)
+    assert out.ids == (3,) and torch.equal(out.scores, torch.tensor([0.9]))
+    assert torch.allclose(out.masks[0, :, 18:28], masks[0, :, 10:20], atol=1e-5)
+    assert float(out.masks[0, :, :18].abs().sum()) < 1e-4
+    assert out.boxes[0].tolist() == [18.0, 10.0, 28.0, 30.0]
+    assert out.faces is not None and out.faces[0].tolist() == [20.0, 10.0, 26.0, 16.0]
+    assert carry_people(Instances(masks=torch.zeros(0, h, w), boxes=torch.zeros(0, 4),
+                                  scores=torch.zeros(0), ids=()), backward).masks.shape[0] == 0

@@ -47,7 +47,7 @@ from vidstyle.flow.pair import frame_pair
 from vidstyle.imageops import resize_uint8, working_size
 from vidstyle.segment.base import Segmenter, SegmentState
 from vidstyle.segment.files import FolderMasks, write_id_png
-from vidstyle.segment.ops import feather
+from vidstyle.segment.ops import feather, mask_boxes, warp_masks
 from vidstyle.segment.render import overlay
 from vidstyle.segment.track import Tracker, smooth_instances
 from vidstyle.tensors import to_tensor
@@ -215,6 +215,7 @@ def track_people(
             return None
         return pool.submit(pair_of, a, b)
 
+    carried: Instances | None = None  # the people carried to frames between key frames
     try:
         ahead = read()
         pending = None
@@ -222,19 +223,26 @@ def track_people(
             frame, x = ahead
             ahead = read()
             upcoming = submit(x, ahead[1]) if ahead is not None else None
+            pair = pending.result() if pending is not None else None
+            pending = upcoming
             if raw_root is None:
                 fp = fingerprint_of("segment-raw", segmenter.fingerprint(), input_sha256,
                                     list(x.shape[-2:]), PEOPLE_FORMAT)
                 raw_root = Stage(root=segment_cache_root(), name=fp, fingerprint=fp).open()
-            raw_path = raw_root.path(f"raw_{frame.index:06d}.npz")
-            if not raw_path.is_file():
-                save_people(raw_path, *segmenter.segment_next(x, index=frame.index,
-                                                              state=state))
-            # always the stored (uint8-rounded) masks and state: a fresh and a cached run
-            # must track the same numbers, or ids depend on what the cache held
-            raw, state = load_raw(raw_path)
-            pair = pending.result() if pending is not None else None
-            pending = upcoming
+            if (carried is not None and pair is not None and not pair.cut
+                    and n % config.segment_every != 0):
+                # between key frames: the last segmented people moved by the flow
+                raw = carried = carry_people(carried, pair.backward)
+            else:
+                raw_path = raw_root.path(f"raw_{frame.index:06d}.npz")
+                if not raw_path.is_file():
+                    save_people(raw_path, *segmenter.segment_next(x, index=frame.index,
+                                                                  state=state))
+                # always the stored (uint8-rounded) masks and state: a fresh and a cached
+                # run must track the same numbers, or ids depend on what the cache held
+                raw, state = load_raw(raw_path)
+                carried = raw if config.segment_every > 1 and config.masks_dir is None \
+                    else None
             # people of a user's mask files come numbered: their ids are kept, not tracked
             numbered = len(raw) > 0 and all(i != 0 for i in raw.ids)
             people = raw if numbered else tracker.update(raw, pair)
@@ -255,6 +263,26 @@ def track_people(
         pool.shutdown(wait=True, cancel_futures=True)
     atomic_write_bytes(done, json.dumps({"frames": n, "seen": seen}).encode())
     return PeopleTrack(stage, n, seen)
+
+
+def carry_people(people: Instances, backward: torch.Tensor) -> Instances:
+    """``people`` of the previous frame moved onto this frame by ``backward`` (1, 2, H, W,
+    this frame -> previous, pixels): masks warped (:func:`~vidstyle.segment.ops.warp_masks`),
+    boxes those of the warped masks, face boxes shifted with their person's box; a person
+    whose mask leaves the frame is dropped. Scores and ids are kept."""
+    if len(people) == 0:
+        return people
+    masks = warp_masks(people.masks, backward)
+    boxes = mask_boxes(masks)
+    keep = [k for k in range(len(people)) if float(boxes[k, 2] - boxes[k, 0]) > 0]
+    faces = None
+    if people.faces is not None:
+        shift = (boxes[:, :2] + boxes[:, 2:] - people.boxes[:, :2] - people.boxes[:, 2:]) / 2
+        faces = people.faces + shift.repeat(1, 2)
+        faces = faces[keep]
+    return dataclasses.replace(people, masks=masks[keep], boxes=boxes[keep],
+                               scores=people.scores[keep],
+                               ids=tuple(people.ids[k] for k in keep), faces=faces)
 
 
 def _feathered(people: Instances, fraction: float) -> Instances:
@@ -292,8 +320,8 @@ def segment_fingerprint(config: RunConfig, segmenter: Segmenter, flow: FlowEstim
                           config.max_frames, config.fast.size, PEOPLE_FORMAT)
 
 
-__all__ = ["PeopleTrack", "load_people", "load_raw", "make_segmenter", "save_people",
-           "segment_cache_root", "segment_fingerprint", "track_people"]
+__all__ = ["PeopleTrack", "carry_people", "load_people", "load_raw", "make_segmenter",
+           "save_people", "segment_cache_root", "segment_fingerprint", "track_people"]
 
 
 def export_masks(

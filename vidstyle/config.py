@@ -448,10 +448,11 @@ class SegmentConfig(_Config):
                                 "from the previous frame and search again only around one "
                                 "who is lost (much faster). 1: detect on every frame.",
                                 group="People", metavar="N", example="5")
-    segment_every: int = setting(2, help="In a video: run the segmenter on every N-th frame "
+    segment_every: int = setting(1, help="In a video: run the segmenter on every N-th frame "
                                  "and carry the people's masks to the frames between by the "
-                                 "optical flow (about N times less segmentation). 1: segment "
-                                 "every frame.", group="People", metavar="N", example="1")
+                                 "optical flow (faster, but the mask edges flicker more). 1: "
+                                 "segment every frame.", group="People", metavar="N",
+                                 example="2")
 
     def __post_init__(self) -> None:
         self._check_types()

@@ -120,16 +120,19 @@ def test_per_person_run_checks_ids_and_reuses_segmentation(tmp_path: Path, home:
     cfg, _ = build_config({"--style": "starry", "--instance": ("2=wave",),
                            "--background": "none"})
     res = run(clip, tmp_path / "o.mp4", cfg, segmenter=seg)
-    # --segment-every 2 (the default): frames 0 and 2 segmented, 1 and 3 carried by flow
-    assert res.frames == 4 and seg.calls == 2
+    assert res.frames == 4 and seg.calls == 4
     # a second style reuses the cached segmentation
     cfg2, _ = build_config({"--style": "udnie", "--instance": ("1=wave",)})
     run(clip, tmp_path / "o2.mp4", cfg2, segmenter=seg)
-    assert seg.calls == 2
+    assert seg.calls == 4
+    # --segment-every 2: frames 0 and 2 segmented, 1 and 3 carried by the flow; a cache of
+    # its own (a following segmenter's frame 2 depends on the frames segmented before)
     every, _ = build_config({"--style": "starry", "--instance": ("2=wave",),
-                             "--background": "none", "--segment-every": 1})
+                             "--background": "none", "--segment-every": 2})
     run(clip, tmp_path / "o1.mp4", every, segmenter=seg)
-    assert seg.calls == 4  # the two frames between now segmented too (the others cached)
+    assert seg.calls == 6
+    run(clip, tmp_path / "o5.mp4", every, segmenter=seg, overwrite=True)
+    assert seg.calls == 6
     bad, _ = build_config({"--style": "starry", "--instance": ("7=wave",)})
     with pytest.raises(UsageError, match=r"--instance 7: no such person .*people found: 1, 2"):
         run(clip, tmp_path / "o3.mp4", bad, segmenter=seg)
@@ -297,7 +300,7 @@ def test_people_do_not_depend_on_what_the_cache_held(tmp_path: Path, home: Path)
                             total=4, progress=lambda ev: None)
 
     fresh, cached = once("a"), once("b")
-    assert seg.calls == 2  # frames 0 and 2 (1 and 3 carried); the second run read the cache
+    assert seg.calls == 4  # the second run read the cache
     for i in range(4):
         a, b = fresh.load(i), cached.load(i)
         assert a.ids == b.ids and torch.equal(a.masks, b.masks)
@@ -417,3 +420,31 @@ def test_carried_people_move_with_the_flow() -> None:
     assert out.faces is not None and out.faces[0].tolist() == [20.0, 10.0, 26.0, 16.0]
     assert carry_people(Instances(masks=torch.zeros(0, h, w), boxes=torch.zeros(0, 4),
                                   scores=torch.zeros(0), ids=()), backward).masks.shape[0] == 0
+
+
+def test_carrying_does_not_leak_into_the_cache_of_every_frame(tmp_path: Path,
+                                                               home: Path) -> None:
+    """A following segmenter's frame 2 differs when frame 1 was carried instead of
+    segmented: a pass with --segment-every 2 must not change what a later pass that
+    segments every frame finds (each interval caches apart)."""
+    from vidstyle.config import SegmentConfig
+    from vidstyle.engine.people import segment_cache_root, track_people
+    from vidstyle.fast.stabilize import default_flow
+    from vidstyle.workdir import WorkDir
+
+    clip = make_clip(tmp_path / "c.mp4", n=4, size=(96, 64))
+
+    def once(name: str, every: int) -> list[float]:
+        stage = WorkDir(tmp_path / name).stage("segment", "fp")
+        track = track_people(lambda: iter_frames(clip), prepare=to_tensor,
+                             segmenter=FollowingSegmenter(), flow=default_flow(),
+                             config=SegmentConfig(segment_every=every), fps=25.0,
+                             input_sha256="x", stage=stage, max_frames=None, total=4,
+                             progress=lambda ev: None)
+        return [float(track.load(i).boxes[0, 0]) for i in range(4)]
+
+    alone = once("a", 1)
+    for path in segment_cache_root().rglob("raw_*.npz"):
+        path.unlink()
+    once("b", 2)
+    assert once("c", 1) == alone

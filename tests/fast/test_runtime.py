@@ -547,3 +547,45 @@ def test_style_map_is_per_pixel_only_inside_the_people() -> None:
     # a map of one style everywhere has no per-pixel rectangle at all
     assert _StyleMap.of(torch.tensor([0.2, 0.0, 0.8]).view(1, 3, 1, 1)
                         .expand(1, 3, 45, 61)).regions((12, 16)) == []
+    # a mixed background (half style 0, half style 1) with a person in style 0: the base
+    # is the background's mix, not the person's column, and the person gets a rectangle
+    mixed = torch.zeros(1, 3, 45, 61)
+    mixed[0, 0], mixed[0, 1] = 0.5, 0.5
+    mixed[0, :, 10:20, 10:20] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    sm = _StyleMap.of(mixed)
+    assert torch.allclose(sm.base, torch.tensor([0.5, 0.5]))
+    assert sm.regions((45, 61)) == [(10, 20, 10, 20)]
+    with torch.inference_mode():
+        assert float((inet(x, mixed) - _map_by_formula(inet, x, mixed)).abs().max()) < 1e-5
+        # no weight anywhere: gamma = beta = 0 everywhere, as the formula gives
+        zero = torch.zeros(1, 3, 45, 61)
+        assert float((inet(x, zero) - _map_by_formula(inet, x, zero)).abs().max()) < 1e-6
+
+
+def test_style_map_in_bf16_has_no_seam_at_the_rectangles() -> None:
+    """Features whose channels have a mean far from zero against their spread (where
+    y * G + B in bf16 would lose precision): the bf16 per-pixel normalization inside the
+    people's rectangles stays as close to the float32 formula as the fused one outside."""
+    net = _random_net(1)
+    bnet = InferenceNet(net, dtype=torch.bfloat16, channels_last=True)
+    g = torch.Generator().manual_seed(3)
+    i = 4  # a residual layer: (1, C, h, w) features at a quarter of the frame
+    c = bnet.gammas[i].shape[1]
+    y = (20.0 + torch.randn(1, c, 23, 31, generator=g)).to(torch.bfloat16)
+    y = y.contiguous(memory_format=torch.channels_last)
+    m = _people_map(23, 31)
+    sm = _StyleMap.of(m)
+    with torch.inference_mode():
+        got = bnet._norm_map(i, y, sm).float()
+        gam, bet = bnet.gammas[i], bnet.betas[i]
+        ref = torch.addcmul(torch.einsum("sc,bshw->bchw", bet, m),
+                            F.batch_norm(y.float(), None, None, None, None, True, 0.0,
+                                         bnet.specs[i].eps),
+                            torch.einsum("sc,bshw->bchw", gam, m))
+    mask = torch.zeros(23, 31, dtype=torch.bool)
+    for t, b, left, r in sm.regions((23, 31)) or []:
+        mask[t:b, left:r] = True
+    assert bool(mask.any()) and not bool(mask.all())
+    err = (got - ref).abs().amax(dim=1)[0]
+    assert float(err[mask].max()) <= 1.5 * float(err[~mask].max()), (
+        float(err[mask].max()), float(err[~mask].max()))

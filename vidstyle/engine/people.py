@@ -216,6 +216,8 @@ def track_people(
         return pool.submit(pair_of, a, b)
 
     carried: Instances | None = None  # the people carried to frames between key frames
+    # segment every `every`-th frame; never carry a user's mask files, nor without flow
+    every = config.segment_every if flow is not None and config.masks_dir is None else 1
     try:
         ahead = read()
         pending = None
@@ -226,11 +228,15 @@ def track_people(
             pair = pending.result() if pending is not None else None
             pending = upcoming
             if raw_root is None:
+                # a segmenter that follows people segments frame i from the state of the
+                # last frame it segmented: with carried frames between, that depends on
+                # the interval and (through the cuts) on the flow, so they key the cache
+                carrying = () if every == 1 else ("every", every, flow.fingerprint())
                 fp = fingerprint_of("segment-raw", segmenter.fingerprint(), input_sha256,
-                                    list(x.shape[-2:]), PEOPLE_FORMAT)
+                                    list(x.shape[-2:]), PEOPLE_FORMAT, *carrying)
                 raw_root = Stage(root=segment_cache_root(), name=fp, fingerprint=fp).open()
             if (carried is not None and pair is not None and not pair.cut
-                    and n % config.segment_every != 0):
+                    and n % every != 0):
                 # between key frames: the last segmented people moved by the flow
                 raw = carried = carry_people(carried, pair.backward)
             else:
@@ -241,8 +247,7 @@ def track_people(
                 # always the stored (uint8-rounded) masks and state: a fresh and a cached
                 # run must track the same numbers, or ids depend on what the cache held
                 raw, state = load_raw(raw_path)
-                carried = raw if config.segment_every > 1 and config.masks_dir is None \
-                    else None
+                carried = raw if every > 1 else None
             # people of a user's mask files come numbered: their ids are kept, not tracked
             numbered = len(raw) > 0 and all(i != 0 for i in raw.ids)
             people = raw if numbered else tracker.update(raw, pair)

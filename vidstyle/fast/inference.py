@@ -48,10 +48,12 @@ class _StyleMap:
     W)), and pooled once per layer size (``at``): a frame uses a few of the model's
     styles, and many layers share a size.
 
-    ``base``: (A,) the column of the map that covers most of the frame (the background's
-    style row, in practice); :meth:`regions` gives, per layer size, the rectangles outside
-    which the pooled map equals ``base`` (the people's boxes), so the normalization can run
-    per channel (fused) with ``base``'s (gamma, beta) and per pixel only inside them."""
+    ``base``: (A,) the column of the map found at most pixels (the background's style
+    row, in practice; see :func:`_most_common_column`); :meth:`regions` gives, per layer
+    size, the rectangles outside which the pooled map equals ``base`` (the people's
+    boxes), so the normalization can run per channel (fused) with ``base``'s (gamma,
+    beta) and per pixel only inside them.
+    """
 
     weights: torch.Tensor
     active: torch.Tensor
@@ -59,19 +61,17 @@ class _StyleMap:
     pooled: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
     rects: dict[tuple[int, int], list[tuple[int, int, int, int]] | None] = field(
         default_factory=dict)
-    cols: dict[tuple[int, int, torch.dtype], list[torch.Tensor]] = field(default_factory=dict)
+    cols: dict[tuple[int, int], list[torch.Tensor]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, style_map: torch.Tensor) -> _StyleMap:
         """From a full style map (1, S, H, W)."""
         m = style_map.to(torch.float32)
         active = torch.nonzero(m.flatten(2).amax(dim=-1)[0] > 0).flatten()
+        if active.numel() == 0:  # no weight anywhere: gamma = beta = 0 (style 0's column)
+            active = torch.zeros(1, dtype=torch.long, device=m.device)
         weights = m[:, active].contiguous()
-        # the column where the map's largest style weighs most: the background's row
-        flat = weights[0].flatten(1)  # (A, H*W)
-        dominant = int(flat.sum(dim=1).argmax())
-        base = flat[:, int(flat[dominant].argmax())].clone()
-        return cls(weights, active, base)
+        return cls(weights, active, _most_common_column(weights[0]))
 
     def at(self, size: Sequence[int]) -> torch.Tensor:
         """The active weights (1, A, h, w) averaged down (area) to ``size``."""
@@ -83,14 +83,14 @@ class _StyleMap:
             self.pooled[key] = m
         return self.pooled[key]
 
-    def columns(self, size: Sequence[int], dtype: torch.dtype) -> list[torch.Tensor]:
+    def columns(self, size: Sequence[int]) -> list[torch.Tensor]:
         """The pooled weights inside each rectangle of :meth:`regions` at ``size`` as
-        (h * w, A) rows in ``dtype`` (row-major over the rectangle), made once per size."""
-        key = (int(size[0]), int(size[1]), dtype)
+        (h * w, A) float32 rows (row-major over the rectangle), made once per size."""
+        key = (int(size[0]), int(size[1]))
         if key not in self.cols:
             m = self.at(size)[0]
             self.cols[key] = [m[:, t:b, lft:r].permute(1, 2, 0).reshape(-1, m.shape[0])
-                              .to(dtype) for t, b, lft, r in self.regions(size) or []]
+                              for t, b, lft, r in self.regions(size) or []]
         return self.cols[key]
 
     def regions(self, size: Sequence[int]) -> list[tuple[int, int, int, int]] | None:
@@ -103,6 +103,21 @@ class _StyleMap:
         if key not in self.rects:
             self.rects[key] = _deviation_rects(self.at(key), self.base)
         return self.rects[key]
+
+
+def _most_common_column(m: torch.Tensor, samples: int = 32) -> torch.Tensor:
+    """The column (A,) of (A, H, W) ``m`` found at most of a ``samples`` x ``samples`` grid
+    of pixels (the background's style row, when people cover less than half the frame;
+    mixes included)."""
+    h, w = m.shape[-2:]
+    ys = torch.linspace(0, h - 1, min(h, samples), device=m.device).round().long()
+    xs = torch.linspace(0, w - 1, min(w, samples), device=m.device).round().long()
+    cols = m[:, ys][:, :, xs].flatten(1)  # (A, K)
+    uniq, counts = torch.unique((cols / MAP_TOLERANCE).round(), dim=1, return_counts=True)
+    best = uniq[:, int(counts.argmax())]
+    # an actual column of the map (not the rounded key) near the most common one
+    k = int(((cols / MAP_TOLERANCE).round() - best[:, None]).abs().sum(0).argmin())
+    return cols[:, k].clone()
 
 
 #: Pooled style weights within this of the base column count as the base style.
@@ -321,17 +336,16 @@ class InferenceNet(nn.Module):
                                                 True, 0.0, eps)
         # z = gamma * (y - mean) * rstd + beta = y * G + B per pixel, with G and B the
         # map's mix of gam * rstd and bet - mean * rstd * gam (linear in the weights)
-        gain = (gam * rstd).to(y.dtype)  # (A, C)
-        shift = (bet - mean * gam * rstd).to(y.dtype)
-        for (top, bottom, left, right), cols in zip(rects, gb.columns(y.shape[-2:], y.dtype),
+        mean, rstd = mean.view(1, -1, 1, 1), rstd.view(1, -1, 1, 1)
+        for (top, bottom, left, right), cols in zip(rects, gb.columns(y.shape[-2:]),
                                                    strict=True):
+            # float32 inside, in the formula's order ((y - mean) * rstd first): y * G + B
+            # in bf16 loses precision where |mean| >> std and would show at the border
             hw = (1, bottom - top, right - left, -1)
-            g = F.linear(cols, gain.t()).view(hw).permute(0, 3, 1, 2)  # channels last
-            b = F.linear(cols, shift.t()).view(hw).permute(0, 3, 1, 2)
-            if not self.channels_last:
-                g, b = g.contiguous(), b.contiguous()
-            torch.addcmul(b, y[:, :, top:bottom, left:right], g,
-                          out=z[:, :, top:bottom, left:right])
+            g = (cols @ gam).view(hw).permute(0, 3, 1, 2)  # (1, C, h, w), channels last
+            b = (cols @ bet).view(hw).permute(0, 3, 1, 2)
+            zn = (y[:, :, top:bottom, left:right].float() - mean) * rstd
+            z[:, :, top:bottom, left:right] = torch.addcmul(b, zn, g)
         return z
 
     def _run(

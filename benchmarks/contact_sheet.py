@@ -113,15 +113,13 @@ def clips_sheet(size: int = 384) -> Path:
     from vidstyle.fast.stylizer import make_fast_stylizer
 
     names = [s.name for s in list_styles()][:7]
+    stylizers = [make_fast_stylizer(config=RunConfig(style=n, method="fast",
+                                                     fast=FastConfig(size=size)), device="cpu")
+                 for n in names]
     rows = []
     for clip, index, label in CLIP_FRAMES:
         frame = resize_longest(clip_frame(DATA / "video" / clip, index), size)
-        row = [_pil(frame)]
-        for n in names:
-            st = make_fast_stylizer(config=RunConfig(style=n, method="fast",
-                                                     fast=FastConfig(size=size)), device="cpu")
-            row.append(_pil(st.stylize_tensor(frame)))
-        rows.append(row)
+        rows.append([_pil(frame), *(_pil(st.stylize_tensor(frame)) for st in stylizers)])
         log.info("%s done", label)
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / "fast_clips_sheet.jpg"
@@ -132,10 +130,13 @@ def clips_sheet(size: int = 384) -> Path:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("method", choices=["optim", "clips"])
-    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--size", type=int, default=None, help="longest side (optim 256, clips 384)")
     p.add_argument("--iters", type=int, default=60)
     a = p.parse_args()
-    paths = optim_sheets(a.size, a.iters) if a.method == "optim" else [clips_sheet()]
+    if a.method == "optim":
+        paths = optim_sheets(a.size or 256, a.iters)
+    else:
+        paths = [clips_sheet(a.size or 384)]
     for path in paths:
         print(path)
 

@@ -10,7 +10,11 @@ runs this stage as a pass of its own over the clip:
    and that state are cached per frame (``raw_NNNNNN.npz``) in a folder keyed by the
    segmenter, the input's SHA-256 and the working size, under
    ``$VIDSTYLE_HOME/cache/segment/``, so a killed run resumes and another style or
-   setting reuses them; the next frame always starts from the stored state;
+   setting reuses them; the next frame always starts from the stored state. With
+   ``--segment-every N`` > 1 only every N-th frame (and the first after a cut) is
+   segmented; the frames between get the last segmented people moved by the flow
+   (:func:`carry_people`), and the interval and the flow key the cache too. The flow of
+   the pair (this frame, next frame) is estimated in a second thread meanwhile;
 2. the tracker numbers people (left to right where they first appear) and keeps each
    id through the clip (mask IoU after warping by the flow; short occlusions keep ids);
 3. masks get soft edges (``--feather``) and are smoothed in time (blended with the

@@ -293,11 +293,19 @@ def share_overlaps(masks: np.ndarray, power: float) -> np.ndarray:
     per pixel (it is at most max_j m_j)."""
     if len(masks) < 2:
         return masks
-    weights = np.power(masks, power)
+    # only pixels under two or more masks change (elsewhere m * m^p / m^p = m): share
+    # within the box around them (the masks are full frames, people a small part of it)
+    contested = np.count_nonzero(masks > 0, axis=0) >= 2
+    rows, cols = np.nonzero(contested.any(axis=1))[0], np.nonzero(contested.any(axis=0))[0]
+    out = masks.astype(np.float32, copy=True)
+    if not len(rows):
+        return out
+    box = (slice(None), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    m = out[box]
+    weights = np.power(m, power)
     total = weights.sum(axis=0)
-    return np.where(total > 0, masks * weights / np.maximum(total, 1e-12), 0.0).astype(
-        np.float32
-    )
+    out[box] = np.where(total > 0, m * weights / np.maximum(total, 1e-12), 0.0)
+    return out
 
 
 # --------------------------------------------------------------------------- segmenter

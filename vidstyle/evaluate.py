@@ -386,7 +386,7 @@ def warp_error_of_files(
 
 def _cut_score(prev: torch.Tensor, cur: torch.Tensor, flow: FlowEstimator) -> CutScore:
     """The engine's pair (:func:`frame_pair`) and its cut decision with both scores."""
-    pair = frame_pair(prev, cur, flow=flow)
+    pair = frame_pair(prev, cur, flow=flow, agreement=False)
     return shot_cut(prev, cur, pair.mask)
 
 

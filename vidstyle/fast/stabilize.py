@@ -55,6 +55,7 @@ from vidstyle.flow import (
     flow_confidence,
     flow_from_config,
     frame_pair,
+    photometric_agreement,
     resize_flow,
     warp,
     warp_with_plan,
@@ -338,8 +339,10 @@ class Stabilizer:
         if self.photometric_sigma:
             # flow errors the forward-backward check misses show as a residual between the
             # source frame and its warped predecessor: trust the flow less there
-            res = (source - warp(prev, pair.backward)).pow(2).mean(dim=1, keepdim=True)
-            mask = mask * torch.exp(-res / (self.photometric_sigma**2))
+            # (per pixel: radius 0; its zeros on motion boundaries and out of frame are
+            # zeros of the mask already)
+            mask = mask * photometric_agreement(prev, source, pair.backward,
+                                                sigma=self.photometric_sigma, radius=0)
         if pair.cut:
             self.cuts.append(index)
             log.debug("frame %d: shot cut (consistent %.2f), no blending", index, pair.score)

@@ -166,11 +166,15 @@ def _text(value: Any, none: str = "none") -> str:
     return str(value)
 
 
+def _unoptional(hint: Any) -> Any:
+    """``X`` for a type hint ``X | None`` (or ``Optional[X]``); any other hint as it is."""
+    inner = [a for a in get_args(hint) if a is not type(None)]
+    return inner[0] if get_origin(hint) in (Union, UnionType) and len(inner) == 1 else hint
+
+
 def _setting_option(s: Setting) -> Callable[..., Any]:
     """The click option of one config setting (type, help, default shown, method)."""
-    hint = s.hint
-    args = [a for a in get_args(hint) if a is not type(None)]
-    base = args[0] if get_origin(hint) in (Union, UnionType) and len(args) == 1 else hint
+    base = _unoptional(s.hint)
     kw: dict[str, Any] = {"default": None, "group": s.group, "metavar": s.metavar}
     only = "" if len(s.methods) > 1 else f" ({s.methods[0]} method)"
     help_text = f"{s.help}{only} [default: {_shown_default(s)}]"
@@ -328,10 +332,7 @@ def _field_options(cls: type) -> Callable[..., Any]:
             flag = flag_of(fld)
             if flag is None:
                 continue
-            meta, hint = fld.metadata, hints[fld.name]
-            inner = [a for a in get_args(hint) if a is not type(None)]
-            base = inner[0] if get_origin(hint) in (Union, UnionType) and len(inner) == 1 \
-                else hint
+            meta, base = fld.metadata, _unoptional(hints[fld.name])
             kw: dict[str, Any] = {"default": None, "metavar": meta["metavar"]}
             if get_origin(base) is Literal:
                 kw.update(type=click.Choice([str(a) for a in get_args(base)]), metavar=None)
@@ -701,9 +702,7 @@ def _config_options(cls: type) -> Callable[[Callable[..., Any]], Callable[..., A
         if flag is None:
             continue
         meta = fld.metadata
-        hint = hints[fld.name]
-        inner = [a for a in get_args(hint) if a is not type(None)]
-        base = inner[0] if get_origin(hint) in (Union, UnionType) and len(inner) == 1 else hint
+        base = _unoptional(hints[fld.name])
         kw: dict[str, Any] = {"default": None, "metavar": meta["metavar"]}
         if base in (int, float):
             kw["type"] = base
@@ -788,9 +787,7 @@ def _train_options(f: Callable[..., Any]) -> Callable[..., Any]:
             others.append(fld.name)
             continue
         meta = fld.metadata
-        hint = hints[fld.name]
-        inner = [a for a in get_args(hint) if a is not type(None)]
-        base = inner[0] if get_origin(hint) in (Union, UnionType) and len(inner) == 1 else hint
+        base = _unoptional(hints[fld.name])
         kw: dict[str, Any] = {"default": None, "metavar": meta["metavar"]}
         example = f"{flag} {meta['example']}"
         if base is bool:

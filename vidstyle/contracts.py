@@ -291,6 +291,9 @@ class FramePair:
     from the flows' consistency, e.g. a pipeline without the masks stage). agreement:
     (1, 1, H, W) in [0, 1], how well the backward flow warps the previous frame onto
     this one (:func:`vidstyle.flow.photometric_agreement`), or None (no masks stage).
+    inconsistency: (1, 1, H, W) the forward-backward error over its tolerance
+    (:func:`vidstyle.flow.inconsistency`; the mask is where it is <= 1; soft weights
+    derive from it), or None (no masks stage).
     """
 
     forward: torch.Tensor
@@ -300,6 +303,7 @@ class FramePair:
     cut: bool
     checked: bool = True
     agreement: torch.Tensor | None = None
+    inconsistency: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -140,3 +140,48 @@ def test_photometric_agreement_trusts_a_flow_that_explains_the_frame():
         except ValueError:
             continue
         raise AssertionError(f"{bad} was accepted")
+
+
+def test_the_pair_computes_its_weights_once_with_the_same_values():
+    """frame_pair keeps the forward-backward map it derives the mask from, and the
+    stabilizer's soft confidence taken from that map equals flow_confidence computed
+    afresh; the pair's agreement (given the reliable region) equals the standalone one."""
+    from vidstyle.fast.stabilize import Stabilizer
+    from vidstyle.flow import (
+        confidence_from_inconsistency,
+        flow_confidence,
+        frame_pair,
+        inconsistency,
+        photometric_agreement,
+    )
+    from vidstyle.flow.consistency import AGREEMENT_SIGMA
+
+    s = moving_square(96, 128, top=30, left=30, side=32, dx=8, dy=4)
+    est = make_flow("dis", preset="fast")
+    pair = frame_pair(s["a"], s["b"], flow=est)
+    assert pair.inconsistency is not None and pair.agreement is not None
+    assert torch.equal(pair.mask, consistency_mask(pair.forward, pair.backward))
+    assert torch.equal(pair.inconsistency, inconsistency(pair.forward, pair.backward))
+    assert torch.isinf(pair.inconsistency[motion_boundary_mask(pair.backward) == 1]).all()
+    for softness in (0.0, 1.0, 3.0):
+        soft = confidence_from_inconsistency(pair.inconsistency, softness=softness)
+        fresh = flow_confidence(pair.forward, pair.backward, softness=softness)
+        assert torch.allclose(soft, fresh, atol=1e-6)
+        stab = Stabilizer(flow=est, stability=0.7, softness=softness, agreement=False)
+        assert torch.allclose(stab.confidence(pair), fresh, atol=1e-6)
+    alone = photometric_agreement(s["a"], s["b"], pair.backward, sigma=AGREEMENT_SIGMA)
+    assert torch.allclose(pair.agreement, alone, atol=1e-6)
+    # a residual far beyond sigma gives 0 (the exponent is clamped, not wrapped)
+    dark = photometric_agreement(s["a"], 1 - s["a"], pair.backward, sigma=0.001, radius=0)
+    assert float(dark.max()) < 1e-12 and float(dark.min()) >= 0
+
+
+def test_box_mean_on_the_cpu_equals_torch_pooling():
+    import torch.nn.functional as F
+
+    from vidstyle.imageops import box_mean
+
+    x = torch.rand(2, 5, 23, 31)
+    for r in (0, 1, 3):
+        want = F.avg_pool2d(F.pad(x, (r,) * 4, mode="replicate"), 2 * r + 1, stride=1)
+        assert torch.allclose(box_mean(x, r), want, atol=1e-6)

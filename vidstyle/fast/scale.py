@@ -29,12 +29,11 @@ Images are (B, 3, H, W) float32 RGB in [0, 1].
 from __future__ import annotations
 
 import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vidstyle.config import STYLE_REFERENCE_SIDE
-from vidstyle.imageops import resize
+from vidstyle.imageops import box_mean, resize
 
 #: Short side (pixels) of the network's input at ``--style-scale 1``: frames with a
 #: larger short side are shrunk to it (720p frames run as before; a 1080p frame runs at
@@ -69,22 +68,6 @@ def network_size(h: int, w: int, style_scale: float,
     return max(MIN_NETWORK_SIDE, round(h * f)), max(MIN_NETWORK_SIDE, round(w * f))
 
 
-def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Box mean of radius ``r`` with replicated borders; (B, C, H, W) -> same shape
-    (OpenCV's running sums on the CPU, torch pooling elsewhere)."""
-    if x.device.type == "cpu" and x.dtype == torch.float32:
-        b, c, h, w = x.shape
-        hwc = x.reshape(b * c, h, w).permute(1, 2, 0).contiguous().numpy()
-        k = (2 * r + 1, 2 * r + 1)
-        # OpenCV filters at most 512 channels at once
-        parts = [cv2.blur(hwc[..., i : i + 512], k, borderType=cv2.BORDER_REPLICATE)
-                 .reshape(h, w, -1) for i in range(0, b * c, 512)]
-        out = torch.from_numpy(parts[0] if len(parts) == 1 else
-                               np.concatenate(parts, axis=2))
-        return out.permute(2, 0, 1).reshape(b, c, h, w)
-    return F.avg_pool2d(F.pad(x, (r,) * 4, mode="replicate"), 2 * r + 1, stride=1)
-
-
 def local_colour_transform(guide: torch.Tensor, target: torch.Tensor, *,
                            radius: int = GUIDE_RADIUS, eps: float = GUIDE_EPS
                            ) -> torch.Tensor:
@@ -109,7 +92,7 @@ def local_colour_transform(guide: torch.Tensor, target: torch.Tensor, *,
     # guide x target cross moments
     stack = torch.cat([g, t, torch.stack([g[:, i] * g[:, j] for i, j in pairs], 1),
                        (t[:, :, None] * g[:, None]).flatten(1, 2)], dim=1)
-    m = _box(stack, radius)
+    m = box_mean(stack, radius)
     mg, mt, mgg, mtg = m[:, :3], m[:, 3:6], m[:, 6:12], m[:, 12:21]
     var = [mgg[:, n] - mg[:, i] * mg[:, j] for n, (i, j) in enumerate(pairs)]
     a, b, c, d, e, f = var
@@ -123,7 +106,7 @@ def local_colour_transform(guide: torch.Tensor, target: torch.Tensor, *,
     cov = (mtg.reshape(bsz, 3, 3, *g.shape[-2:])
            - mt[:, :, None] * mg[:, None, :])  # (B, c, k, h, w)
     gain = torch.einsum("bcjhw,bjkhw->bckhw", cov, inv)
-    return _box(gain.flatten(1, 2).contiguous(), radius).reshape(gain.shape)
+    return box_mean(gain.flatten(1, 2).contiguous(), radius).reshape(gain.shape)
 
 
 def guided_upsample(low: torch.Tensor, guide_low: torch.Tensor, guide: torch.Tensor, *,

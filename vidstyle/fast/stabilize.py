@@ -52,6 +52,7 @@ from vidstyle.config import FlowConfig
 from vidstyle.contracts import FramePair
 from vidstyle.flow import (
     bicubic_plan,
+    confidence_from_inconsistency,
     flow_confidence,
     flow_from_config,
     frame_pair,
@@ -61,6 +62,7 @@ from vidstyle.flow import (
     warp_with_plan,
 )
 from vidstyle.flow.estimate import FlowEstimator
+from vidstyle.imageops import box_mean
 
 log = logging.getLogger(__name__)
 
@@ -100,22 +102,6 @@ def default_flow() -> FlowEstimator:
     return flow_from_config(FlowConfig())
 
 
-def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Box mean of radius ``r`` with replicated borders; (B, C, H, W) -> same shape.
-
-    On the CPU this uses OpenCV's running-sum box filter (about 100x faster than a stride-1
-    avg_pool2d of the same size); elsewhere the torch pooling.
-    """
-    if x.device.type == "cpu" and x.dtype == torch.float32:
-        out = torch.empty_like(x)
-        for b in range(x.shape[0]):
-            hwc = x[b].permute(1, 2, 0).contiguous().numpy()
-            blurred = cv2.blur(hwc, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REPLICATE)
-            out[b] = torch.from_numpy(blurred.reshape(hwc.shape)).permute(2, 0, 1)
-        return out
-    return F.avg_pool2d(F.pad(x, (r,) * 4, mode="replicate"), 2 * r + 1, stride=1)
-
-
 def texture_preserving_blend(
     new: torch.Tensor, old: torch.Tensor, weight: torch.Tensor, radius: int = 3
 ) -> torch.Tensor:
@@ -136,12 +122,12 @@ def texture_preserving_blend(
             .permute(2, 0, 1)[None]
             for b in range(new.shape[0])
         ])
-    mn, mo = _box(new, radius), _box(old, radius)
+    mn, mo = box_mean(new, radius), box_mean(old, radius)
     dn, do = new - mn, old - mo
     low = torch.lerp(mn, mo, weight)
     detail = torch.lerp(dn, do, weight)
-    e_target = torch.lerp(_box(dn.pow(2), radius), _box(do.pow(2), radius), weight)
-    e_blend = _box(detail.pow(2), radius)
+    e_target = torch.lerp(box_mean(dn.pow(2), radius), box_mean(do.pow(2), radius), weight)
+    e_blend = box_mean(detail.pow(2), radius)
     gain = (e_target.clamp(min=0.0) / (e_blend.clamp(min=0.0) + 1e-6)).sqrt().clamp(1.0, 2.0)
     return (low + gain * detail).clamp(0.0, 1.0)
 
@@ -267,7 +253,9 @@ class Stabilizer:
             for c, w in self._weights:
                 if c is ctx:
                     return w
-        w = flow_confidence(ctx.forward, ctx.backward, softness=self.softness)
+        w = (flow_confidence(ctx.forward, ctx.backward, softness=self.softness)
+             if ctx.inconsistency is None else
+             confidence_from_inconsistency(ctx.inconsistency, softness=self.softness))
         if self.agreement and ctx.agreement is not None:
             w = torch.maximum(w, ctx.agreement.to(w))
         with self._weights_lock:

@@ -6,12 +6,15 @@ pixel x of frame t to x + forward(x) in frame t+1.
 """
 
 from vidstyle.flow.consistency import (
+    confidence_from_inconsistency,
     consistency_mask,
     disocclusion_mask,
     flow_confidence,
+    inconsistency,
     long_term_weights,
     motion_boundary_mask,
     photometric_agreement,
+    reliable_region,
 )
 from vidstyle.flow.cuts import CutScore, shot_cut
 from vidstyle.flow.estimate import (
@@ -41,15 +44,18 @@ __all__ = [
     "frame_pair",
     "flow_from_config",
     "RaftFlow",
+    "confidence_from_inconsistency",
     "consistency_mask",
     "disocclusion_mask",
     "flow_confidence",
+    "inconsistency",
     "load_flow",
     "long_term_weights",
     "make_flow",
     "motion_boundary_mask",
     "photometric_agreement",
     "read_flo",
+    "reliable_region",
     "resize_flow",
     "save_flow",
     "shot_cut",

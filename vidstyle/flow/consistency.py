@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from vidstyle.flow.warp import valid_mask, warp
+from vidstyle.imageops import box_mean
 
 #: Coefficients of the disocclusion test (Sundaram et al. 2010, as used by Ruder et al.).
 OCCLUSION_REL = 0.01
@@ -69,6 +70,51 @@ def motion_boundary_mask(backward: torch.Tensor) -> torch.Tensor:
     return (lhs > rhs).to(torch.float32)
 
 
+def _check_pair(forward: torch.Tensor, backward: torch.Tensor) -> None:
+    if forward.shape != backward.shape or forward.dim() != 4 or forward.shape[1] != 2:
+        raise ValueError(
+            f"forward and backward must both be (B, 2, H, W), got "
+            f"{tuple(forward.shape)} and {tuple(backward.shape)}"
+        )
+
+
+def reliable_region(backward: torch.Tensor) -> torch.Tensor:
+    """Where ``backward`` (B, 2, H, W, pixels) can be used at all: 1 off its motion
+    boundaries and where x + w^(x) stays inside frame A, else 0 -> (B, 1, H, W) float32."""
+    return (1.0 - motion_boundary_mask(backward)) * valid_mask(backward)
+
+
+def inconsistency(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
+    """The forward-backward error relative to its tolerance, per pixel of frame B.
+
+    forward: (B, 2, H, W) flow A -> B; backward: (B, 2, H, W) flow B -> A, in pixels.
+    With e = |w~ + w^|^2 and the disocclusion tolerance t = 0.01 (|w~|^2 + |w^|^2) + 0.5
+    (Ruder et al.'s test), returns e / t as (B, 1, H, W) float32, and +inf on motion
+    boundaries and where x + w^(x) leaves frame A. Values <= 1 pass the test:
+    :func:`consistency_mask` and :func:`flow_confidence` are functions of this one map
+    (:func:`confidence_from_inconsistency`), so a caller that needs both computes it once.
+    """
+    _check_pair(forward, backward)
+    forward = forward.to(device=backward.device, dtype=torch.float32)
+    backward = backward.to(torch.float32)
+    w_tilde = warp(forward, backward, padding="border")
+    err = _sqnorm(w_tilde + backward)
+    tol = OCCLUSION_REL * (_sqnorm(w_tilde) + _sqnorm(backward)) + OCCLUSION_ABS
+    ratio = err / tol
+    return ratio.masked_fill_(reliable_region(backward) == 0, float("inf"))
+
+
+def confidence_from_inconsistency(ratio: torch.Tensor, *, softness: float) -> torch.Tensor:
+    """Blend weight in [0, 1] from :func:`inconsistency`'s map (B, 1, H, W): 1 where the
+    ratio is <= 1, falling linearly to 0 at 1 + ``softness``; softness 0 gives the binary
+    consistency mask. Returns float32 of the same shape."""
+    if softness < 0:
+        raise ValueError(f"softness must be >= 0, got {softness}")
+    if softness == 0:
+        return (ratio <= 1.0).to(torch.float32)
+    return (1.0 - (ratio - 1.0) / softness).clamp_(0.0, 1.0)
+
+
 def consistency_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
     """Ruder et al.'s per-pixel weight c on frame B's grid.
 
@@ -81,17 +127,7 @@ def consistency_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Ten
     ``consistency_mask(forward=flow(i-1 -> i), backward=flow(i -> i-1))`` and warp the
     previous output with ``warp(prev, backward)``.
     """
-    if forward.shape != backward.shape or forward.dim() != 4 or forward.shape[1] != 2:
-        raise ValueError(
-            f"forward and backward must both be (B, 2, H, W), got "
-            f"{tuple(forward.shape)} and {tuple(backward.shape)}"
-        )
-    forward = forward.to(device=backward.device, dtype=torch.float32)
-    backward = backward.to(torch.float32)
-    bad = disocclusion_mask(forward, backward)
-    bad = torch.maximum(bad, motion_boundary_mask(backward))
-    bad = torch.maximum(bad, 1.0 - valid_mask(backward))
-    return 1.0 - bad
+    return confidence_from_inconsistency(inconsistency(forward, backward), softness=0.0)
 
 
 def flow_confidence(
@@ -107,24 +143,9 @@ def flow_confidence(
     0 on motion boundaries and where x + w^(x) leaves frame A (as the binary mask).
     softness 0 gives the binary mask. Returns (B, 1, H, W) float32.
     """
-    if forward.shape != backward.shape or forward.dim() != 4 or forward.shape[1] != 2:
-        raise ValueError(
-            f"forward and backward must both be (B, 2, H, W), got "
-            f"{tuple(forward.shape)} and {tuple(backward.shape)}"
-        )
     if softness < 0:
         raise ValueError(f"softness must be >= 0, got {softness}")
-    forward = forward.to(device=backward.device, dtype=torch.float32)
-    backward = backward.to(torch.float32)
-    w_tilde = warp(forward, backward, padding="border")
-    err = _sqnorm(w_tilde + backward)
-    tol = OCCLUSION_REL * (_sqnorm(w_tilde) + _sqnorm(backward)) + OCCLUSION_ABS
-    if softness == 0:
-        weight = (err <= tol).to(torch.float32)
-    else:
-        weight = (1.0 - (err - tol) / (softness * tol)).clamp(0.0, 1.0)
-    keep = (1.0 - motion_boundary_mask(backward)) * valid_mask(backward)
-    return weight * keep
+    return confidence_from_inconsistency(inconsistency(forward, backward), softness=softness)
 
 
 #: Patch radius (pixels) of :func:`photometric_agreement`'s mean squared residual.
@@ -137,7 +158,7 @@ AGREEMENT_SIGMA = 0.03
 
 def photometric_agreement(
     previous: torch.Tensor, current: torch.Tensor, backward: torch.Tensor, *,
-    sigma: float, radius: int = AGREEMENT_RADIUS,
+    sigma: float, radius: int = AGREEMENT_RADIUS, reliable: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """How well ``backward`` explains frame B by frame A, per pixel of B, in [0, 1].
 
@@ -145,7 +166,8 @@ def photometric_agreement(
     backward: (B, 2, H, W) flow B -> A in pixels. With r the squared residual
     |B - warp(A, backward)|^2 (mean over RGB) averaged over a (2 radius + 1)^2 patch, the
     agreement is exp(-r / sigma^2) (sigma in RGB units); 0 on motion boundaries of
-    ``backward`` and where x + w^(x) leaves frame A. Returns (B, 1, H, W) float32.
+    ``backward`` and where x + w^(x) leaves frame A (``reliable``: that region (B, 1, H, W)
+    when the caller has it, :func:`reliable_region`). Returns (B, 1, H, W) float32.
 
     Under fast motion the forward-backward test of :func:`consistency_mask` fails wherever
     either flow is wrong, while the backward flow alone may be right: a textured patch
@@ -160,11 +182,11 @@ def photometric_agreement(
     backward = backward.to(device=current.device, dtype=torch.float32)
     res = (current.float() - warp(previous.float(), backward)).pow(2).mean(dim=1,
                                                                             keepdim=True)
-    if radius:
-        res = F.avg_pool2d(F.pad(res, (radius,) * 4, mode="replicate"), 2 * radius + 1,
-                           stride=1)
-    keep = (1.0 - motion_boundary_mask(backward)) * valid_mask(backward)
-    return torch.exp(-res / sigma**2) * keep
+    res = box_mean(res, radius)
+    keep = reliable_region(backward) if reliable is None else reliable.to(res)
+    # exp(-30) ~ 1e-13 is 0 for every use; unclamped, the deep underflow of exp takes
+    # a slow path (20x the time at 640x480)
+    return torch.exp((res / -sigma**2).clamp_(min=-30.0)) * keep
 
 
 def long_term_weights(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:

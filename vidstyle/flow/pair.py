@@ -9,7 +9,12 @@ from __future__ import annotations
 import torch
 
 from vidstyle.contracts import FramePair
-from vidstyle.flow.consistency import AGREEMENT_SIGMA, consistency_mask, photometric_agreement
+from vidstyle.flow.consistency import (
+    AGREEMENT_SIGMA,
+    confidence_from_inconsistency,
+    inconsistency,
+    photometric_agreement,
+)
 from vidstyle.flow.cuts import shot_cut
 from vidstyle.flow.estimate import FlowEstimator
 
@@ -26,7 +31,8 @@ def frame_pair(
 
     Estimates the forward (previous -> current) and backward (current -> previous) flow in
     pixels; ``masks``: the forward-backward consistency mask (1, 1, H, W) in {0, 1}, its
-    consistent fraction as ``score`` and the shot-cut decision of
+    consistent fraction as ``score``, the map it comes from
+    (:func:`vidstyle.flow.inconsistency`, for soft weights) and the shot-cut decision of
     :func:`vidstyle.flow.shot_cut` (broken flow *and* changed appearance) and the
     photometric agreement of the backward flow (:data:`AGREEMENT_SIGMA`; ``agreement``
     False skips it, for consumers that do not read it); without masks the mask is all
@@ -41,12 +47,14 @@ def frame_pair(
         ones = torch.ones_like(bwd[:, :1])
         return FramePair(forward=fwd, backward=bwd, mask=ones, score=1.0, cut=False,
                          checked=False)
-    mask = consistency_mask(forward=fwd, backward=bwd)
+    ratio = inconsistency(fwd, bwd)
+    mask = confidence_from_inconsistency(ratio, softness=0.0)
     decision = shot_cut(previous, current, mask)
-    agree = (photometric_agreement(previous, current, bwd, sigma=AGREEMENT_SIGMA)
+    agree = (photometric_agreement(previous, current, bwd, sigma=AGREEMENT_SIGMA,
+                                   reliable=torch.isfinite(ratio).to(torch.float32))
              if agreement else None)
     return FramePair(forward=fwd, backward=bwd, mask=mask, score=decision.consistent,
-                     cut=decision.cut, agreement=agree)
+                     cut=decision.cut, agreement=agree, inconsistency=ratio)
 
 
 __all__ = ["frame_pair"]

@@ -14,7 +14,8 @@ runs this stage as a pass of its own over the clip:
    ``--segment-every N`` > 1 only every N-th frame (and the first after a cut) is
    segmented; the frames between get the last segmented people moved by the flow
    (:func:`carry_people`), and the interval and the flow key the cache too. The flow of
-   the pair (this frame, next frame) is estimated in a second thread meanwhile;
+   the pair (this frame, next frame) is estimated in a second thread meanwhile, at
+   :data:`MOTION_SCALE` of the working size;
 2. the tracker numbers people (left to right where they first appear) and keeps each
    id through the clip (mask IoU after warping by the flow; short occlusions keep ids);
 3. masks get soft edges (``--feather``) and are smoothed in time (blended with the
@@ -48,7 +49,7 @@ from vidstyle.errors import UsageError
 from vidstyle.fileio import atomic_path, atomic_write_bytes, sha256_file
 from vidstyle.flow import FlowEstimator, flow_from_config
 from vidstyle.flow.pair import frame_pair
-from vidstyle.imageops import resize_uint8, working_size
+from vidstyle.imageops import resize, resize_uint8, working_size
 from vidstyle.segment.base import Segmenter, SegmentState
 from vidstyle.segment.files import FolderMasks, write_id_png
 from vidstyle.segment.ops import feather, mask_boxes, warp_masks
@@ -87,6 +88,21 @@ def make_segmenter(config: SegmentConfig, *, device: torch.device | str = "cpu",
 def segment_cache_root() -> Path:
     """Where raw per-frame segmentations are cached (safe to delete)."""
     return vidstyle_home() / "cache" / "segment"
+
+
+#: The segment pass estimates the motion between frames (for tracking, mask smoothing and
+#: carrying people) on frames scaled by this factor: soft masks with edges feathered over
+#: several pixels need less precise flow than the stylized frames, and at half size the
+#: flow and its consistency cost about a quarter (benchmarks/RESULTS.md, issue 17). Its
+#: consumers resize the flow to the masks' size.
+MOTION_SCALE = 0.5
+
+
+def motion_frame(x: torch.Tensor) -> torch.Tensor:
+    """A working-size frame (1, 3, H, W) at :data:`MOTION_SCALE` for the segment pass's
+    flow (antialiased)."""
+    h, w = x.shape[-2:]
+    return resize(x, (max(8, round(h * MOTION_SCALE)), max(8, round(w * MOTION_SCALE))))
 
 
 #: Layout of the cached ``.npz`` files (part of the raw cache's fingerprint).
@@ -217,7 +233,7 @@ def track_people(
     def submit(a: torch.Tensor | None, b: torch.Tensor) -> Future[FramePair] | None:
         if flow is None or a is None or a.shape != b.shape:
             return None
-        return pool.submit(pair_of, a, b)
+        return pool.submit(pair_of, motion_frame(a), motion_frame(b))
 
     carried: Instances | None = None  # the people carried to frames between key frames
     # segment every `every`-th frame; never carry a user's mask files, nor without flow
@@ -235,7 +251,8 @@ def track_people(
                 # a segmenter that follows people segments frame i from the state of the
                 # last frame it segmented: with carried frames between, that depends on
                 # the interval and (through the cuts) on the flow, so they key the cache
-                carrying = () if every == 1 else ("every", every, flow.fingerprint())
+                carrying = () if every == 1 else ("every", every, flow.fingerprint(),
+                                                  MOTION_SCALE)
                 fp = fingerprint_of("segment-raw", segmenter.fingerprint(), input_sha256,
                                     list(x.shape[-2:]), PEOPLE_FORMAT, *carrying)
                 raw_root = Stage(root=segment_cache_root(), name=fp, fingerprint=fp).open()
@@ -325,7 +342,7 @@ def segment_fingerprint(config: RunConfig, segmenter: Segmenter, flow: FlowEstim
     """What determines the tracked people of a run (the segment stage's folder)."""
     seg = config.segment
     return fingerprint_of("segment", segmenter.fingerprint(), input_sha256, seg,
-                          flow.fingerprint() if flow is not None else None,
+                          flow.fingerprint() if flow is not None else None, MOTION_SCALE,
                           config.max_frames, config.fast.size, PEOPLE_FORMAT)
 
 

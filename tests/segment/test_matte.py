@@ -22,6 +22,7 @@ from vidstyle.segment import Segmenter
 from vidstyle.segment import human_models as H
 from vidstyle.segment.matte import MatteSegmenter, nms
 from vidstyle.segment.models import ModelFile
+from vidstyle.segment.split import SplitParams
 from vidstyle.weights.cache import DOWNLOADS_DIR
 
 
@@ -101,9 +102,13 @@ def test_constructor_checks_values_and_touches_no_disk(
     monkeypatch.setenv("VIDSTYLE_HOME", str(tmp_path / "nothing"))
     seg = MatteSegmenter()  # with MediaPipe people: still no disk access
     assert isinstance(seg, Segmenter) and not (tmp_path / "nothing").exists()
-    for bad in (dict(passes=0), dict(min_score=1.5), dict(power=0.0), dict(people="yolo")):
+    for bad in (dict(passes=0), dict(min_score=1.5), dict(people="yolo")):
         with pytest.raises(UsageError):
             MatteSegmenter(**bad)
+    for split in (dict(power=0.0), dict(mask_weight=1.5), dict(margin=-1.0)):
+        with pytest.raises(UsageError):
+            MatteSegmenter(split=SplitParams(**split))
+    assert "mask_weight=0.3" in repr(MatteSegmenter(split=SplitParams(mask_weight=0.3)))
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vidstyle.segment.split import (
+    SplitParams,
     box_claims,
     box_fill,
     match_boxes,
@@ -75,7 +76,8 @@ def test_a_masked_person_steers_contested_pixels_and_unmatched_ones_are_added() 
     own_c = _rect(h, w, 92, 0, 100, 40)
     masks, out_boxes, box_index, mask_index = people_from_matte(
         matte, boxes, masks=np.stack([own_a, own_c]),
-        mask_boxes=np.array([[0, 0, 55, 40], [92, 0, 100, 40]]), mask_weight=0.5)
+        mask_boxes=np.array([[0, 0, 55, 40], [92, 0, 100, 40]]),
+        params=SplitParams(mask_weight=0.5))
     assert box_index.tolist() == [0, 1, -1] and mask_index.tolist() == [0, -1, 1]
     without, *_ = people_from_matte(matte, boxes)
     # at x = 52 the box claims alone favour B; A's mask moves the pixel to A

@@ -31,16 +31,7 @@ from vidstyle.errors import UsageError, WeightsError
 from vidstyle.segment.base import FrameByFrame, Segmenter
 from vidstyle.segment.human_models import HumanModels, locate_human_models
 from vidstyle.segment.mediapipe import MediaPipeSegmenter
-from vidstyle.segment.split import (
-    MARGIN,
-    MASK_WEIGHT,
-    MIN_FILL,
-    POWER,
-    SAME_PERSON_IOU,
-    SIGMA,
-    box_iou,
-    people_from_matte,
-)
+from vidstyle.segment.split import SplitParams, box_iou, people_from_matte
 from vidstyle.segment.tfjs import TfjsGraph
 
 logger = logging.getLogger(__name__)
@@ -84,22 +75,13 @@ class MatteSegmenter(FrameByFrame):
         downsample: float = 0.5,
         min_score: float = 0.2,
         nms_iou: float = 0.5,
-        sigma: float = SIGMA,
-        power: float = POWER,
-        margin: float = MARGIN,
-        min_fill: float = MIN_FILL,
-        same_iou: float = SAME_PERSON_IOU,
-        mask_weight: float = MASK_WEIGHT,
+        split: SplitParams = SplitParams(),  # noqa: B008 - frozen, so one shared default
     ) -> None:
         if passes < 1 or not (0.05 <= downsample <= 1.0):
             raise UsageError("matte passes must be >= 1 and downsample in [0.05, 1]")
-        for label, v in (("min_score", min_score), ("nms_iou", nms_iou),
-                         ("min_fill", min_fill), ("same_iou", same_iou),
-                         ("mask_weight", mask_weight)):
+        for label, v in (("min_score", min_score), ("nms_iou", nms_iou)):
             if not (0.0 <= v <= 1.0):
                 raise UsageError(f"matte {label} must be in [0, 1], got {v}")
-        if sigma <= 0 or power <= 0 or margin < 0:
-            raise UsageError("matte sigma and power must be > 0, margin >= 0")
         if people == "mediapipe":
             people = MediaPipeSegmenter(home=home)
         elif isinstance(people, str):
@@ -110,9 +92,7 @@ class MatteSegmenter(FrameByFrame):
         self.downsample = float(downsample)
         self.min_score = float(min_score)
         self.nms_iou = float(nms_iou)
-        self.split_params = dict(sigma=float(sigma), power=float(power), margin=float(margin),
-                                 min_fill=float(min_fill), same_iou=float(same_iou),
-                                 mask_weight=float(mask_weight))
+        self.split = split
         self._models: HumanModels | None = None
         self._rvm: TfjsGraph | None = None
         self._detector: TfjsGraph | None = None
@@ -125,9 +105,8 @@ class MatteSegmenter(FrameByFrame):
         return self._models
 
     def _params(self) -> str:
-        split = ",".join(f"{k}={v:g}" for k, v in self.split_params.items())
         return (f"passes={self.passes},downsample={self.downsample:g},"
-                f"score={self.min_score:g},nms={self.nms_iou:g},{split}")
+                f"score={self.min_score:g},nms={self.nms_iou:g},{self.split.describe()}")
 
     def fingerprint(self) -> str:
         """Backend, model hashes, parameters and the people segmenter's fingerprint."""
@@ -205,7 +184,7 @@ class MatteSegmenter(FrameByFrame):
         own = found.masks.numpy() if found is not None and len(found) else None
         own_boxes = found.boxes.numpy() if own is not None else None
         masks, out_boxes, box_index, mask_index = people_from_matte(
-            matte, boxes, masks=own, mask_boxes=own_boxes, **self.split_params)
+            matte, boxes, masks=own, mask_boxes=own_boxes, params=self.split)
         keep = masks.max(axis=(1, 2)) >= 0.5
         masks, out_boxes = masks[keep], out_boxes[keep]
         box_index, mask_index = box_index[keep], mask_index[keep]

@@ -15,7 +15,11 @@ Shapes: matte (H, W) float in [0, 1]; boxes (K, 4) pixel (x0, y0, x1, y1); masks
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from vidstyle.errors import UsageError
 
 #: Defaults chosen by the overall numbers of ``benchmarks/bench_masks.py`` (never per
 #: image); see benchmarks/RESULTS.md, "Other person models measured".
@@ -28,6 +32,33 @@ MIN_FILL = 0.15
 SAME_PERSON_IOU = 0.5
 #: How much a matched person's own mask weighs in its claim (the box claim: the rest).
 MASK_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """How :func:`people_from_matte` shares a matte among people (see its docstring):
+    box-claim ``sigma``, ``power`` and ``margin``; ``min_fill``, ``same_iou`` and
+    ``mask_weight``. Defaults: the module's constants. Out-of-range values raise
+    UsageError."""
+
+    sigma: float = SIGMA
+    power: float = POWER
+    margin: float = MARGIN
+    min_fill: float = MIN_FILL
+    same_iou: float = SAME_PERSON_IOU
+    mask_weight: float = MASK_WEIGHT
+
+    def __post_init__(self) -> None:
+        for label in ("min_fill", "same_iou", "mask_weight"):
+            v = getattr(self, label)
+            if not (0.0 <= v <= 1.0):
+                raise UsageError(f"matte {label} must be in [0, 1], got {v}")
+        if self.sigma <= 0 or self.power <= 0 or self.margin < 0:
+            raise UsageError("matte sigma and power must be > 0, margin >= 0")
+
+    def describe(self) -> str:
+        """``name=value`` pairs for a fingerprint or repr."""
+        return ",".join(f"{k}={getattr(self, k):g}" for k in self.__dataclass_fields__)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -121,14 +152,11 @@ def people_from_matte(
     *,
     masks: np.ndarray | None = None,
     mask_boxes: np.ndarray | None = None,
-    sigma: float = SIGMA,
-    power: float = POWER,
-    margin: float = MARGIN,
-    min_fill: float = MIN_FILL,
-    same_iou: float = SAME_PERSON_IOU,
-    mask_weight: float = MASK_WEIGHT,
+    params: SplitParams = SplitParams(),  # noqa: B008 - frozen, so one shared default
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """People of a frame from its matte, detector boxes and people found with own masks.
+    (``min_fill``, ``same_iou``, ``mask_weight``, ``sigma``, ``margin`` and ``power``
+    below are those of ``params``.)
 
     Boxes the matte does not fill (mean < ``min_fill``) are dropped. A kept box and a
     masked person (``masks`` (M, H, W) soft, ``mask_boxes`` (M, 4)) are one person when
@@ -142,9 +170,11 @@ def people_from_matte(
     one comes from or -1); kept boxes come first in detector order, then the unmatched
     masked people.
     """
+    sigma, power, margin = params.sigma, params.power, params.margin
+    mask_weight = params.mask_weight
     matte = np.asarray(matte, np.float32)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    box_index = np.nonzero(box_fill(matte, boxes) >= min_fill)[0].astype(np.int64)
+    box_index = np.nonzero(box_fill(matte, boxes) >= params.min_fill)[0].astype(np.int64)
     kept = boxes[box_index]
     claims = box_claims(kept, matte.shape, sigma=sigma, margin=margin)
     origin = np.full(len(kept), -1, np.int64)
@@ -153,7 +183,7 @@ def people_from_matte(
     if masks is not None and len(masks):
         own = np.asarray(masks, np.float32)
         mb = np.asarray(mask_boxes, np.float64).reshape(-1, 4)
-        for k, j in match_boxes(kept, mb, same_iou):
+        for k, j in match_boxes(kept, mb, params.same_iou):
             claims[k] = (1.0 - mask_weight) * claims[k] + mask_weight * own[j]
             origin[k] = j
         extra = sorted(set(range(len(own))) - set(origin.tolist()))

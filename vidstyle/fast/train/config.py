@@ -183,6 +183,20 @@ class TrainConfig(_Config):
     #: where the shapes allow (a smaller outer kernel takes the centre of the teacher's).
     distill_weight: float = train_setting(1.0, help="Weight of the distillation loss "
                                           "(--teacher).")
+    #: temporal stability under motion (objective.synthetic_motion / temporal_term): each
+    #: crop is also seen moved (shift, zoom, rotation), and the network's output of the
+    #: moved crop should be its output moved the same way. Fully convolutional networks
+    #: with strided layers repaint their strokes when the picture moves by a fraction of
+    #: their stride: on video that is flicker no flow blend can fully hide.
+    temporal_weight: float = train_setting(
+        0.0, help="Weight of the temporal stability term (0 = off): output of a moved crop "
+        "against the moved output, mean squared RGB difference.")
+    temporal_shift: float = train_setting(
+        12.0, help="Largest shift of the synthetic motion, pixels at the training size.")
+    temporal_zoom: float = train_setting(
+        0.05, help="Largest relative zoom of the synthetic motion.")
+    temporal_rotate: float = train_setting(
+        3.0, help="Largest rotation of the synthetic motion, degrees.")
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -193,7 +207,7 @@ class TrainConfig(_Config):
         self._range("batch", 1)
         self._range("lr", 0, lo_open=True)
         for name in ("style_weight", "content_weight", "tv_weight", "distill_weight",
-                     "max_minutes"):
+                     "max_minutes", "temporal_weight", "temporal_shift", "temporal_rotate"):
             self._range(name, 0)
         self._range("style_exponent", -10, 10)
         self._range("style_size", 16)
@@ -206,6 +220,7 @@ class TrainConfig(_Config):
         self._range("ema_decay", 0, 0.9999)
         self._range("conditioner_hidden", 1)
         self._range("conditioner_lr", 0, lo_open=True)
+        self._range("temporal_zoom", 0, 0.5)
         validate(self)
 
     def _name(self, name: str) -> str:
@@ -270,6 +285,9 @@ def validate(config: TrainConfig) -> None:
     if config.adjustable and (config.add_style or config.teacher):
         raise UsageError(f"{flag('adjustable')} does not go with {flag('add_style')} or "
                          f"{flag('teacher')} (start it from a model with {flag('from_model')})")
+    if config.adjustable and config.temporal_weight > 0:
+        raise UsageError(f"{flag('temporal_weight')} is not supported with "
+                         f"{flag('adjustable')} yet")
     if config.adjustable_default + config.adjustable_onehot > 1:
         raise UsageError("adjustable_default + adjustable_onehot must be <= 1 "
                          f"({flag('adjustable_default')}, {flag('adjustable_onehot')})")

@@ -24,7 +24,14 @@ from vidstyle.vgg import load_vgg
 from .adjustable import adjustable_terms, init_adjustable, sample_alpha
 from .config import TrainConfig, flag, resume_conflicts
 from .data import build_pool, holdout_images, resolve_style
-from .objective import LossNet, evaluate, style_layer_weights, style_targets, training_terms
+from .objective import (
+    LossNet,
+    evaluate,
+    style_layer_weights,
+    style_targets,
+    synthetic_motion,
+    training_terms,
+)
 from .report import (
     TrainProgress,
     TrainResult,
@@ -249,8 +256,14 @@ def train(
                 terms = adjustable_terms(net, loss_net, x, ids, alpha, targets, config,
                                          layer_w, bf16)
             else:
+                motion = None
+                if config.temporal_weight > 0:
+                    motion = synthetic_motion(
+                        config.batch, gen, size=(x.shape[-2], x.shape[-1]),
+                        max_shift=config.temporal_shift, max_zoom=config.temporal_zoom,
+                        max_rotate=config.temporal_rotate)
                 terms = training_terms(net, loss_net, x, ids, targets, config, layer_w, bf16,
-                                       teacher)
+                                       teacher, motion)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()

@@ -7,7 +7,11 @@ For content images x, outputs y (B, 3, H, W) in [0, 1] and style ids s (B,):
     tv      = tv(y)
 
 with Grams G normalized by C*H*W (:func:`vidstyle.losses.gram`), the mean taken over the
-batch and the C*C entries, and Gram targets G_l[s] computed once per style image.
+batch and the C*C entries, and Gram targets G_l[s] computed once per style image. With
+``temporal_weight`` > 0 a temporal stability term joins them (:func:`temporal_term`):
+for a random motion M of each crop (:func:`synthetic_motion`),
+
+    temporal = mean over valid pixels of (net(M x) - M net(x))^2
 :func:`perceptual_terms` computes these from the loss network's features
 (:func:`loss_features`); a training step (:func:`training_terms`) weights
 them (``content_weight``, ``style_lambda``, ``tv_weight``, plus the distillation term) and
@@ -106,6 +110,63 @@ def perceptual_terms(
     return {"content": content, "style": style, "tv": tv}
 
 
+def synthetic_motion(
+    batch: int,
+    generator: torch.Generator,
+    *,
+    size: tuple[int, int],
+    max_shift: float,
+    max_zoom: float,
+    max_rotate: float,
+) -> torch.Tensor:
+    """Random small motions, one per crop: (B, 2, 3) affine maps for
+    :func:`torch.nn.functional.affine_grid` (normalized coordinates, align_corners False)
+    that take an output pixel to where it samples the input.
+
+    Shift uniform in [-max_shift, max_shift] pixels per axis (at ``size`` = (H, W)),
+    zoom 1 + U(-max_zoom, max_zoom), rotation U(-max_rotate, max_rotate) degrees. Uses
+    only ``generator`` (CPU), so a seeded run repeats.
+    """
+    u = torch.rand(batch, 4, generator=generator) * 2 - 1
+    h, w = size
+    zoom = 1.0 + max_zoom * u[:, 0]
+    angle = torch.deg2rad(max_rotate * u[:, 1])
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.zeros(batch, 2, 3)
+    # rotation in pixel units: normalized x and y differ by the aspect ratio w / h
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * h / w
+    theta[:, 1, 0], theta[:, 1, 1] = sin * w / h, cos
+    theta[:, 0, 2] = 2.0 * max_shift * u[:, 2] / w
+    theta[:, 1, 2] = 2.0 * max_shift * u[:, 3] / h
+    return theta
+
+
+#: Pixels along the frame's edge left out of the temporal term (they sample padding).
+TEMPORAL_MARGIN = 4
+
+
+def move(image: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image`` (B, C, H, W) moved by ``theta`` (B, 2, 3) (:func:`synthetic_motion`),
+    bilinear, mirrored at the border; and where the moved image samples the inside of
+    the original, :data:`TEMPORAL_MARGIN` pixels in: (B, 1, H, W) float {0, 1}."""
+    b, _, h, w = image.shape
+    grid = F.affine_grid(theta.to(image.device, torch.float32), [b, 1, h, w],
+                         align_corners=False)
+    moved = F.grid_sample(image, grid.to(image.dtype), mode="bilinear",
+                          padding_mode="reflection", align_corners=False)
+    mx, my = 1.0 - 2.0 * TEMPORAL_MARGIN / w, 1.0 - 2.0 * TEMPORAL_MARGIN / h
+    valid = (grid[..., 0].abs() <= mx) & (grid[..., 1].abs() <= my)
+    return moved, valid.unsqueeze(1).to(torch.float32)
+
+
+def temporal_term(moved_output: torch.Tensor, output_of_moved: torch.Tensor,
+                  valid: torch.Tensor) -> torch.Tensor:
+    """Mean squared RGB difference (float32 scalar) between M net(x) and net(M x), both
+    (B, 3, H, W), over the ``valid`` (B, 1, H, W) pixels of :func:`move`."""
+    d = (moved_output.float() - output_of_moved.float()).pow(2) * valid
+    return d.sum() / (valid.sum() * moved_output.shape[1]).clamp_min(1.0)
+
+
 def training_terms(
     net: StyleNet,
     loss_net: LossNet,
@@ -116,9 +177,11 @@ def training_terms(
     layer_w: Mapping[str, float],
     bf16: bool,
     teacher: StyleNet | None = None,
+    motion: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Weighted loss terms of one step for content batch x (B, 3, H, W) and style ids (B,):
-    ``content``, ``style``, ``tv``, (``distill`` with a teacher) and their sum ``loss``.
+    ``content``, ``style``, ``tv``, (``distill`` with a teacher; ``temporal`` with a
+    ``motion`` (B, 2, 3) of :func:`synthetic_motion`) and their sum ``loss``.
 
     With a teacher and content_weight = style_lambda = 0 the loss network is not run.
     """
@@ -130,6 +193,14 @@ def training_terms(
         if teacher is not None:
             with torch.no_grad():
                 ty = teacher(x, w)
+        temporal = None
+        if motion is not None:
+            x_moved, valid = move(x, motion)
+            y_of_moved = net(x_moved, w)
+    if motion is not None:
+        with torch.autocast(dev, enabled=False):
+            temporal = config.temporal_weight * temporal_term(
+                move(y.float(), motion)[0], y_of_moved, valid)
     if perceptual:  # pure distillation needs no loss network at all
         fy, fx = loss_features(loss_net, x, y, config, bf16=bf16)
     with torch.autocast(dev, enabled=False):
@@ -137,7 +208,11 @@ def training_terms(
                    else config.distill_weight * torch.mean((y.float() - ty.float()) ** 2))
     if not perceptual and distill is not None:
         zero = distill.new_zeros(())
-        return {"content": zero, "style": zero, "tv": zero, "distill": distill, "loss": distill}
+        out = {"content": zero, "style": zero, "tv": zero, "distill": distill, "loss": distill}
+        if temporal is not None:
+            out["temporal"] = temporal
+            out["loss"] = distill + temporal
+        return out
     raw = perceptual_terms(fy, fx, y, style_ids, targets, config, layer_w)
     with torch.autocast(dev, enabled=False):
         terms = {
@@ -149,6 +224,9 @@ def training_terms(
         if distill is not None:
             terms["distill"] = distill
             terms["loss"] = terms["loss"] + distill
+        if temporal is not None:
+            terms["temporal"] = temporal
+            terms["loss"] = terms["loss"] + temporal
     return terms
 
 

@@ -32,7 +32,9 @@ from vidstyle.tensors import to_uint8
 from vidstyle.vgg import DEFAULT_LAYERS, VGGFeatures, load_vgg
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = ("astronaut", "kodim04", "tubingen")
+#: The contact sheet's photos (shown in the README: no photo of unknown licence; the
+#: figures in RESULTS.md up to 2026-12-01 used tubingen in place of kodim12).
+PHOTOS = ("astronaut", "kodim04", "kodim12")
 
 
 def _vgg(device: torch.device, vgg_file: str | None) -> VGGFeatures:

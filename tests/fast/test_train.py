@@ -514,8 +514,21 @@ def test_synthetic_motion_moves_pictures_as_stated() -> None:
     shift = torch.tensor([[[1.0, 0.0, 2 * 3 / 60], [0.0, 1.0, 2 * -2 / 40]]])
     moved, valid = move(x, shift)
     assert torch.allclose(moved[0, :, 10:30, 10:50], x[0, :, 8:28, 13:53], atol=1e-5)
-    assert float(valid[0, 0, :, :TEMPORAL_MARGIN].max()) == 1.0  # shifted right: left kept
+    assert float(valid[0, 0, :, :TEMPORAL_MARGIN].max()) == 1.0  # content moved left: left kept
     assert float(valid[0, 0, :, -TEMPORAL_MARGIN - 3:].max()) == 0.0
+    # under bf16 autocast (training on bf16 CPUs and GPUs) the motion is the same: the
+    # grid is not rounded, so a crop and an output move alike
+    theta = synthetic_motion(4, gen, size=(40, 60), max_shift=5.0, max_zoom=0.1,
+                             max_rotate=4.0)
+    xs = x.expand(4, -1, -1, -1)
+    plain, v_plain = move(xs, theta, margin=9)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto, v_auto = move(xs, theta, margin=9)
+    assert torch.equal(v_plain, v_auto) and torch.allclose(plain, auto, atol=1e-6)
+    # a wider margin: with the picture moved 3 px left, columns 0-5 sample within 9 px
+    # of the original's left edge
+    _, v9 = move(x, shift, margin=9)
+    assert float(v9[0, 0, :, :6].max()) == 0.0 and float(v9[0, 0, 15:25, 6:48].min()) == 1.0
 
 
 def test_temporal_term_makes_the_student_follow_moving_pictures(tiny_data) -> None:

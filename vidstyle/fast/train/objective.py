@@ -20,6 +20,7 @@ the held-out evaluation (:func:`evaluate`) reports them unweighted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -141,22 +142,29 @@ def synthetic_motion(
     return theta
 
 
-#: Pixels along the frame's edge left out of the temporal term (they sample padding).
+#: Pixels along the frame's edge left out of the temporal term besides the largest shift
+#: (near the edge both outputs depend on the padding, not on the motion).
 TEMPORAL_MARGIN = 4
 
 
-def move(image: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def move(image: torch.Tensor, theta: torch.Tensor, *, margin: int = TEMPORAL_MARGIN
+         ) -> tuple[torch.Tensor, torch.Tensor]:
     """``image`` (B, C, H, W) moved by ``theta`` (B, 2, 3) (:func:`synthetic_motion`),
     bilinear, mirrored at the border; and where the moved image samples the inside of
-    the original, :data:`TEMPORAL_MARGIN` pixels in: (B, 1, H, W) float {0, 1}."""
+    the original, ``margin`` pixels in: (B, 1, H, W) float {0, 1}.
+
+    The sampling grid is always float32 and outside autocast (under bf16 autocast
+    ``affine_grid`` would round it by up to ~0.7 px at 256 px, so a crop and an output
+    moved by the same motion would not move alike)."""
     b, _, h, w = image.shape
-    grid = F.affine_grid(theta.to(image.device, torch.float32), [b, 1, h, w],
-                         align_corners=False)
-    moved = F.grid_sample(image, grid.to(image.dtype), mode="bilinear",
-                          padding_mode="reflection", align_corners=False)
-    mx, my = 1.0 - 2.0 * TEMPORAL_MARGIN / w, 1.0 - 2.0 * TEMPORAL_MARGIN / h
+    with torch.autocast(image.device.type, enabled=False):
+        grid = F.affine_grid(theta.to(image.device, torch.float32), [b, 1, h, w],
+                             align_corners=False)
+        moved = F.grid_sample(image.float(), grid, mode="bilinear",
+                              padding_mode="reflection", align_corners=False)
+    mx, my = 1.0 - 2.0 * margin / w, 1.0 - 2.0 * margin / h
     valid = (grid[..., 0].abs() <= mx) & (grid[..., 1].abs() <= my)
-    return moved, valid.unsqueeze(1).to(torch.float32)
+    return moved.to(image.dtype), valid.unsqueeze(1).to(torch.float32)
 
 
 def temporal_term(moved_output: torch.Tensor, output_of_moved: torch.Tensor,
@@ -195,12 +203,13 @@ def training_terms(
                 ty = teacher(x, w)
         temporal = None
         if motion is not None:
-            x_moved, valid = move(x, motion)
+            margin = TEMPORAL_MARGIN + math.ceil(config.temporal_shift)
+            x_moved, valid = move(x, motion, margin=margin)
             y_of_moved = net(x_moved, w)
     if motion is not None:
         with torch.autocast(dev, enabled=False):
             temporal = config.temporal_weight * temporal_term(
-                move(y.float(), motion)[0], y_of_moved, valid)
+                move(y.float(), motion, margin=margin)[0], y_of_moved, valid)
     if perceptual:  # pure distillation needs no loss network at all
         fy, fx = loss_features(loss_net, x, y, config, bf16=bf16)
     with torch.autocast(dev, enabled=False):

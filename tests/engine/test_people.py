@@ -412,14 +412,16 @@ def test_carried_people_move_with_the_flow() -> None:
                        faces=torch.tensor([[12.0, 10, 18, 16], [float("nan")] * 4]))
     backward = torch.zeros(1, 2, h, w)
     backward[:, 0] = -8.0  # this frame's pixel x came from x - 8: everything moved right
-    out = carry_people(people, backward)
+    forward = -backward  # a uniform motion: the forward flow is the opposite
+    out = carry_people(people, backward, forward)
     assert out.ids == (3,) and torch.equal(out.scores, torch.tensor([0.9]))
     assert torch.allclose(out.masks[0, :, 18:28], masks[0, :, 10:20], atol=1e-5)
     assert float(out.masks[0, :, :18].abs().sum()) < 1e-4
     assert out.boxes[0].tolist() == [18.0, 10.0, 28.0, 30.0]
     assert out.faces is not None and out.faces[0].tolist() == [20.0, 10.0, 26.0, 16.0]
     assert carry_people(Instances(masks=torch.zeros(0, h, w), boxes=torch.zeros(0, 4),
-                                  scores=torch.zeros(0), ids=()), backward).masks.shape[0] == 0
+                                  scores=torch.zeros(0), ids=()), backward,
+                        forward).masks.shape[0] == 0
     # a person walking out at the right edge: the box is clipped there, the face still
     # moves the whole 8 px (it did move less with the clipped box's centre)
     edge = torch.zeros(1, h, w)
@@ -427,13 +429,24 @@ def test_carried_people_move_with_the_flow() -> None:
     walker = Instances(masks=edge, boxes=torch.tensor([[44.0, 10, 60, 40]]),
                        scores=torch.tensor([0.9]), ids=(5,),
                        faces=torch.tensor([[48.0, 10, 56, 18]]))
-    moved = carry_people(walker, backward)
+    moved = carry_people(walker, backward, forward)
     assert moved.boxes[0].tolist() == [52.0, 10.0, 64.0, 40.0]
     assert moved.faces is not None and moved.faces[0].tolist() == [56.0, 10.0, 64.0, 18.0]
     # a flow at half the size (the segment pass's motion) moves the same distance
     half = torch.full((1, 2, h // 2, w // 2), 0.0)
     half[:, 0] = -4.0
-    assert carry_people(walker, half).faces[0].tolist() == [56.0, 10.0, 64.0, 18.0]
+    assert carry_people(walker, half, -half).faces[0].tolist() == [56.0, 10.0, 64.0, 18.0]
+    # the face moves with its own motion, not the background's: only the face region of
+    # the previous frame moves (12 px right); the backward flow at the old face box would
+    # mostly show the still background there
+    fwd = torch.zeros(1, 2, h, w)
+    fwd[:, 0, 10:18, 20:28] = 12.0
+    bwd = torch.zeros(1, 2, h, w)
+    bwd[:, 0, 10:18, 32:40] = -12.0
+    head = Instances(masks=masks[:1], boxes=torch.tensor([[10.0, 10, 20, 30]]),
+                     scores=torch.tensor([0.9]), ids=(6,),
+                     faces=torch.tensor([[20.0, 10, 28, 18]]))
+    assert carry_people(head, bwd, fwd).faces[0].tolist() == [32.0, 10.0, 40.0, 18.0]
 
 
 def test_carrying_does_not_leak_into_the_cache_of_every_frame(tmp_path: Path,

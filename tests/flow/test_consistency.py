@@ -176,6 +176,21 @@ def test_the_pair_computes_its_weights_once_with_the_same_values():
     assert float(dark.max()) < 1e-12 and float(dark.min()) >= 0
 
 
+def test_a_nan_flow_is_never_trusted():
+    from vidstyle.flow import confidence_from_inconsistency, inconsistency
+
+    fwd = torch.zeros(1, 2, 16, 16)
+    bwd = torch.zeros(1, 2, 16, 16)
+    fwd[0, 0, 4:8, 4:8] = float("nan")
+    ratio = inconsistency(fwd, bwd)
+    assert torch.isinf(ratio[0, 0, 4:8, 4:8]).all()
+    for softness in (0.0, 3.0):
+        c = confidence_from_inconsistency(ratio, softness=softness)
+        assert not torch.isnan(c).any() and float(c[0, 0, 4:8, 4:8].max()) == 0.0
+        assert float(c[0, 0, 10:, 10:].min()) == 1.0
+    assert float(consistency_mask(fwd, bwd)[0, 0, 4:8, 4:8].max()) == 0.0
+
+
 def test_box_mean_on_the_cpu_equals_torch_pooling():
     import torch.nn.functional as F
 

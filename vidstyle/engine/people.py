@@ -108,6 +108,10 @@ def motion_frame(x: torch.Tensor) -> torch.Tensor:
 
 #: Layout of the cached ``.npz`` files (part of the raw cache's fingerprint).
 PEOPLE_FORMAT = 2
+#: Version of what the segment pass does with the same inputs (tracking, carrying,
+#: smoothing): part of the segment stage's fingerprint, so a changed pass never reuses a
+#: stage an older one wrote. 2: face boxes carried by the forward flow.
+PASS_VERSION = 2
 
 
 def save_people(path: Path, inst: Instances, state: SegmentState | None = None) -> None:
@@ -260,7 +264,7 @@ def track_people(
             if (carried is not None and pair is not None and not pair.cut
                     and n % every != 0):
                 # between key frames: the last segmented people moved by the flow
-                raw = carried = carry_people(carried, pair.backward)
+                raw = carried = carry_people(carried, pair.backward, pair.forward)
             else:
                 raw_path = raw_root.path(f"raw_{frame.index:06d}.npz")
                 if not raw_path.is_file():
@@ -292,12 +296,14 @@ def track_people(
     return PeopleTrack(stage, n, seen)
 
 
-def carry_people(people: Instances, backward: torch.Tensor) -> Instances:
-    """``people`` of the previous frame moved onto this frame by ``backward`` (1, 2, H, W,
-    this frame -> previous, pixels): masks warped (:func:`~vidstyle.segment.ops.warp_masks`),
-    boxes those of the warped masks, face boxes moved by the flow inside them (a person's
-    box clipped at the frame's edge does not hold them back); a person
-    whose mask leaves the frame is dropped. Scores and ids are kept."""
+def carry_people(people: Instances, backward: torch.Tensor, forward: torch.Tensor) -> Instances:
+    """``people`` of the previous frame moved onto this frame by the pair's flows
+    (``backward``: (1, 2, H, W) this frame -> previous; ``forward``: previous -> this, on
+    the previous frame's grid; pixels, any size): masks warped by ``backward``
+    (:func:`~vidstyle.segment.ops.warp_masks`), boxes those of the warped masks, face boxes
+    moved by the mean of ``forward`` inside them (a person's box clipped at the frame's
+    edge does not hold them back); a person whose mask leaves the frame is dropped.
+    Scores and ids are kept."""
     if len(people) == 0:
         return people
     masks = warp_masks(people.masks, backward)
@@ -305,19 +311,18 @@ def carry_people(people: Instances, backward: torch.Tensor) -> Instances:
     keep = [k for k in range(len(people)) if float(boxes[k, 2] - boxes[k, 0]) > 0]
     faces = None
     if people.faces is not None:
-        faces = _carried_faces(people.faces, backward, tuple(people.masks.shape[-2:]))[keep]
+        faces = _carried_faces(people.faces, forward, tuple(people.masks.shape[-2:]))[keep]
     return dataclasses.replace(people, masks=masks[keep], boxes=boxes[keep],
                                scores=people.scores[keep],
                                ids=tuple(people.ids[k] for k in keep), faces=faces)
 
 
-def _carried_faces(faces: torch.Tensor, backward: torch.Tensor,
+def _carried_faces(faces: torch.Tensor, forward: torch.Tensor,
                    size: tuple[int, int]) -> torch.Tensor:
-    """Face boxes (N, 4) of the previous frame moved by the mean motion inside each box:
-    minus ``backward`` (this frame -> previous, resized to ``size``) averaged over the box
-    clipped to the frame (the flow is smooth over a face, so its value there stands for
-    the forward motion). Rows of NaN (no face) stay NaN."""
-    flow = resize_flow(backward.to(torch.float32), size)[0]
+    """Face boxes (N, 4) of the previous frame moved by the mean of ``forward`` (previous
+    -> this frame, on the previous frame's grid, resized to ``size``) over each box
+    clipped to the frame. Rows of NaN (no face) stay NaN."""
+    flow = resize_flow(forward.to(torch.float32), size)[0]
     h, w = size
     out = faces.clone()
     for k, box in enumerate(faces.tolist()):
@@ -327,7 +332,7 @@ def _carried_faces(faces: torch.Tensor, backward: torch.Tensor,
         x1, y1 = min(w, int(math.ceil(box[2]))), min(h, int(math.ceil(box[3])))
         if x1 <= x0 or y1 <= y0:
             continue
-        dx, dy = (-flow[:, y0:y1, x0:x1].mean(dim=(1, 2))).tolist()
+        dx, dy = flow[:, y0:y1, x0:x1].mean(dim=(1, 2)).tolist()
         out[k] = faces[k] + torch.tensor([dx, dy, dx, dy], dtype=faces.dtype)
     return out
 
@@ -363,8 +368,9 @@ def segment_fingerprint(config: RunConfig, segmenter: Segmenter, flow: FlowEstim
     """What determines the tracked people of a run (the segment stage's folder)."""
     seg = config.segment
     return fingerprint_of("segment", segmenter.fingerprint(), input_sha256, seg,
-                          flow.fingerprint() if flow is not None else None, MOTION_SCALE,
-                          config.max_frames, config.fast.size, PEOPLE_FORMAT)
+                          flow.fingerprint() if flow is not None else None,
+                          MOTION_SCALE if flow is not None else None,
+                          config.max_frames, config.fast.size, PEOPLE_FORMAT, PASS_VERSION)
 
 
 __all__ = ["PeopleTrack", "carry_people", "load_people", "load_raw", "make_segmenter",

@@ -90,8 +90,9 @@ def inconsistency(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor
     forward: (B, 2, H, W) flow A -> B; backward: (B, 2, H, W) flow B -> A, in pixels.
     With e = |w~ + w^|^2 and the disocclusion tolerance t = 0.01 (|w~|^2 + |w^|^2) + 0.5
     (Ruder et al.'s test), returns e / t as (B, 1, H, W) float32, and +inf on motion
-    boundaries and where x + w^(x) leaves frame A. Values <= 1 pass the test:
-    :func:`consistency_mask` and :func:`flow_confidence` are functions of this one map
+    boundaries, where x + w^(x) leaves frame A and where either flow is NaN. Values <= 1
+    pass the test: :func:`consistency_mask` and :func:`flow_confidence` are functions of
+    this one map
     (:func:`confidence_from_inconsistency`), so a caller that needs both computes it once.
     """
     _check_pair(forward, backward)
@@ -100,7 +101,7 @@ def inconsistency(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor
     w_tilde = warp(forward, backward, padding="border")
     err = _sqnorm(w_tilde + backward)
     tol = OCCLUSION_REL * (_sqnorm(w_tilde) + _sqnorm(backward)) + OCCLUSION_ABS
-    ratio = err / tol
+    ratio = torch.nan_to_num(err / tol, nan=float("inf"))  # a NaN flow is no evidence
     return ratio.masked_fill_(reliable_region(backward) == 0, float("inf"))
 
 

@@ -92,8 +92,8 @@ def inconsistency(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor
     (Ruder et al.'s test), returns e / t as (B, 1, H, W) float32, and +inf on motion
     boundaries, where x + w^(x) leaves frame A and where either flow is NaN. Values <= 1
     pass the test: :func:`consistency_mask` and :func:`flow_confidence` are functions of
-    this one map
-    (:func:`confidence_from_inconsistency`), so a caller that needs both computes it once.
+    this one map (:func:`confidence_from_inconsistency`), so a caller that needs both
+    computes it once.
     """
     _check_pair(forward, backward)
     forward = forward.to(device=backward.device, dtype=torch.float32)

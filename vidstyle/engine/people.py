@@ -231,14 +231,18 @@ def track_people(
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidstyle-segment-flow")
     source = iter(limited(frames(), max_frames))
 
-    def read() -> tuple[Any, torch.Tensor] | None:
+    def read() -> tuple[Any, torch.Tensor, torch.Tensor | None] | None:
+        # the frame, at working size and (with a flow) at the motion scale
         frame = next(source, None)
-        return None if frame is None else (frame, prepare(frame.rgb))
-
-    def submit(a: torch.Tensor | None, b: torch.Tensor) -> Future[FramePair] | None:
-        if flow is None or a is None or a.shape != b.shape:
+        if frame is None:
             return None
-        return pool.submit(pair_of, motion_frame(a), motion_frame(b))
+        x = prepare(frame.rgb)
+        return frame, x, motion_frame(x) if flow is not None else None
+
+    def submit(a: torch.Tensor | None, b: torch.Tensor | None) -> Future[FramePair] | None:
+        if flow is None or a is None or b is None or a.shape != b.shape:
+            return None
+        return pool.submit(pair_of, a, b)
 
     carried: Instances | None = None  # the people carried to frames between key frames
     # segment every `every`-th frame; never carry a user's mask files, nor without flow
@@ -247,9 +251,9 @@ def track_people(
         ahead = read()
         pending = None
         while ahead is not None:
-            frame, x = ahead
+            frame, x, small = ahead
             ahead = read()
-            upcoming = submit(x, ahead[1]) if ahead is not None else None
+            upcoming = submit(small, ahead[2]) if ahead is not None else None
             pair = pending.result() if pending is not None else None
             pending = upcoming
             if raw_root is None:

@@ -48,16 +48,23 @@ def flow_gradient_sqnorm(flow: torch.Tensor) -> torch.Tensor:
     return (dx.pow(2) + dy.pow(2)).sum(dim=1, keepdim=True)
 
 
+def _error_ratio(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
+    """e / t of the disocclusion test (see :func:`inconsistency`), (B, 1, H, W) float32."""
+    forward = forward.to(device=backward.device, dtype=torch.float32)
+    backward = backward.to(torch.float32)
+    w_tilde = warp(forward, backward, padding="border")
+    err = _sqnorm(w_tilde + backward)
+    tol = OCCLUSION_REL * (_sqnorm(w_tilde) + _sqnorm(backward)) + OCCLUSION_ABS
+    return err / tol
+
+
 def disocclusion_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
     """1 where the forward-backward check fails, on frame B's grid.
 
     forward: (B, 2, H, W) flow A -> B; backward: (B, 2, H, W) flow B -> A, in pixels.
     Returns (B, 1, H, W) float32 in {0, 1} (1 = disoccluded / inconsistent).
     """
-    w_tilde = warp(forward, backward, padding="border")
-    lhs = _sqnorm(w_tilde + backward)
-    rhs = OCCLUSION_REL * (_sqnorm(w_tilde) + _sqnorm(backward)) + OCCLUSION_ABS
-    return (lhs > rhs).to(torch.float32)
+    return (_error_ratio(forward, backward) > 1.0).to(torch.float32)
 
 
 def motion_boundary_mask(backward: torch.Tensor) -> torch.Tensor:
@@ -96,12 +103,9 @@ def inconsistency(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor
     computes it once.
     """
     _check_pair(forward, backward)
-    forward = forward.to(device=backward.device, dtype=torch.float32)
     backward = backward.to(torch.float32)
-    w_tilde = warp(forward, backward, padding="border")
-    err = _sqnorm(w_tilde + backward)
-    tol = OCCLUSION_REL * (_sqnorm(w_tilde) + _sqnorm(backward)) + OCCLUSION_ABS
-    ratio = torch.nan_to_num(err / tol, nan=float("inf"))  # a NaN flow is no evidence
+    # a NaN flow is no evidence
+    ratio = torch.nan_to_num(_error_ratio(forward, backward), nan=float("inf"))
     return ratio.masked_fill_(reliable_region(backward) == 0, float("inf"))
 
 

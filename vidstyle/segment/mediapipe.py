@@ -71,6 +71,7 @@ from vidstyle.contracts import Instances
 from vidstyle.errors import UsageError, WeightsError
 from vidstyle.segment.base import SegmentState
 from vidstyle.segment.models import MediaPipeModels, locate_mediapipe_models
+from vidstyle.segment.ops import support_box
 
 log = logging.getLogger(__name__)
 
@@ -296,11 +297,12 @@ def share_overlaps(masks: np.ndarray, power: float) -> np.ndarray:
     # only pixels under two or more masks change (elsewhere m * m^p / m^p = m): share
     # within the box around them (the masks are full frames, people a small part of it)
     contested = np.count_nonzero(masks > 0, axis=0) >= 2
-    rows, cols = np.nonzero(contested.any(axis=1))[0], np.nonzero(contested.any(axis=0))[0]
     out = masks.astype(np.float32, copy=True)
-    if not len(rows):
+    found = support_box(contested[None], 0)
+    if found is None:
         return out
-    box = (slice(None), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    y0, x0, y1, x1 = found
+    box = (slice(None), slice(y0, y1), slice(x0, x1))
     m = out[box]
     weights = np.power(m, power)
     total = weights.sum(axis=0)

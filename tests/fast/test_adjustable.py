@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from vidstyle.errors import UsageError
-from vidstyle.fast.adjustable import AdjustableStyleNet, check_layer_weights, random_alphas
+from vidstyle.fast.adjustable import (
+    AdjustableStyleNet,
+    _blocks,
+    check_layer_weights,
+    spread_alphas,
+)
 from vidstyle.fast.model_io import load_model, save_model
 from vidstyle.fast.net import StyleNet, one_hot_styles
 from vidstyle.fast.train import train
@@ -96,9 +101,25 @@ def test_layer_weights_checks() -> None:
         with pytest.raises(UsageError, match="--layer-weights") as e:
             check_layer_weights(bad, layers)
         assert words in str(e.value)
-    a = random_alphas(4, 5, seed=1)
-    assert a.shape == (4, 5) and torch.equal(a, random_alphas(4, 5, seed=1))
+
+
+def test_spread_alphas_are_seeded_stratified_and_farther_apart_than_independent_draws(
+) -> None:
+    a = spread_alphas(4, 5, seed=1)
+    assert a.shape == (4, 5) and torch.equal(a, spread_alphas(4, 5, seed=1))
+    assert not torch.equal(a, spread_alphas(4, 5, seed=2))
     assert float(a.min()) >= 0 and float(a.max()) <= 1
+    # a Latin hypercube: each layer has one value in each quarter of [0, 1]
+    assert all(sorted((a[:, k] * 4).floor().int().tolist()) == [0, 1, 2, 3] for k in range(5))
+
+    def closest(rows: torch.Tensor) -> float:
+        return float(torch.cdist(rows, rows, p=1).fill_diagonal_(float("inf")).min())
+
+    gen = torch.Generator().manual_seed(0)
+    independent = [closest(torch.rand(4, 5, generator=gen)) for _ in range(50)]
+    spread = [closest(spread_alphas(4, 5, seed=s)) for s in range(50)]
+    assert min(spread) > sorted(independent)[25]  # worst spread draw beats the median one
+    assert spread_alphas(1, 3, seed=0).shape == (1, 3)
 
 
 def _layer_losses(net: AdjustableStyleNet, loss_net, images, targets, alpha: list[float]
@@ -193,3 +214,22 @@ def test_a_resume_takes_the_learning_rates_given_again(tiny_data, tiny_loss_net)
                         lr=3e-4), loss_net=tiny_loss_net)
     ck = torch.load(res.checkpoint_path, weights_only=True)
     assert [g["lr"] for g in ck["optimizer"]["param_groups"]] == [3e-4, 1e-4]
+
+
+def test_look_features_spread_variations_where_the_conditioner_reacts() -> None:
+    torch.manual_seed(0)
+    net = AdjustableStyleNet(num_styles=2, style_layers=("l1", "l2", "l3"),
+                             channels=(4, 8, 8), num_res_blocks=1, outer_kernel=3, hidden=16)
+    with torch.no_grad():  # a conditioner that reads layer l1 only
+        for p in net.conditioner.parameters():
+            p.normal_(0, 0.5)
+        net.conditioner.mlp[0].weight[:, 1:3].zero_()
+    a = torch.rand(4, 3)
+    f = net.look_features(a)
+    assert f.shape == (4, 2 * 2 * sum(b.norm.channels for b in _blocks(net.transformer)))
+    b = a.clone()
+    b[:, 1:] = torch.rand(4, 2)
+    assert torch.allclose(net.look_features(b), f)  # l2, l3 unused: same looks
+    spread = spread_alphas(4, 3, seed=0, embed=net.look_features)
+    l1 = spread[:, 0].sort().values
+    assert float((l1[1:] - l1[:-1]).min()) > 0.1  # the used layer's values kept apart

@@ -135,10 +135,11 @@ def test_variations_draw_seeded_different_weights(adj_model: Path, tmp_path: Pat
     plan = variation_plan(cfg, tmp_path / "out.png")
     assert [p.name for _, p, _ in plan] == ["out_v1.png", "out_v2.png", "out_v3.png"]
     weights = [w for _, _, w in plan]
-    assert weights == variation_weights(3, 3, 5) and len(set(weights)) == 3
+    adj_net = load_model(adj_model).net
+    assert weights == variation_weights(adj_net, 3, 5) and len(set(weights)) == 3
     for c, _, w in plan:
         assert c.fast.variations == 0 and c.fast.layer_weights == w == c.style.layer_weights
-    assert variation_weights(3, 3, 6) != weights
+    assert variation_weights(adj_net, 3, 6) != weights
     with pytest.raises(UsageError, match="--variations"):
         FastConfig(variations=2, layer_weights=(1.0, 1.0, 1.0))
 

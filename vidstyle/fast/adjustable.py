@@ -38,7 +38,8 @@ Images are float RGB in [0, 1], (B, 3, H, W); style weights (B, S); alpha (B, L)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +54,7 @@ __all__ = [
     "AdjustableStyleNet",
     "Conditioner",
     "check_layer_weights",
-    "random_alphas",
+    "spread_alphas",
 ]
 
 #: ``format`` of an adjustable model file (see :mod:`vidstyle.fast.model_io`).
@@ -224,6 +225,18 @@ class AdjustableStyleNet(nn.Module):
         h = _conv_cin(blocks[i + 1], h, *gb[i + 1], size=h0.shape[-2:])
         return torch.sigmoid(_conv_cin(blocks[i + 2], h, *gb[i + 2]))
 
+    @torch.no_grad()
+    def look_features(self, alpha: torch.Tensor) -> torch.Tensor:
+        """alpha (K, L) -> (K, F) float32: every style's CIN (gamma, beta) for each row,
+        flattened: how far apart two settings are as the network sees them (a layer weight
+        the conditioner barely uses moves them little)."""
+        k, s = alpha.shape[0], self.num_styles
+        dev = self.loss_ema.device
+        rows = torch.eye(s, device=dev).repeat_interleave(k, dim=0)  # style-major
+        gb = self.affine(rows, alpha.to(dev, torch.float32).repeat(s, 1))
+        feats = torch.cat([torch.cat([g, b], dim=1) for g, b in gb], dim=1)
+        return feats.view(s, k, -1).transpose(0, 1).reshape(k, -1).cpu()
+
     # -- inference -------------------------------------------------------------------------
     @torch.no_grad()
     def bake(self, style_weights: torch.Tensor, alpha: torch.Tensor) -> StyleNet:
@@ -272,7 +285,34 @@ def check_layer_weights(values: Sequence[float], layers: Sequence[str], *,
     return warnings
 
 
-def random_alphas(count: int, num_layers: int, seed: int) -> torch.Tensor:
-    """``count`` seeded alpha rows (count, L) drawn as in training: U(0, 1) per layer."""
+#: Latin hypercube designs drawn per :func:`spread_alphas` call; the most spread one wins.
+SPREAD_DESIGNS = 64
+
+
+def spread_alphas(count: int, num_layers: int, seed: int, *,
+                  embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  designs: int = SPREAD_DESIGNS) -> torch.Tensor:
+    """``count`` seeded alpha rows (count, L) in [0, 1], spread apart: a maximin Latin
+    hypercube. Each of ``designs`` candidate designs gives every layer one value in each
+    of ``count`` equal strata of [0, 1] (uniform inside the stratum, strata shuffled per
+    layer), so each layer's values are U(0, 1) as in training but never bunched; the design
+    whose closest pair of rows is farthest apart is returned, distances measured between
+    ``embed(rows)`` (count, F) (None: the rows themselves; see
+    :meth:`AdjustableStyleNet.look_features`). Independent U(0, 1) draws often give two
+    rows that differ little, hence two variations that look alike."""
+    if count < 1 or num_layers < 1:
+        raise ValueError("count and num_layers must be positive")
     gen = torch.Generator().manual_seed(seed)
-    return torch.rand(count, num_layers, generator=gen)
+
+    def design() -> torch.Tensor:
+        strata = torch.stack([torch.randperm(count, generator=gen)
+                              for _ in range(num_layers)], dim=1)
+        return (strata + torch.rand(count, num_layers, generator=gen)) / count
+
+    def closest_pair(rows: torch.Tensor) -> float:
+        if count == 1:
+            return 0.0
+        e = (embed(rows) if embed is not None else rows).float()
+        return float(torch.cdist(e, e).fill_diagonal_(math.inf).min())
+
+    return max((design() for _ in range(designs)), key=closest_pair)

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from vidstyle.config import DEFAULT_ADJUSTABLE_MODEL, fingerprint_of
 from vidstyle.contracts import StyleMix, StyleSpec
 from vidstyle.errors import UsageError
-from vidstyle.fast.adjustable import AdjustableStyleNet, check_layer_weights, random_alphas
+from vidstyle.fast.adjustable import AdjustableStyleNet, check_layer_weights, spread_alphas
 from vidstyle.fast.model_io import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -115,11 +115,14 @@ def bake_looks(model: LoadedModel, spec: StyleSpec, vector: StyleVector
     return plain, new_spec, looks_fp
 
 
-def variation_weights(count: int, num_layers: int, seed: int) -> list[tuple[float, ...]]:
-    """``count`` seeded layer-weight settings drawn as in training (U(0, 1) per layer),
-    rounded to 3 decimals (the values a user can type back with ``--layer-weights``)."""
-    return [tuple(round(float(v), 3) for v in row)
-            for row in random_alphas(count, num_layers, seed)]
+def variation_weights(net: AdjustableStyleNet, count: int, seed: int
+                      ) -> list[tuple[float, ...]]:
+    """``count`` seeded layer-weight settings of ``net``, spread apart where its looks
+    differ (:func:`spread_alphas` over :meth:`AdjustableStyleNet.look_features`: each
+    layer's values U(0, 1) as in training, stratified), rounded to 3 decimals (the values a
+    user can type back with ``--layer-weights``)."""
+    alphas = spread_alphas(count, net.num_layers, seed, embed=net.look_features)
+    return [tuple(round(float(v), 3) for v in row) for row in alphas]
 
 
 def layer_table(model: LoadedModel) -> list[tuple[str, dict[str, float]]]:

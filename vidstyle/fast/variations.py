@@ -42,7 +42,7 @@ def variation_plan(config: RunConfig, output: Path) -> list[tuple[RunConfig, Pat
     ``OUT_v1.ext`` ... ``OUT_vK.ext``. Returns [(config, output, layer weights)]."""
     k = config.fast.variations
     model, name = adjustable_model(config.fast.model)
-    weights = variation_weights(k, model.net.num_layers, config.fast.seed)
+    weights = variation_weights(model.net, k, config.fast.seed)
     plan = []
     for i, w in enumerate(weights, start=1):
         fast = dataclasses.replace(config.fast, model=name, variations=0, layer_weights=w)

@@ -233,3 +233,31 @@ def test_look_features_spread_variations_where_the_conditioner_reacts() -> None:
     spread = spread_alphas(4, 3, seed=0, embed=net.look_features)
     l1 = spread[:, 0].sort().values
     assert float((l1[1:] - l1[:-1]).min()) > 0.1  # the used layer's values kept apart
+
+
+def test_frozen_training_keeps_the_plain_model_at_the_default_setting(
+        tiny_data, tiny_loss_net, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    plain = StyleNet(num_styles=3, channels=(4, 8, 8), num_res_blocks=1, outer_kernel=3)
+    save_model(tmp_path / "p.pt", plain, style_names=("udnie", "wave", "starry"),
+               dtype=torch.float32)
+    cfg = _config(tiny_data, "frozen", adjustable=True, adjustable_frozen=True,
+                  from_model=str(tmp_path / "p.pt"), steps=60, batch=4, size=24,
+                  style_weight=300.0, conditioner_hidden=32, conditioner_lr=5e-3,
+                  adjustable_default=0.0)
+    res = train(cfg, loss_net=tiny_loss_net)
+    net = load_model(res.model_path).net
+    assert isinstance(net, AdjustableStyleNet) and net.anchored
+    assert float(net.conditioner.mlp[-1].weight.abs().max()) > 1e-3  # it trained
+    x = torch.rand(1, 3, 20, 20)
+    # the styles' rows are --styles order: starry, wave (the kit's tiny style images)
+    names = load_model(res.model_path).style_names
+    for mine, style in enumerate(names):
+        want = plain(x, one_hot_styles(("udnie", "wave", "starry").index(style), 3))
+        row = one_hot_styles(mine, len(names))
+        assert torch.allclose(net(x, row), want, atol=1e-5)  # the default: exactly plain
+        assert not torch.allclose(net(x, row, torch.ones(1, 2)), want, atol=1e-3)
+        baked = net.bake(row, net.default_alpha(row))
+        assert torch.allclose(baked(x, one_hot_styles(0, 1)), want, atol=1e-5)
+    with pytest.raises(UsageError, match="adjustable_frozen"):
+        _config(tiny_data, "y", adjustable=True, adjustable_frozen=True)

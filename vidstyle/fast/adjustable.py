@@ -130,15 +130,21 @@ class AdjustableStyleNet(nn.Module):
     Buffer ``loss_ema`` (S, L): the training's moving averages of each style's per-layer
     weighted style loss (ones before training); it defines the default alpha. Both buffers
     are kept in float32 in model files (see :data:`FP32_KEYS`).
+
+    ``anchored``: the conditioner's offsets are taken relative to its output at the style's
+    default alpha, so the default layer weights give exactly the transformer's own (gamma,
+    beta): a network trained with its transformer frozen (``adjustable_frozen``) then *is*
+    the plain model it started from at the default setting.
     """
 
     def __init__(self, *, num_styles: int, style_layers: Sequence[str],
                  channels: Sequence[int] = (16, 32, 64), num_res_blocks: int = 3,
-                 outer_kernel: int = 9, hidden: int = 128) -> None:
+                 outer_kernel: int = 9, hidden: int = 128, anchored: bool = False) -> None:
         super().__init__()
         if not style_layers:
             raise ValueError("an adjustable network needs at least one style layer")
         self.style_layers = tuple(style_layers)
+        self.anchored = anchored
         self.transformer = StyleNet(num_styles=num_styles, channels=channels,
                                     num_res_blocks=num_res_blocks, outer_kernel=outer_kernel)
         widths = [b.norm.channels for b in _blocks(self.transformer)]
@@ -172,7 +178,7 @@ class AdjustableStyleNet(nn.Module):
     def arch(self) -> dict[str, object]:
         """Constructor arguments, JSON/TOML-serializable (for model files)."""
         return {**self.transformer.arch(), "style_layers": list(self.style_layers),
-                "hidden": self.conditioner.hidden}
+                "hidden": self.conditioner.hidden, "anchored": self.anchored}
 
     # -- alpha -----------------------------------------------------------------------------
     def default_alpha(self, style_weights: torch.Tensor) -> torch.Tensor:
@@ -192,6 +198,10 @@ class AdjustableStyleNet(nn.Module):
             raise ValueError(f"expected ({w.shape[0]}, {self.num_layers}) alpha, got "
                              f"{tuple(alpha.shape)}")
         deltas = self.conditioner(a, w)
+        if self.anchored:  # zero offset at the default alpha
+            at_default = self.conditioner(self.default_alpha(w), w)
+            deltas = [(dg - g0, db - b0) for (dg, db), (g0, b0) in
+                      zip(deltas, at_default, strict=True)]
         out = []
         for block, (dg, db) in zip(_blocks(self.transformer), deltas, strict=True):
             out.append((w @ block.norm.gamma + dg, w @ block.norm.beta + db))

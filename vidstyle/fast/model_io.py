@@ -139,7 +139,8 @@ def load_model(
         net: StyleNet | AdjustableStyleNet
         if payload["format"] == ADJUSTABLE_FORMAT:
             net = AdjustableStyleNet(**common, style_layers=tuple(arch["style_layers"]),
-                                     hidden=int(arch["hidden"]))
+                                     hidden=int(arch["hidden"]),
+                                     anchored=bool(arch.get("anchored", False)))
         else:
             net = StyleNet(**common)
         state = {k: v.float() for k, v in payload["state_dict"].items()}

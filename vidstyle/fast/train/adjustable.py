@@ -17,7 +17,10 @@ default alpha) *is* the plain objective and alpha in [0, 1]^L spans the looks ar
 
 Alpha of each sample: with probability ``adjustable_default`` the default alpha of its
 style, with ``adjustable_onehot`` a one-hot vector (a single layer), else U(0, 1) per layer.
-Every parameter trains, the conditioner included (the optimizer gets ``net.parameters()``).
+Every parameter trains, the conditioner included (the optimizer gets ``net.parameters()``);
+with ``adjustable_frozen`` only the conditioner does, anchored so that the default alpha
+adds nothing (the samples drawn at the default then carry no gradient: set
+``adjustable_default`` to 0 there).
 """
 
 from __future__ import annotations
@@ -48,11 +51,13 @@ def init_adjustable(config: TrainConfig, style_names: Sequence[str]) -> Adjustab
     """A new adjustable network for ``style_names``: from ``config.from_model`` (a file or
     a shipped name: its
     transformer and those styles' rows; the conditioner starts at zero, so the network is
-    the plain one for every alpha) or freshly initialized."""
+    the plain one for every alpha) or freshly initialized; anchored at the default alpha
+    with ``adjustable_frozen``."""
     net = AdjustableStyleNet(
         num_styles=len(style_names), style_layers=config.style_layers,
         channels=config.channels, num_res_blocks=config.num_res_blocks,
-        outer_kernel=config.outer_kernel, hidden=config.conditioner_hidden)
+        outer_kernel=config.outer_kernel, hidden=config.conditioner_hidden,
+        anchored=config.adjustable_frozen)
     if not config.from_model:
         return net
     base = load_teacher(config.from_model)  # a file or a shipped name

@@ -160,6 +160,10 @@ class TrainConfig(_Config):
     adjustable_onehot: float = train_setting(
         0.1, help="Share of samples with one style layer only (one-hot layer weights); "
         "the rest draw U(0, 1) per layer.")
+    adjustable_frozen: bool = train_setting(
+        False, help="Train the conditioner only, the --from model's transformer frozen and "
+        "the conditioner anchored at each style's default layer weights: the default "
+        "setting then gives exactly the --from model's output (--adjustable --from).")
     ema_decay: float = train_setting(
         0.99, help="Decay of the moving averages that normalize each layer's style loss.")
     conditioner_lr: float | None = train_setting(
@@ -264,6 +268,7 @@ _RESUME_KEYS = (
     "seed",
     "teacher",
     "adjustable",
+    "adjustable_frozen",
     "conditioner_hidden",
 )
 
@@ -288,6 +293,9 @@ def validate(config: TrainConfig) -> None:
     if config.adjustable and config.temporal_weight > 0:
         raise UsageError(f"{flag('temporal_weight')} is not supported with "
                          f"{flag('adjustable')} yet")
+    if config.adjustable_frozen and not (config.adjustable and config.from_model):
+        raise UsageError(f"{flag('adjustable_frozen')} needs {flag('adjustable')} "
+                         f"{flag('from_model')} MODEL (the transformer it keeps)")
     if config.adjustable_default + config.adjustable_onehot > 1:
         raise UsageError("adjustable_default + adjustable_onehot must be <= 1 "
                          f"({flag('adjustable_default')}, {flag('adjustable_onehot')})")

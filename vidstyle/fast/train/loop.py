@@ -175,9 +175,13 @@ def train(
     if adding:
         params = train_only_last_style(net)
     elif isinstance(net, AdjustableStyleNet):  # the conditioner trains too, at its own rate
-        params = [{"params": list(net.transformer.parameters())},
-                  {"params": list(net.conditioner.parameters()),
-                   "lr": config.conditioner_lr or config.lr}]
+        conditioner = {"params": list(net.conditioner.parameters()),
+                       "lr": config.conditioner_lr or config.lr}
+        if config.adjustable_frozen:
+            net.transformer.requires_grad_(False)
+            params = [conditioner]
+        else:
+            params = [{"params": list(net.transformer.parameters())}, conditioner]
     else:
         params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr)

@@ -265,9 +265,6 @@ def write_manifest_entry(
     atomic_write_text(mp, text)
 
 
-#: The shipped model used when no --model is given.
-
-
 def shipped_style_names(name: str = DEFAULT_MODEL) -> tuple[str, ...]:
     """Style names of shipped model ``name`` from the manifest (no weights loaded);
     empty when the model is not shipped."""

@@ -261,3 +261,32 @@ def test_frozen_training_keeps_the_plain_model_at_the_default_setting(
         assert torch.allclose(baked(x, one_hot_styles(0, 1)), want, atol=1e-5)
     with pytest.raises(UsageError, match="adjustable_frozen"):
         _config(tiny_data, "y", adjustable=True, adjustable_frozen=True)
+
+
+def test_from_an_adjustable_model_continues_its_conditioner(tiny_data, tmp_path: Path) -> None:
+    from vidstyle.fast.train.adjustable import init_adjustable
+
+    torch.manual_seed(0)
+    base = AdjustableStyleNet(num_styles=3, style_layers=("a", "b"), channels=(4, 8, 8),
+                              num_res_blocks=1, outer_kernel=3, hidden=16, anchored=True)
+    _randomize_conditioner(base)
+    with torch.no_grad():
+        base.loss_ema.copy_(torch.tensor([[1.0, 9.0], [2.0, 2.0], [5.0, 1.0]]))
+        base.ema_count.fill_(3)
+    save_model(tmp_path / "a.pt", base, style_names=("udnie", "wave", "starry"),
+               dtype=torch.float32)
+    cfg = _config(tiny_data, "x", adjustable=True, adjustable_frozen=True,
+                  from_model=str(tmp_path / "a.pt"), conditioner_hidden=16)
+    net = init_adjustable(cfg, ("starry", "wave"))
+    x, alpha = torch.rand(1, 3, 20, 20), torch.tensor([[0.9, 0.2]])
+    with torch.no_grad():
+        for mine, theirs in ((0, 2), (1, 1)):
+            want = base(x, one_hot_styles(theirs, 3), alpha)
+            got = net(x, one_hot_styles(mine, 2), alpha)
+            assert torch.allclose(got, want, atol=1e-5)
+            assert not torch.allclose(got, base(x, one_hot_styles(theirs, 3)), atol=1e-3)
+    assert torch.equal(net.loss_ema, base.loss_ema[[2, 1]])
+    other = _config(tiny_data, "y", adjustable=True, from_model=str(tmp_path / "a.pt"),
+                    conditioner_hidden=16)  # not frozen: not anchored
+    with pytest.raises(UsageError, match="adjustable_frozen"):
+        init_adjustable(other, ("starry", "wave"))

@@ -49,10 +49,10 @@ __all__ = [
 
 def init_adjustable(config: TrainConfig, style_names: Sequence[str]) -> AdjustableStyleNet:
     """A new adjustable network for ``style_names``: from ``config.from_model`` (a file or
-    a shipped name: its
-    transformer and those styles' rows; the conditioner starts at zero, so the network is
-    the plain one for every alpha) or freshly initialized; anchored at the default alpha
-    with ``adjustable_frozen``."""
+    a shipped name: its transformer and those styles' rows; the conditioner starts at zero,
+    so the network is the plain one for every alpha, or where the model is adjustable
+    itself, from its conditioner and loss averages) or freshly initialized; anchored at
+    the default alpha with ``adjustable_frozen``."""
     net = AdjustableStyleNet(
         num_styles=len(style_names), style_layers=config.style_layers,
         channels=config.channels, num_res_blocks=config.num_res_blocks,
@@ -76,7 +76,31 @@ def init_adjustable(config: TrainConfig, style_names: Sequence[str]) -> Adjustab
         raise UsageError(f"{flag('from_model')} {config.from_model} does not fit the "
                          f"network settings ({flag('channels')}, {flag('num_res_blocks')}, "
                          f"{flag('outer_kernel')}): {e}") from None
+    if isinstance(base.net, AdjustableStyleNet):
+        _continue_conditioner(net, base.net, rows, config)
     return net
+
+
+def _continue_conditioner(net: AdjustableStyleNet, base: AdjustableStyleNet,
+                          rows: torch.Tensor, config: TrainConfig) -> None:
+    """Start ``net``'s conditioner and loss averages from adjustable model ``base`` (e.g.
+    to go on at a larger crop size): its first layer's style columns and the loss
+    averages taken at ``rows`` (the base's index of each of ``net``'s styles). The layers,
+    the width and the anchoring must match."""
+    if (base.style_layers != net.style_layers or base.conditioner.hidden != net.conditioner.hidden
+            or base.anchored != net.anchored):
+        raise UsageError(
+            f"{flag('from_model')} {config.from_model} is an adjustable model of other "
+            f"settings ({flag('style_layers')}, {flag('conditioner_hidden')} or "
+            f"{flag('adjustable_frozen')}): start from a plain model instead")
+    state = {k: v.float() for k, v in base.conditioner.state_dict().items()}
+    first = state["mlp.0.weight"]  # (hidden, L + S_base): alpha columns, then styles
+    n = base.num_layers
+    state["mlp.0.weight"] = torch.cat([first[:, :n], first[:, n:][:, rows]], dim=1)
+    net.conditioner.load_state_dict(state)
+    with torch.no_grad():
+        net.loss_ema.copy_(base.loss_ema[rows].float())
+        net.ema_count.copy_(base.ema_count[rows].float())
 
 
 def sample_alpha(net: AdjustableStyleNet, ids: torch.Tensor, config: TrainConfig,

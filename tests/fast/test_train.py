@@ -15,7 +15,7 @@ from PIL import Image
 
 from vidstyle.errors import InputError, Interrupted, UsageError
 from vidstyle.fast.model_io import load_model
-from vidstyle.fast.net import one_hot_styles
+from vidstyle.fast.net import StyleNet, one_hot_styles
 from vidstyle.fast.train import (
     FLAGS,
     TrainConfig,
@@ -96,6 +96,28 @@ def test_resume_gives_identical_parameters(tiny_data, tiny_loss_net) -> None:
     # changed settings are refused
     with pytest.raises(UsageError):
         train(_config(tiny_data, "b", steps=6, size=24, resume=True), loss_net=tiny_loss_net)
+
+
+def test_weight_average_is_exported_and_resumed(tiny_data, tiny_loss_net) -> None:
+    kw = {"weight_average": 0.5}
+    straight = train(_config(tiny_data, "wa", steps=4, **kw), loss_net=tiny_loss_net)
+    train(_config(tiny_data, "wb", steps=2, **kw), loss_net=tiny_loss_net)
+    resumed = train(_config(tiny_data, "wb", steps=4, resume=True, **kw),
+                    loss_net=tiny_loss_net)
+    sa = torch.load(straight.checkpoint_path, weights_only=True)
+    sb = torch.load(resumed.checkpoint_path, weights_only=True)
+    assert set(sa["average"]) == {k for k, _ in StyleNet(
+        num_styles=2, channels=(4, 8, 8), num_res_blocks=1, outer_kernel=3).named_parameters()}
+    for k, v in sa["average"].items():
+        assert torch.equal(v, sb["average"][k]), k  # the average resumes exactly
+    # the checkpoint goes on from the last step's weights, the model takes the average
+    exported = load_model(straight.model_path).net.state_dict()
+    moved = 0
+    for k, v in sa["average"].items():
+        assert torch.equal(exported[k], v), k
+        moved += not torch.equal(v, sa["model"][k])
+    assert moved > 0
+    assert load_model(straight.model_path).info["weight_average"] == 0.5
 
 
 def test_add_style_leaves_other_styles_unchanged(tiny_data, tiny_loss_net) -> None:

@@ -171,6 +171,10 @@ class TrainConfig(_Config):
         "one lets a short fine-tuning from a plain model learn the layer weights.")
     conditioner_hidden: int = train_setting(
         128, help="Hidden width of the conditioning network (--adjustable).")
+    weight_average: float = train_setting(
+        0.0, help="Decay of a moving average of the trained parameters that the exported "
+        "model.pt takes (0 = off, the last step's; e.g. 0.98 averages about the last 50 "
+        "steps: small batches make single steps noisy). The checkpoint keeps both.")
     device: Device = train_setting("auto", flag="", group="Run", example="cpu",
                                    help="Compute device; per invocation.")
     precision: Precision = train_setting(
@@ -222,6 +226,7 @@ class TrainConfig(_Config):
         self._range("adjustable_default", 0, 1)
         self._range("adjustable_onehot", 0, 1)
         self._range("ema_decay", 0, 0.9999)
+        self._range("weight_average", 0, 0.9999)
         self._range("conditioner_hidden", 1)
         self._range("conditioner_lr", 0, lo_open=True)
         self._range("temporal_zoom", 0, 0.5)

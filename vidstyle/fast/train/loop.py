@@ -114,6 +114,37 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
+class WeightAverage:
+    """Exponential moving average of a network's trainable parameters (Polyak averaging):
+    after each optimizer step avg = decay * avg + (1 - decay) * param. It starts at the
+    parameters it is created with (or a resumed run's average)."""
+
+    def __init__(self, net: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.params = {k: p for k, p in net.named_parameters() if p.requires_grad}
+        self.avg = {k: p.detach().clone() for k, p in self.params.items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for k, p in self.params.items():
+            self.avg[k].lerp_(p.detach(), 1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.avg.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """The averages of a checkpoint; parameters it lacks (averaging just turned on, or
+        other trainable ones) keep their current values."""
+        for k, v in state.items():
+            if k in self.avg and self.avg[k].shape == v.shape:
+                self.avg[k].copy_(v)
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        for k, p in self.params.items():
+            p.copy_(self.avg[k])
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log records after ``step`` (written after the checkpoint we resume from)."""
     if not path.exists():
@@ -186,6 +217,7 @@ def train(
         params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr)
     lrs = [group["lr"] for group in opt.param_groups]
+    average = WeightAverage(net, config.weight_average) if config.weight_average > 0 else None
     gen = torch.Generator().manual_seed(config.seed)
 
     step = 0
@@ -201,6 +233,8 @@ def train(
         for group, fresh in zip(opt.param_groups, lrs, strict=True):
             group["lr"] = fresh  # the rates of this invocation (--set lr=... on a resume)
         gen.set_state(ck["rng"])
+        if average is not None and "average" in ck:
+            average.load_state_dict(ck["average"])
         step = int(ck["step"])
         prior_elapsed = float(ck.get("elapsed_s", 0.0))
         _truncate_log(log_path, step)
@@ -231,6 +265,7 @@ def train(
             "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "optimizer": _to_cpu(opt.state_dict()),
             "rng": gen.get_state(),
+            **({"average": average.state_dict()} if average is not None else {}),
             "config": config.to_dict(),
             "elapsed_s": prior_elapsed + time.monotonic() - t_start,
         }
@@ -271,6 +306,8 @@ def train(
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()
+            if average is not None:
+                average.update()
             step += 1
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.detach()
@@ -304,12 +341,15 @@ def train(
     save_checkpoint()
 
     net.eval()
+    if average is not None:  # the export takes the averaged weights (the checkpoint both)
+        average.copy_to_model()
     info = {
         "steps": step,
         "config": config.to_dict(),
         "final_losses": last,
         "bf16": bf16,
         "device": str(device),
+        **({"weight_average": config.weight_average} if average is not None else {}),
     }
     eval_losses = evaluate(net, loss_net, holdout, targets, config, layer_w, device, style_names)
     info["eval_losses"] = eval_losses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,33 @@ def test_blend_weight_is_the_flow_confidence() -> None:
     moved = (out - second).abs().amax(dim=1, keepdim=True)
     assert float(moved[w == 0].max()) == 0.0
     assert float(moved[w > 0.5].min()) > 0.1
+
+
+def test_output_blend_pulls_harder_while_a_chain_of_blends_is_young() -> None:
+    """With feature blending the output weight is (base + young) * c for the first
+    YOUNG_FRAMES blends of a pixel's chain and base * c after; a pixel the mask does not
+    trust (c <= 0.5) never ages. Checked with a plain lerp on a still picture whose raw
+    output jumps from 0 to 1: the weight of frame t is (1 - O_t) / (1 - O_{t-1})."""
+    from vidstyle.fast import stabilize
+    from vidstyle.fast.stabilize import FlowContext
+
+    st = Stabilizer(flow=None, stability=0.7, feature_blend=True, preserve_texture=False)
+    base, young = st.output_weight, st.young_weight
+    assert base == pytest.approx(0.3) and young > 0.05
+    c = torch.ones(1, 1, 8, 8)
+    c[..., 4:] = 0.4  # the right half: trusted too little to age
+    ctx = FlowContext(1, torch.zeros(1, 2, 8, 8), c, 1.0, False)
+    outs = [st.apply(None, torch.zeros(1, 3, 8, 8))]
+    for _ in range(stabilize.YOUNG_FRAMES + 2):
+        outs.append(st.apply(ctx, torch.ones(1, 3, 8, 8)))
+    weights = [(1 - b) / (1 - a) for a, b in itertools.pairwise(outs)]
+    for t, w in enumerate(weights):
+        want = base + (young if t < stabilize.YOUNG_FRAMES else 0.0)
+        assert torch.allclose(w[..., :4], torch.full_like(w[..., :4], want), atol=1e-5), t
+        assert torch.allclose(w[..., 4:], torch.full_like(w[..., 4:], 0.4 * (base + young)),
+                              atol=1e-5), t
+    # output blend alone (no feature blending): the plain weight s everywhere
+    assert Stabilizer(flow=None, stability=0.7).young_weight == 0.0
 
 
 def test_photometric_agreement_blends_where_the_flow_explains_the_frame(data_dir: Path) -> None:

@@ -25,7 +25,10 @@ averages two unrelated stroke patterns and measurably washes the style out (on b
 at s = 0.7 the Gram style loss rose 2.8x); blending features keeps it within a few percent
 at a lower warping error (benchmarks/RESULTS.md). The weights at each point are
 ``min(1, gain * s)`` with the gains of :data:`FEATURE_GAINS` and
-:data:`OUTPUT_GAIN_WITH_FEATURES`. Without feature blending the output blend has weight s
+:data:`OUTPUT_GAIN_WITH_FEATURES`, raised by :data:`YOUNG_GAIN_WITH_FEATURES` for the first
+:data:`YOUNG_FRAMES` blends of each pixel's chain (its age travels with the flow): fast
+motion's flicker sits in young chains, while long chains under slow motion would lose
+texture to a stronger blend. Without feature blending the output blend has weight s
 (texture-preserving in both cases, :func:`texture_preserving_blend`).
 
 Flow is computed on the source frames (DIS, :func:`default_flow`).
@@ -93,6 +96,22 @@ CONFIDENCE_SOFTNESS = 3.0
 #: warping error 0.46 -> 0.42 x raw on bikes.mp4 (0.24 -> 0.22 at 1x), vtest 0.23 -> 0.22
 #: (benchmarks/RESULTS.md, issue 20).
 USE_AGREEMENT = True
+#: With feature blending, the output blend pulls harder where the pixel's chain of blends
+#: is young: weight c * (OUTPUT_GAIN_WITH_FEATURES + YOUNG_GAIN_WITH_FEATURES * [age <
+#: YOUNG_FRAMES]) * s, where the age counts the consecutive frames the pixel was blended
+#: (c > 0.5), carried along the flow. A stronger blend everywhere lowers the warping error
+#: under fast motion but washes the texture out under slow motion, where the chains grow
+#: long (each blend resamples and mixes two stroke patterns); young chains are those of
+#: newly revealed or fast-changing regions, where fast motion leaves its flicker.
+YOUNG_GAIN_WITH_FEATURES = 2 / 7
+YOUNG_FRAMES = 2
+
+
+def blend_settings() -> tuple[object, ...]:
+    """The module's blend constants, for fingerprints: output made with other values
+    differs, so a resumed run must not reuse it."""
+    return (sorted(FEATURE_GAINS.items()), OUTPUT_GAIN_WITH_FEATURES, PHOTOMETRIC_SIGMA,
+            CONFIDENCE_SOFTNESS, USE_AGREEMENT, YOUNG_GAIN_WITH_FEATURES, YOUNG_FRAMES)
 
 
 def default_flow() -> FlowEstimator:
@@ -228,6 +247,7 @@ class Stabilizer:
         self._prev_features: dict[str, torch.Tensor] = {}
         self._prev_source: torch.Tensor | None = None
         self._prev_out: torch.Tensor | None = None
+        self._age: torch.Tensor | None = None  # (1, 1, H, W): frames each chain was blended
         self._count = 0
         self.cuts: list[int] = []
 
@@ -235,6 +255,7 @@ class Stabilizer:
         """Forget the history (the next frame is treated as the first one)."""
         self._prev_source = None
         self._prev_out = None
+        self._age = None
         self._prev_features = {}
         self._weights = []
         self._count = 0
@@ -268,6 +289,15 @@ class Stabilizer:
         if self.feature_blend:
             return min(1.0, OUTPUT_GAIN_WITH_FEATURES * self.stability)
         return self.stability
+
+    @property
+    def young_weight(self) -> float:
+        """Extra blend weight (times the mask) where a pixel's chain of blends is younger
+        than :data:`YOUNG_FRAMES` (with feature blending; see :data:`YOUNG_GAIN_WITH_FEATURES`)."""
+        if not self.feature_blend:
+            return 0.0
+        return max(0.0, min(1.0, (OUTPUT_GAIN_WITH_FEATURES + YOUNG_GAIN_WITH_FEATURES)
+                            * self.stability) - self.output_weight)
 
     def feature_hook(self, ctx: Motion | None) -> Callable[[str, torch.Tensor], torch.Tensor]:
         """A network feature hook for this frame (``InferenceNet.forward(..., hook=)``).
@@ -347,12 +377,28 @@ class Stabilizer:
             and not ctx.cut
             and prev.shape == stylized.shape
         ):
-            weight = self.confidence(ctx).to(stylized.dtype) * self.output_weight  # (1,1,H,W)
-            warped = warp(prev, ctx.backward.to(stylized.dtype))
+            c = self.confidence(ctx).to(stylized.dtype)  # (1, 1, H, W)
+            flow = ctx.backward.to(stylized.dtype)
+            young = self.young_weight
+            age = self._age
+            if young > 0 and age is not None and age.shape[-2:] == prev.shape[-2:]:
+                # one warp for the output and its chains' ages
+                both = warp(torch.cat([prev, age.to(prev.dtype)], dim=1), flow)
+                warped, age = both[:, :3], both[:, 3:]
+                # ages are whole frames; the warp interpolates them: round to the nearest
+                is_young = (age < YOUNG_FRAMES - 0.5).to(c.dtype)
+                weight = c * (self.output_weight + young * is_young)
+            else:
+                warped = warp(prev, flow)
+                age = torch.zeros_like(c)
+                weight = c * self.output_weight
             if self.preserve_texture:
                 out = texture_preserving_blend(stylized, warped, weight)
             else:
                 out = torch.lerp(stylized, warped, weight)
+            self._age = (age + 1) * (c > 0.5).to(c.dtype) if young > 0 else None
+        else:
+            self._age = torch.zeros_like(stylized[:, :1]) if self.young_weight > 0 else None
         self._prev_out = out
         return out
 
@@ -361,5 +407,6 @@ class Stabilizer:
         return self.apply(self.prepare(source), stylized)
 
 
-__all__ = ["FEATURE_GAINS", "USE_AGREEMENT", "Motion",
-           "OUTPUT_GAIN_WITH_FEATURES", "FlowContext", "Stabilizer", "default_flow"]
+__all__ = ["FEATURE_GAINS", "OUTPUT_GAIN_WITH_FEATURES", "USE_AGREEMENT", "YOUNG_FRAMES",
+           "YOUNG_GAIN_WITH_FEATURES", "FlowContext", "Motion", "Stabilizer", "blend_settings",
+           "default_flow"]

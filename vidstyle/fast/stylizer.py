@@ -36,7 +36,7 @@ from vidstyle.fast.model_io import (
 from vidstyle.fast.net import blend_strength
 from vidstyle.fast.runtimes import Runtime, RuntimeChoice, select_runtime
 from vidstyle.fast.scale import guided_upsample, network_size, shrink
-from vidstyle.fast.stabilize import Stabilizer
+from vidstyle.fast.stabilize import Stabilizer, blend_settings
 from vidstyle.fileio import sha256_file
 from vidstyle.imageops import keep_colors, resize_uint8, working_size
 from vidstyle.segment.faces import face_mask
@@ -118,7 +118,7 @@ class FastStylizer:
         return fingerprint_of(
             "fast", self.model_sha256, [round(float(v), 6) for v in self.style_weights[0]],
             f.size, f.strength, f.stability, f.tile, f.preserve_color, self.runtime_name,
-            f.style_scale,
+            f.style_scale, blend_settings() if f.stability > 0 else None,
         )
 
     @property

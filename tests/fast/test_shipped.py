@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidstyle.config import DEFAULT_ADJUSTABLE_MODEL
+from vidstyle.fast.adjustable import AdjustableStyleNet
 from vidstyle.fast.model_io import DEFAULT_WEIGHTS_DIR, load_shipped, read_manifest
 from vidstyle.fast.net import one_hot_styles
 from vidstyle.fast.train import DEFAULT_STYLES
@@ -18,13 +20,15 @@ MANIFEST = DEFAULT_WEIGHTS_DIR / "manifest.toml"
 def _fast_models() -> dict[str, dict]:
     models = read_manifest(MANIFEST).get("models", {})
     return {
-        k: v for k, v in models.items() if str(v.get("kind", "")).startswith("vidstyle.stylenet")
+        k: v for k, v in models.items()
+        if str(v.get("kind", "")).startswith(("vidstyle.stylenet", "vidstyle.adjustable"))
     }
 
 
 def test_shipped_weights_match_manifest() -> None:
     models = _fast_models()
-    assert {"fast7", "fast7_strong"} <= set(models), f"shipped models missing from {MANIFEST}"
+    assert {"fast7", "fast7_strong", DEFAULT_ADJUSTABLE_MODEL} <= set(models), (
+        f"shipped models missing from {MANIFEST}")
     for name, entry in models.items():
         path = MANIFEST.parent / entry["file"]
         assert path.is_file(), name
@@ -49,3 +53,27 @@ def test_shipped_model_stylizes_a_held_out_photo(data_dir: Path) -> None:
         assert float((y - x).abs().mean()) > 0.05  # it changes the photo
     assert float((outs[0] - outs[1]).abs().mean()) > 0.05  # starry differs from wave
     assert float((mixed - outs[0]).abs().mean()) > 0.01
+
+
+def test_shipped_adjustable_model_is_fast7_at_its_default_and_moves_with_the_weights(
+        data_dir: Path) -> None:
+    from PIL import Image
+
+    adj = load_shipped(DEFAULT_ADJUSTABLE_MODEL)
+    plain = load_shipped(read_manifest(MANIFEST)["models"][DEFAULT_ADJUSTABLE_MODEL]["from"])
+    net = adj.net
+    assert isinstance(net, AdjustableStyleNet) and net.anchored
+    assert {"starry", "scream", "wave"} <= set(adj.style_names)
+    with Image.open(data_dir / "content" / "kodim04.png") as im:
+        im = im.convert("RGB").resize((96, 64))
+    x = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None] / 255.0
+    with torch.no_grad():
+        for s, name in enumerate(adj.style_names):
+            row = one_hot_styles(s, net.num_styles)
+            want = plain.net(x, one_hot_styles(plain.style_names.index(name),
+                                               plain.net.num_styles))
+            assert torch.allclose(net(x, row), want, atol=2e-3), name  # fp16 weights
+            fine = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0]])
+            coarse = torch.tensor([[0.0, 0.0, 0.0, 1.0, 1.0]])
+            # the trained range's ends give looks that differ visibly (> 2/255 on average)
+            assert float((net(x, row, fine) - net(x, row, coarse)).abs().mean()) > 2 / 255

@@ -118,6 +118,13 @@ def test_weight_average_is_exported_and_resumed(tiny_data, tiny_loss_net) -> Non
         moved += not torch.equal(v, sa["model"][k])
     assert moved > 0
     assert load_model(straight.model_path).info["weight_average"] == 0.5
+    # turned on at a resume: the average starts from the resumed weights, not the fresh ones
+    train(_config(tiny_data, "wc", steps=2), loss_net=tiny_loss_net)
+    late = train(_config(tiny_data, "wc", steps=2, resume=True, **kw), loss_net=tiny_loss_net)
+    ck = torch.load(late.checkpoint_path, weights_only=True)
+    exported = load_model(late.model_path).net.state_dict()
+    for k, v in ck["average"].items():
+        assert torch.equal(v, ck["model"][k]) and torch.equal(exported[k], v), k
 
 
 def test_add_style_leaves_other_styles_unchanged(tiny_data, tiny_loss_net) -> None:

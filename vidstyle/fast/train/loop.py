@@ -125,6 +125,12 @@ class WeightAverage:
         self.avg = {k: p.detach().clone() for k, p in self.params.items()}
 
     @torch.no_grad()
+    def reset(self) -> None:
+        """Start over from the parameters' current values (e.g. just after a resume)."""
+        for k, p in self.params.items():
+            self.avg[k].copy_(p.detach())
+
+    @torch.no_grad()
     def update(self) -> None:
         for k, p in self.params.items():
             self.avg[k].lerp_(p.detach(), 1.0 - self.decay)
@@ -233,8 +239,9 @@ def train(
         for group, fresh in zip(opt.param_groups, lrs, strict=True):
             group["lr"] = fresh  # the rates of this invocation (--set lr=... on a resume)
         gen.set_state(ck["rng"])
-        if average is not None and "average" in ck:
-            average.load_state_dict(ck["average"])
+        if average is not None:  # from the resumed weights, or the run's own average
+            average.reset()
+            average.load_state_dict(ck.get("average", {}))
         step = int(ck["step"])
         prior_elapsed = float(ck.get("elapsed_s", 0.0))
         _truncate_log(log_path, step)

@@ -381,7 +381,7 @@ class Stabilizer:
             flow = ctx.backward.to(stylized.dtype)
             young = self.young_weight
             age = self._age
-            if young > 0 and age is not None and age.shape[-2:] == prev.shape[-2:]:
+            if young > 0 and age is not None:  # made from the last frame: prev's size
                 # one warp for the output and its chains' ages
                 both = warp(torch.cat([prev, age.to(prev.dtype)], dim=1), flow)
                 warped, age = both[:, :3], both[:, 3:]

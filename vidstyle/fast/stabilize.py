@@ -28,7 +28,11 @@ at a lower warping error (benchmarks/RESULTS.md). The weights at each point are
 :data:`OUTPUT_GAIN_WITH_FEATURES`, raised by :data:`YOUNG_GAIN_WITH_FEATURES` for the first
 :data:`YOUNG_FRAMES` blends of each pixel's chain (its age travels with the flow): fast
 motion's flicker sits in young chains, while long chains under slow motion would lose
-texture to a stronger blend. Without feature blending the output blend has weight s
+texture to a stronger blend. All these weights are also multiplied by the agreement of
+the network's own encoder features with the previous frame's warped ones
+(:func:`feature_agreement`): where a consistent flow is still wrong (deforming bodies,
+smooth regions carried along) the frame keeps its own strokes. Without feature blending
+the output blend has weight s
 (texture-preserving in both cases, :func:`texture_preserving_blend`).
 
 Flow is computed on the source frames (DIS, :func:`default_flow`).
@@ -103,15 +107,28 @@ USE_AGREEMENT = True
 #: under fast motion but washes the texture out under slow motion, where the chains grow
 #: long (each blend resamples and mixes two stroke patterns); young chains are those of
 #: newly revealed or fast-changing regions, where fast motion leaves its flicker.
-YOUNG_GAIN_WITH_FEATURES = 2 / 7
+YOUNG_GAIN_WITH_FEATURES = 4 / 7
 YOUNG_FRAMES = 2
+#: With feature blending, every blend's weight is also multiplied by the agreement of the
+#: network's own encoder features (:func:`feature_agreement` at :data:`AGREEMENT_POINT`,
+#: before any blend) with the previous frame's, warped by the flow: where the flow is
+#: consistent but wrong (a deforming body, a large smooth region carried along) the
+#: features disagree and the frame keeps its own strokes, instead of a mix of two stroke
+#: patterns that washes the style out. None disables it. With 2 (and the young gain raised
+#: from 2/7 to 4/7 to win back the warping error) the style loss of the stabilized output,
+#: x raw, fell on the kit's smooth clips (bigbuckbunny 3x 1.34 -> 1.17, tears 3x 1.29 ->
+#: 1.10, carphone 1x 1.39 -> 1.32) with the warping error within 0.40x raw on every clip
+#: (benchmarks/RESULTS.md, issue 20, session 10).
+FEATURE_AGREEMENT_SIGMA: float | None = 2.0
+AGREEMENT_POINT = "pre_res"
 
 
 def blend_settings() -> tuple[object, ...]:
     """The module's blend constants, for fingerprints: output made with other values
     differs, so a resumed run must not reuse it."""
     return (sorted(FEATURE_GAINS.items()), OUTPUT_GAIN_WITH_FEATURES, PHOTOMETRIC_SIGMA,
-            CONFIDENCE_SOFTNESS, USE_AGREEMENT, YOUNG_GAIN_WITH_FEATURES, YOUNG_FRAMES)
+            CONFIDENCE_SOFTNESS, USE_AGREEMENT, YOUNG_GAIN_WITH_FEATURES, YOUNG_FRAMES,
+            FEATURE_AGREEMENT_SIGMA, AGREEMENT_POINT)
 
 
 def default_flow() -> FlowEstimator:
@@ -119,6 +136,25 @@ def default_flow() -> FlowEstimator:
     size; half size costs less but raised the warping error of stabilized bikes.mp4 output
     by a third)."""
     return flow_from_config(FlowConfig())
+
+
+def feature_agreement(
+    current: torch.Tensor, warped_previous: torch.Tensor, sigma: float
+) -> torch.Tensor:
+    """How well the previous frame's network features, warped onto this frame, agree with
+    this frame's: exp(-d / sigma) with d = mean over channels of (current - warped)^2 /
+    var_c, var_c the variance of channel c of ``current`` over the frame.
+
+    current, warped_previous: (1, C, h, w), any float dtype. Returns (1, 1, h, w) float32 in
+    (0, 1]: 1 where they are equal; d is about 2 for unrelated features of the same
+    statistics (exp(-1) at sigma = 2). Motion the flow gets right moves the encoder's
+    features with the picture, so a low agreement marks pixels where the flow is wrong or
+    the content changed, even where the forward-backward check passes.
+    """
+    cur = current.float()
+    var = cur.var(dim=(2, 3), keepdim=True) + 1e-6
+    d = ((cur - warped_previous.float()).pow(2) / var).mean(dim=1, keepdim=True)
+    return torch.exp(-d / sigma)
 
 
 def texture_preserving_blend(
@@ -245,6 +281,10 @@ class Stabilizer:
         self.preserve_texture = preserve_texture
         self.feature_blend = feature_blend
         self._prev_features: dict[str, torch.Tensor] = {}
+        self._prev_raw: torch.Tensor | None = None  # unblended features at AGREEMENT_POINT
+        # feature agreement of frames whose network ran but whose output blend has not
+        # (the hook may run ahead of apply, in another thread); apply takes its frame's
+        self._agreements: list[tuple[Motion, torch.Tensor]] = []
         self._prev_source: torch.Tensor | None = None
         self._prev_out: torch.Tensor | None = None
         self._age: torch.Tensor | None = None  # (1, 1, H, W): frames each chain was blended
@@ -257,6 +297,8 @@ class Stabilizer:
         self._prev_out = None
         self._age = None
         self._prev_features = {}
+        self._prev_raw = None
+        self._agreements = []
         self._weights = []
         self._count = 0
         self.cuts = []
@@ -299,13 +341,25 @@ class Stabilizer:
         return max(0.0, min(1.0, (OUTPUT_GAIN_WITH_FEATURES + YOUNG_GAIN_WITH_FEATURES)
                             * self.stability) - self.output_weight)
 
+    def _agreement(self, ctx: Motion, *, take: bool) -> torch.Tensor | None:
+        """The feature agreement the hook found for ``ctx`` (removed with ``take``)."""
+        with self._weights_lock:
+            for i, (c, a) in enumerate(self._agreements):
+                if c is ctx:
+                    if take:
+                        del self._agreements[i]
+                    return a
+        return None
+
     def feature_hook(self, ctx: Motion | None) -> Callable[[str, torch.Tensor], torch.Tensor]:
         """A network feature hook for this frame (``InferenceNet.forward(..., hook=)``).
 
         At each point it blends the features (1, C, h, w) with the previous frame's features
         at that point, warped by ``ctx.backward`` resized to (h, w) (bicubic), weighted by
-        the area-averaged mask times min(1, FEATURE_GAINS[point] * s); it remembers the
-        result for the next frame. Call it for frames in order, from one thread.
+        the area-averaged mask times min(1, FEATURE_GAINS[point] * s), times the
+        :func:`feature_agreement` of the unblended features at :data:`AGREEMENT_POINT`
+        (which the output blend then uses too); it remembers the result for the next
+        frame. Call it for frames in order, from one thread.
         """
 
         Plan = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]  # (warp plan, mask)
@@ -324,6 +378,10 @@ class Stabilizer:
         def hook(point: str, features: torch.Tensor) -> torch.Tensor:
             prev = self._prev_features.get(point)
             out = features
+            prev_raw = None
+            if (FEATURE_AGREEMENT_SIGMA is not None and point == AGREEMENT_POINT
+                    and features.shape[0] == 1):
+                prev_raw, self._prev_raw = self._prev_raw, features
             if (
                 prev is not None
                 and ctx is not None
@@ -335,7 +393,19 @@ class Stabilizer:
             ):
                 gain = min(1.0, FEATURE_GAINS.get(point, 0.0) * self.stability)
                 warp_plan, mask = plan(tuple(features.shape[-2:]), features.device)
-                warped = warp_with_plan(prev, warp_plan)  # bicubic: repeated warps stay sharp
+                if prev_raw is not None and prev_raw.shape == features.shape:
+                    # bicubic (repeated warps stay sharp); one gather for both
+                    both = warp_with_plan(torch.cat([prev, prev_raw], dim=1), warp_plan)
+                    warped = both[:, : prev.shape[1]]
+                    agreement = feature_agreement(features, both[:, prev.shape[1]:],
+                                                  FEATURE_AGREEMENT_SIGMA)
+                    with self._weights_lock:
+                        self._agreements = [*self._agreements[-15:], (ctx, agreement)]
+                else:
+                    warped = warp_with_plan(prev, warp_plan)
+                    agreement = self._agreement(ctx, take=False)
+                if agreement is not None and agreement.shape[-2:] == mask.shape[-2:]:
+                    mask = mask * agreement.to(mask)
                 out = torch.lerp(features, warped.to(features.dtype),
                                  (mask * gain).to(features.dtype))
             self._prev_features[point] = out
@@ -378,6 +448,10 @@ class Stabilizer:
             and prev.shape == stylized.shape
         ):
             c = self.confidence(ctx).to(stylized.dtype)  # (1, 1, H, W)
+            agreement = self._agreement(ctx, take=True)
+            if agreement is not None:
+                c = c * F.interpolate(agreement.to(c.device), size=c.shape[-2:],
+                                      mode="bilinear", align_corners=False).to(c.dtype)
             flow = ctx.backward.to(stylized.dtype)
             young = self.young_weight
             age = self._age
@@ -407,6 +481,7 @@ class Stabilizer:
         return self.apply(self.prepare(source), stylized)
 
 
-__all__ = ["FEATURE_GAINS", "OUTPUT_GAIN_WITH_FEATURES", "USE_AGREEMENT", "YOUNG_FRAMES",
+__all__ = ["AGREEMENT_POINT", "FEATURE_AGREEMENT_SIGMA", "FEATURE_GAINS",
+           "OUTPUT_GAIN_WITH_FEATURES", "USE_AGREEMENT", "YOUNG_FRAMES",
            "YOUNG_GAIN_WITH_FEATURES", "FlowContext", "Motion", "Stabilizer", "blend_settings",
-           "default_flow"]
+           "default_flow", "feature_agreement"]

@@ -1,6 +1,7 @@
 """Speed of the fast method: per runtime and against the peer, in one run.
 
-Run: ``python -m benchmarks.bench_fast [--quick] [--frames N] [--fp32-only] [--johnson]``.
+Run: ``python -m benchmarks.bench_fast [--quick] [--frames N] [--fp32-only] [--johnson]
+[--also MODEL]`` (``--also``: another model beside the default one, e.g. a cheaper network).
 
 Measured in one process, on the same clip (bigbuckbunny.mp4 at 640x360) and with the same
 decode thread, DIS flow stabilization and x264 encode thread around each network, the
@@ -322,6 +323,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--size", type=int, default=640, help="longest side (640 -> 640x360)")
     p.add_argument("--model", default=None, help="model file or shipped name (default: the "
                    "default model)")
+    p.add_argument("--also", action="append", default=[], metavar="MODEL",
+                   help="another model (file or shipped name) measured beside it, with "
+                   "its own auto runtime: network ms and end to end (repeatable)")
     p.add_argument("--fp32-only", action="store_true", help="hide the CPU's bf16 from the "
                    "runtime choice and cap oneDNN at AVX512-VNNI (a float32-only CPU)")
     p.add_argument("--no-int8", action="store_true", help="skip the ort-int8 runtime")
@@ -352,8 +356,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.size != 640:
         h, w = round(720 * a.size / 1280), a.size
 
-    def stylizer(runtime: str, stability: float | None = None) -> FastStylizer:
-        fast = FastConfig(size=a.size, model=a.model, runtime=runtime)  # type: ignore[arg-type]
+    def stylizer(runtime: str, stability: float | None = None, model: str | None = None
+                 ) -> FastStylizer:
+        fast = FastConfig(size=a.size, model=model or a.model,
+                          runtime=runtime)  # type: ignore[arg-type]
         if stability is not None:
             fast = dataclasses.replace(fast, stability=stability)
         return make_fast_stylizer(config=RunConfig(style="starry", method="fast", fast=fast),
@@ -396,8 +402,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["runtimes"][name] = row
         sts[name] = s
     rts = {n: s.runtime() for n, s in sts.items()}
-    net_s = time_alternating({n: functools.partial(rt, x, sw) for n, rt in rts.items()},
-                             rounds=max(3, rounds) * 2)
+    timed = {n: functools.partial(rt, x, sw) for n, rt in rts.items()}
+    others: dict[str, FastStylizer] = {}
+    res["also"] = {}
+    for m in a.also:
+        label = _label(m)
+        s = stylizer("auto", model=m)
+        rt = s.runtime()
+        others[label] = s
+        res["also"][label] = {"model": m, "runtime": rt.name,
+                              "gflop_per_frame": 2 * conv_macs(s.model.net, x,
+                                                               s.style_weights) / 1e9}
+        timed[label] = functools.partial(rt, x, s.style_weights)
+    net_s = time_alternating(timed, rounds=max(3, rounds) * 2)
+    others_s = {label: net_s.pop(label) for label in others}
     for dt in ("fp32", "bf16"):
         dtype = torch.float32 if dt == "fp32" else torch.bfloat16
         res[f"peak_{dt}_gflops"], res[f"peak_{dt}_gflops_per_cpu_s"] = conv_peak(dtype)
@@ -419,6 +437,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row["physical_limit_ms"] = (res["gflop_per_frame"] * 1e3
                                     / (res[f"peak_{dt}_gflops_per_cpu_s"] * res["threads"]))
 
+    for label, (t, c) in others_s.items():
+        o = res["also"][label]
+        o.update(network_ms=t * 1e3, network_cpu_ms=c * 1e3)
+        dt = "bf16" if o["runtime"] == "bf16" else "fp32"
+        o["vs_conv_peak"] = o["gflop_per_frame"] / t / res[f"peak_{dt}_gflops"]
+        o["vs_conv_peak_cpu"] = (o["gflop_per_frame"] / c
+                                 / res[f"peak_{dt}_gflops_per_cpu_s"])
+        o["physical_limit_ms"] = (o["gflop_per_frame"] * 1e3
+                                  / (res[f"peak_{dt}_gflops_per_cpu_s"] * res["threads"]))
+
     # end to end: every runtime but int8 (its network is not faster here, see RESULTS.md),
     # unless --e2e-int8
     contenders: dict[str, FastStylizer] = {n: s for n, s in sts.items()
@@ -426,6 +454,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pick = ch.name
     contenders["auto, stability 0"] = stylizer(pick, stability=0.0)
     contenders["auto, stability 0"].runtime()
+    for label, s in others.items():
+        contenders[f"{label} ({s.runtime().name})"] = s
     if not a.no_peers:
         mfn, note = magenta_fn(Path(a.cache))
         res["magenta_note"] = note
@@ -465,6 +495,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return res
 
 
+def _label(model: str) -> str:
+    """A short name for a model given as a file (its folder and name) or a shipped name."""
+    p = Path(model)
+    return f"{p.parent.name}/{p.stem}" if p.suffix else model
+
+
 def _print(r: dict[str, Any]) -> None:
     print(f"## fast method at 640x360, {r['date']}: {r['cpu']} ({', '.join(r['flags'])}), "
           f"{r['threads']} threads, load average {r['load_average_before'][0]:.1f} before / "
@@ -496,6 +532,12 @@ def _print(r: dict[str, Any]) -> None:
     if "magenta_network_ms" in r:
         print(f"| peer (b) Magenta, {r['magenta_note']} | {r['magenta_network_ms']:.0f} | "
               f"{r['magenta_network_cpu_ms']:.0f} | | | | | |")
+    for label, o in r.get("also", {}).items():
+        print(f"| {label} ({o['gflop_per_frame']:.1f} GFLOP), {o['runtime']} | "
+              f"{o['network_ms']:.0f} | {o['network_cpu_ms']:.0f} | "
+              f"{o['gflop_per_frame'] / o['network_ms'] * 1e3:.0f} | "
+              f"{o['vs_conv_peak']:.2f} / {o['vs_conv_peak_cpu']:.2f} | "
+              f"{o['physical_limit_ms']:.0f} | | |")
     print(f"\n| end to end ({r['frames']} frames x {r['rounds']} rounds, medians) | fps | "
           "CPU ms/frame | / peer |")
     print("|---|---:|---:|---:|")

@@ -65,6 +65,8 @@ RUNTIMES: tuple[str, ...] = get_args(Runtime)
 DEFAULT_MODEL = "fast7"
 #: The shipped adjustable model used for ``--layer-weights`` when no --model is given.
 DEFAULT_ADJUSTABLE_MODEL = "adjustable3"
+#: Pixel (un)shuffle factors a fast network may have (``StyleNet``'s ``space_to_depth``).
+SPACE_TO_DEPTH_FACTORS = (1, 2, 4)
 #: Highest ``--layer-weights`` value (trained range 0..1; above 1 extrapolates).
 MAX_LAYER_WEIGHT = 2.0
 #: Most ``--variations`` in one run.

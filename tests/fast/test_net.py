@@ -108,3 +108,43 @@ def test_model_file_roundtrip_weights_only(tmp_path) -> None:
         load_model(path, expected_sha256="0" * 64)
     with pytest.raises(StyleError):
         loaded.style_index("c")
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_space_to_depth_network_has_no_full_resolution_layer(factor: int, tmp_path) -> None:
+    from vidstyle.fast.inference import InferenceNet
+
+    net = StyleNet(num_styles=2, channels=(4, 8, 8), num_res_blocks=1, outer_kernel=3,
+                   space_to_depth=factor).eval()
+    _randomize_cin(net)
+    sizes: list[tuple[int, ...]] = []
+
+    def record(module, args, out) -> None:  # noqa: ANN001
+        sizes.append(tuple(out.shape[-2:]))
+
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(record)
+    x = torch.rand(1, 3, 45, 67)  # sides not multiples of the factor
+    w = one_hot_styles(1, 2)
+    with torch.no_grad():
+        y = net(x, w)
+    assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    assert max(sizes) == (-(-45 // factor), -(-67 // factor))  # no conv at 45 x 67
+    # the deployed copy computes the same, with its hooks at 1/(4 f) of the image
+    seen: list[tuple[int, ...]] = []
+    inet = InferenceNet(net, channels_last=True)
+    with torch.no_grad():
+        z = inet(x, w, hook=lambda p, h: seen.append(tuple(h.shape[-2:])) or h)
+    torch.testing.assert_close(z, y, rtol=0, atol=1e-5)
+    assert inet.alignment == 4 * factor and seen[0] == sizes[2]
+    # the model file keeps the factor; files without the key load as plain networks
+    path = tmp_path / "s2d.pt"
+    save_model(path, net, style_names=["a", "b"], dtype=torch.float32)
+    loaded = load_model(path).net
+    assert loaded.space_to_depth == factor
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, w), y)
+    assert "space_to_depth" not in StyleNet(num_styles=1).arch()
+    with pytest.raises(ValueError, match="space_to_depth"):
+        StyleNet(num_styles=1, space_to_depth=3)

@@ -27,9 +27,10 @@ ORT_TOLERANCE = 1e-4
 INT8_TOLERANCE = 0.15
 
 
-def _net(seed: int = 0) -> StyleNet:
+def _net(seed: int = 0, space_to_depth: int = 1) -> StyleNet:
     torch.manual_seed(seed)
-    net = StyleNet(num_styles=3, channels=(4, 8, 16), num_res_blocks=2)
+    net = StyleNet(num_styles=3, channels=(4, 8, 16), num_res_blocks=2,
+                   space_to_depth=space_to_depth, outer_kernel=9 if space_to_depth == 1 else 5)
     with torch.no_grad():
         for m in net.cin_modules().values():
             m.gamma.copy_(1.0 + 0.5 * torch.randn_like(m.gamma))
@@ -44,10 +45,12 @@ def _halving_hook(seen: list[tuple[str, tuple[int, ...], float]]):  # noqa: ANN2
     return hook
 
 
-@pytest.mark.parametrize("size", [(40, 56), (37, 53)])
-def test_ort_matches_eager_with_and_without_hooks(size: tuple[int, int]) -> None:
+@pytest.mark.parametrize(("size", "space_to_depth"), [((40, 56), 1), ((37, 53), 1),
+                                                      ((37, 53), 2)])
+def test_ort_matches_eager_with_and_without_hooks(size: tuple[int, int],
+                                                  space_to_depth: int) -> None:
     pytest.importorskip("onnxruntime")
-    net = _net(1)
+    net = _net(1, space_to_depth)
     x = torch.rand(2, 3, *size)
     w = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.5, 0.3]])
     eager = InferenceNet(net)

@@ -326,6 +326,23 @@ def test_tiled_output_matches_untiled_without_seams(data_dir: Path) -> None:
     assert float(g[[b - 1 for b in borders]].mean() / g.median()) > 1.5
 
 
+def test_tiles_of_a_space_to_depth_network_match_untiled(data_dir: Path) -> None:
+    """Tiles aligned to the coarser grid (and margins scaled) keep a space-to-depth
+    network's tiled output equal to its untiled one."""
+    torch.manual_seed(0)
+    sn = StyleNet(num_styles=3, channels=(4, 8, 16), num_res_blocks=1, outer_kernel=5,
+                  space_to_depth=2)
+    net = InferenceNet(sn.eval())
+    assert net.alignment == 8
+    x = to_tensor(_photo(data_dir, "amber.jpg", 640))
+    w = torch.tensor([[0.0, 1.0, 0.0]])
+    with torch.inference_mode():
+        ref = net(x, w)
+        tiled = tiling.tiled_forward(net, x, w, tile=200)
+    assert len(tiling.tile_grid(*x.shape[-2:], 200, align=8)) > 1
+    assert float((tiled - ref).abs().max()) < 1e-4
+
+
 def test_tile_size_policy() -> None:
     assert tiling.tile_size_for(360, 640, 0) == 0
     assert tiling.tile_size_for(4320, 7680, 0) == tiling.AUTO_TILE

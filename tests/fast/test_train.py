@@ -245,6 +245,86 @@ def test_distillation_moves_a_smaller_kernel_student_to_the_teacher(tiny_data) -
         train(dataclasses.replace(cfg, distill_weight=0.0), loss_net=TinyLossNet())
 
 
+def test_space_to_depth_kernels_are_exact_rearrangements() -> None:
+    """The student's outer kernels compute the teacher's outer convs exactly: the input
+    conv at every f-th pixel, the output conv after a nearest upsampling (away from the
+    padded border, whose reflection differs at the two resolutions)."""
+    import torch.nn.functional as F
+
+    from vidstyle.fast.train.surgery import depth_input_kernel, depth_output_kernel
+
+    g = torch.Generator().manual_seed(0)
+    w_in = torch.randn(4, 3, 9, 9, generator=g)
+    x = torch.rand(1, 3, 40, 48, generator=g)
+    full = F.conv2d(x, w_in, padding=4)[:, :, ::2, ::2]
+    low = F.conv2d(F.pixel_unshuffle(x, 2), depth_input_kernel(w_in, 2, 5), padding=2)
+    torch.testing.assert_close(low[..., 3:-3, 3:-3], full[..., 3:-3, 3:-3], atol=1e-4,
+                               rtol=0)
+    w_out = torch.randn(3, 4, 9, 9, generator=g)
+    u = torch.rand(1, 4, 20, 24, generator=g)
+    full = F.conv2d(F.interpolate(u, scale_factor=2, mode="nearest"), w_out, padding=4)
+    low = F.pixel_shuffle(F.conv2d(u, depth_output_kernel(w_out, 2, 5), padding=2), 2)
+    torch.testing.assert_close(low[..., 6:-6, 6:-6], full[..., 6:-6, 6:-6], atol=1e-4,
+                               rtol=0)
+    # a kernel too small for the taps drops them: no longer the same conv
+    short = F.conv2d(F.pixel_unshuffle(x, 2), depth_input_kernel(w_in, 2, 3), padding=1)
+    assert float((short[..., 3:-3, 3:-3] - F.conv2d(x, w_in, padding=4)[:, :, ::2, ::2][
+        ..., 3:-3, 3:-3]).abs().max()) > 0.1
+
+
+def test_space_to_depth_student_of_fast7_starts_near_it(data_dir: Path) -> None:
+    """A space-to-depth student of the shipped fast7 starts from all of its tensors (the
+    outer ones re-arranged): on a photo, much nearer fast7's output than a fresh
+    network of the same shape."""
+    from vidstyle.fast.model_io import load_shipped
+    from vidstyle.fast.train import init_from_teacher
+
+    teacher = load_shipped("fast7").net.float().eval()
+    x = torch.nn.functional.interpolate(load_image(data_dir / "content" / "tubingen.jpg"),
+                                        size=(128, 192), mode="area")
+    w = one_hot_styles(0, teacher.num_styles)
+    with torch.no_grad():
+        target = teacher(x, w)
+
+    def dist(net: StyleNet) -> float:
+        with torch.no_grad():
+            return float((net.eval()(x, w) - target).pow(2).mean())
+
+    torch.manual_seed(0)
+    fresh = StyleNet(num_styles=teacher.num_styles, outer_kernel=5, space_to_depth=2)
+    init = StyleNet(num_styles=teacher.num_styles, outer_kernel=5, space_to_depth=2)
+    assert init_from_teacher(init, teacher) == len(init.state_dict())
+    assert dist(init) < 0.6 * dist(fresh), (dist(init), dist(fresh))
+    with pytest.raises(UsageError, match="space-to-depth"):
+        init_from_teacher(teacher, init)
+
+
+def test_distillation_moves_a_space_to_depth_student_to_the_teacher(tiny_data) -> None:
+    from vidstyle.fast.train import init_from_teacher
+
+    from .conftest import TinyLossNet
+
+    tfile = _teacher_file(tiny_data["root"])
+    teacher = load_model(tfile).net.float().eval()
+    x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    w = one_hot_styles([0, 1], 2)
+
+    def dist(net: StyleNet) -> float:
+        with torch.no_grad():
+            return float((net.eval()(x, w) - teacher(x, w)).pow(2).mean())
+
+    init = StyleNet(num_styles=2, channels=(4, 8, 8), num_res_blocks=1, outer_kernel=3,
+                    space_to_depth=2)
+    init_from_teacher(init, teacher)
+    cfg = _config(tiny_data, "s2d", steps=120, log_every=20, teacher=str(tfile), batch=4,
+                  style_weight=0.0, content_weight=0.0, tv_weight=0.0, lr=2e-2,
+                  space_to_depth=2)
+    res = train(cfg, loss_net=TinyLossNet())
+    student = load_model(res.model_path).net.float()
+    assert student.space_to_depth == 2
+    assert dist(student) < 0.8 * dist(init), (dist(student), dist(init))
+
+
 def test_resume_from_the_command_line_keeps_the_runs_settings(
     tiny_data, tiny_loss_net, monkeypatch
 ) -> None:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidstyle.fast.net import StyleNet
+from vidstyle.fast.net import StyleNet, from_depth, to_depth
 
 # --------------------------------------------------------------------------- network
 
@@ -190,6 +190,8 @@ class InferenceNet(nn.Module):
         self.dtype = dtype
         self.channels_last = channels_last
         self.num_styles = net.num_styles
+        #: the network's pixel (un)shuffle factor (:class:`StyleNet`'s ``space_to_depth``)
+        self.space_to_depth = net.space_to_depth
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         blocks = [net.conv_in, net.down1, net.down2]
         for r in net.res:
@@ -225,8 +227,9 @@ class InferenceNet(nn.Module):
         # frozen parameters, so that .to(device) moves them with the conv weights
         self.gammas = nn.ParameterList(nn.Parameter(g, requires_grad=False) for g in gammas)
         self.betas = nn.ParameterList(nn.Parameter(b, requires_grad=False) for b in betas)
-        # strides: the resolution factor (1, 2, 4) of each layer's output
-        factors, f = [], 1
+        # strides: the resolution factor (1, 2, 4, times the space-to-depth factor) of each
+        # layer's output
+        factors, f = [], self.space_to_depth
         for s in self.specs:
             f = f // 2 if s.upsample else f * s.stride
             factors.append(f)
@@ -237,6 +240,12 @@ class InferenceNet(nn.Module):
     @property
     def num_layers(self) -> int:
         return len(self.specs)
+
+    @property
+    def alignment(self) -> int:
+        """Input pixels per 1/4-resolution feature pixel (4 x ``space_to_depth``): crops
+        starting at multiples of it sample the same grid as the whole frame."""
+        return 4 * self.space_to_depth
 
     def affine(self, style_weights: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per-layer (gamma, beta), each (B, C) float32, of the style rows (B, S)."""
@@ -372,7 +381,8 @@ class InferenceNet(nn.Module):
             )
         else:
             gb = self.affine(style_weights.to(x.device))
-        x = self._prep(x)
+        size = x.shape[-2:]
+        x = self._prep(to_depth(x, self.space_to_depth))
         n = self.num_layers
 
         def layer(i: int, h: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
@@ -393,14 +403,15 @@ class InferenceNet(nn.Module):
         h = layer(n - 3, h, h1.shape[-2:])
         h = layer(n - 2, h, h0.shape[-2:])
         h = layer(n - 1, h)
-        return torch.sigmoid(h.float())
+        return torch.sigmoid(from_depth(h.float(), self.space_to_depth, size))
 
     def forward(
         self, x: torch.Tensor, style_weights: torch.Tensor, hook: FeatureHook | None = None
     ) -> torch.Tensor:
-        """hook(name, features) -> features, called with the 1/4-resolution features
-        before ("pre_res") and after ("post_res") the residual blocks (flow stabilization
-        of video blends them with the previous frame's; see vidstyle.fast.stabilize)."""
+        """hook(name, features) -> features, called with the 1/4-resolution features (of
+        the network's input: 1 / :attr:`alignment` of the image's) before ("pre_res") and
+        after ("post_res") the residual blocks (flow stabilization of video blends them
+        with the previous frame's; see vidstyle.fast.stabilize)."""
         return self._run(x, style_weights, hook=hook)
 
     def forward_stats(
@@ -414,7 +425,8 @@ class InferenceNet(nn.Module):
         """Forward with explicit normalization statistics.
 
         stats: per layer (mean, var), each (B, C) float32; None = the image's own.
-        core: (y0, y1, x0, x1) in input pixels (multiples of 4 except at the far edges):
+        core: (y0, y1, x0, x1) in input pixels (multiples of :attr:`alignment` except at the
+          far edges):
           the region whose pre-normalization statistics are reported.
         Returns (output (B, 3, H, W) float32, per layer (count, mean (B, C), M2 (B, C)))
         with float64 mean and M2 = sum of squared deviations over the core region.

@@ -3,7 +3,8 @@
 A model file is a ``torch.save`` of a plain dict that loads with ``weights_only=True``::
 
     {"format": "vidstyle.stylenet", "version": 1,
-     "arch": {"num_styles", "channels", "num_res_blocks", "outer_kernel"},
+     "arch": {"num_styles", "channels", "num_res_blocks", "outer_kernel",
+              "space_to_depth" (only when not 1)},
      "style_names": [str, ...], "state_dict": {name: fp16/fp32 tensor},
      "info": {...}}          # training config, steps, losses: str/int/float/list/dict only
 
@@ -142,7 +143,7 @@ def load_model(
                                      hidden=int(arch["hidden"]),
                                      anchored=bool(arch.get("anchored", False)))
         else:
-            net = StyleNet(**common)
+            net = StyleNet(**common, space_to_depth=int(arch.get("space_to_depth", 1)))
         state = {k: v.float() for k, v in payload["state_dict"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         log.debug("%s: bad architecture record", p, exc_info=True)

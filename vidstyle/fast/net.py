@@ -14,6 +14,12 @@ Layout (channels c0, c1, c2; every normalization is a :class:`ConditionalInstanc
     nearest upsample x2, conv 3x3 c1->c0, CIN, ReLU
     reflect-pad conv kxk c0->3, CIN, sigmoid
 
+With ``space_to_depth`` f > 1 the image enters as ``pixel_unshuffle(x, f)`` (3 f^2
+channels at 1/f resolution) and the last conv gives 3 f^2 channels put back by
+``pixel_shuffle``: no layer works at full resolution (full-resolution layers are memory
+bound on CPUs: RESULTS.md, "Per layer"), and the network costs about 1/f^2 the FLOPs.
+Frames whose sides are not multiples of f are padded (reflection) and cropped back.
+
 No transposed convolutions (no checkerboard artefacts). The upsampling goes back to the
 exact encoder sizes, so any H, W >= 4 works, odd sizes too.
 
@@ -29,7 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConditionalInstanceNorm2d", "StyleNet", "one_hot_styles", "blend_strength"]
+from vidstyle.config import SPACE_TO_DEPTH_FACTORS
+
+__all__ = [
+    "ConditionalInstanceNorm2d", "StyleNet", "one_hot_styles", "blend_strength", "to_depth",
+    "from_depth",
+]
 
 
 class ConditionalInstanceNorm2d(nn.Module):
@@ -121,6 +132,8 @@ class StyleNet(nn.Module):
     channels: (c0, c1, c2) widths at full, 1/2 and 1/4 resolution.
     num_res_blocks: residual blocks at 1/4 resolution.
     outer_kernel: kernel size of the first and last convolution (odd).
+    space_to_depth: f in (1, 2, 4): the factor of the pixel (un)shuffle around the
+      network (1 = none; see the module docstring).
     """
 
     def __init__(
@@ -130,6 +143,7 @@ class StyleNet(nn.Module):
         channels: Sequence[int] = (16, 32, 64),
         num_res_blocks: int = 3,
         outer_kernel: int = 9,
+        space_to_depth: int = 1,
     ) -> None:
         super().__init__()
         if num_styles < 1:
@@ -138,13 +152,18 @@ class StyleNet(nn.Module):
             raise ValueError(f"channels must be 3 widths, got {tuple(channels)}")
         if outer_kernel % 2 != 1:
             raise ValueError(f"outer_kernel must be odd, got {outer_kernel}")
+        if space_to_depth not in SPACE_TO_DEPTH_FACTORS:
+            raise ValueError(f"space_to_depth must be one of {SPACE_TO_DEPTH_FACTORS}, "
+                             f"got {space_to_depth}")
         c0, c1, c2 = (int(c) for c in channels)
         s = num_styles
         self.num_styles = s
         self.channels = (c0, c1, c2)
         self.num_res_blocks = num_res_blocks
         self.outer_kernel = outer_kernel
-        self.conv_in = _ConvCIN(num_styles=s, cin=3, cout=c0, kernel=outer_kernel)
+        self.space_to_depth = space_to_depth
+        rgb = 3 * space_to_depth**2  # image channels at the network's resolution
+        self.conv_in = _ConvCIN(num_styles=s, cin=rgb, cout=c0, kernel=outer_kernel)
         self.down1 = _ConvCIN(num_styles=s, cin=c0, cout=c1, kernel=3, stride=2)
         self.down2 = _ConvCIN(num_styles=s, cin=c1, cout=c2, kernel=3, stride=2)
         self.res = nn.ModuleList(
@@ -153,17 +172,22 @@ class StyleNet(nn.Module):
         self.up1 = _ConvCIN(num_styles=s, cin=c2, cout=c1, kernel=3, upsample=True)
         self.up2 = _ConvCIN(num_styles=s, cin=c1, cout=c0, kernel=3, upsample=True)
         self.conv_out = _ConvCIN(
-            num_styles=s, cin=c0, cout=3, kernel=outer_kernel, relu=False
+            num_styles=s, cin=c0, cout=rgb, kernel=outer_kernel, relu=False
         )
 
     def arch(self) -> dict[str, object]:
-        """Constructor arguments, JSON/TOML-serializable (for model files)."""
-        return {
+        """Constructor arguments, JSON/TOML-serializable (for model files); the default
+        ``space_to_depth`` (1) is left out, so earlier models' files and fingerprints
+        stay as they were."""
+        arch: dict[str, object] = {
             "num_styles": self.num_styles,
             "channels": list(self.channels),
             "num_res_blocks": self.num_res_blocks,
             "outer_kernel": self.outer_kernel,
         }
+        if self.space_to_depth != 1:
+            arch["space_to_depth"] = self.space_to_depth
+        return arch
 
     def cin_modules(self) -> dict[str, ConditionalInstanceNorm2d]:
         """Every CIN layer by its qualified module name, in forward order."""
@@ -185,6 +209,8 @@ class StyleNet(nn.Module):
                 f"expected (B, {self.num_styles}) style weights, got {tuple(style_weights.shape)}"
             )
         w = style_weights.to(device=x.device, dtype=torch.float32)
+        size = x.shape[-2:]
+        x = to_depth(x, self.space_to_depth)
         h0 = self.conv_in(x, w)
         h1 = self.down1(h0, w)
         h = self.down2(h1, w)
@@ -192,7 +218,27 @@ class StyleNet(nn.Module):
             h = block(h, w)
         h = self.up1(h, w, size=h1.shape[-2:])
         h = self.up2(h, w, size=h0.shape[-2:])
-        return torch.sigmoid(self.conv_out(h, w))
+        return torch.sigmoid(from_depth(self.conv_out(h, w), self.space_to_depth, size))
+
+
+def to_depth(x: torch.Tensor, f: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C f^2, ceil(H / f), ceil(W / f)): ``pixel_unshuffle`` of ``x``
+    padded by reflection at the bottom and right to multiples of f (f = 1: ``x``)."""
+    if f == 1:
+        return x
+    h, w = x.shape[-2:]
+    ph, pw = -h % f, -w % f
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > f else "replicate")
+    return F.pixel_unshuffle(x, f)
+
+
+def from_depth(y: torch.Tensor, f: int, size: Sequence[int]) -> torch.Tensor:
+    """Inverse of :func:`to_depth`: ``pixel_shuffle`` of (B, C f^2, h, w), cropped to
+    ``size`` (H, W)."""
+    if f == 1:
+        return y
+    return F.pixel_shuffle(y, f)[:, :, : size[0], : size[1]]
 
 
 def one_hot_styles(

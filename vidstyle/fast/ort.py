@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidstyle.fast.inference import FeatureHook, InferenceNet
-from vidstyle.fast.net import StyleNet
+from vidstyle.fast.net import StyleNet, from_depth, to_depth
 from vidstyle.media import iter_frames
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,9 @@ class _Part(nn.Module):
         super().__init__()
         self.net = net
         self.part = part
-        h, w = size
+        self.size = size
+        f = net.space_to_depth
+        h, w = -(-size[0] // f), -(-size[1] // f)  # the network's input size
         # the encoder's output sizes (stride-2 convs with padding 1: ceil(n / 2))
         self.h0 = (h, w)
         self.h1 = ((h + 1) // 2, (w + 1) // 2)
@@ -105,6 +107,7 @@ class _Part(nn.Module):
         net = self.net
         n = net.num_layers
         if self.part == "enc":
+            h = to_depth(h, net.space_to_depth)
             return self._layer(2, self._layer(1, self._layer(0, h, sw), sw), sw)
         if self.part == "core":
             for r in range(net.num_res):
@@ -112,7 +115,8 @@ class _Part(nn.Module):
             return h
         h = self._layer(n - 3, h, sw, self.h1)
         h = self._layer(n - 2, h, sw, self.h0)
-        return torch.sigmoid(self._layer(n - 1, h, sw))
+        return torch.sigmoid(from_depth(self._layer(n - 1, h, sw), net.space_to_depth,
+                                        self.size))
 
 
 def export_parts(net: StyleNet, size: tuple[int, int]) -> dict[str, bytes]:

@@ -56,10 +56,10 @@ def tile_size_for(h: int, w: int, tile: int) -> int:
     return t if max(h, w) > t else 0
 
 
-def _spans(n: int, tile: int) -> list[tuple[int, int]]:
-    """Split [0, n) into near-equal cores whose starts are multiples of 4."""
+def _spans(n: int, tile: int, align: int = 4) -> list[tuple[int, int]]:
+    """Split [0, n) into near-equal cores whose starts are multiples of ``align``."""
     count = max(1, math.ceil(n / tile))
-    step = max(4, math.ceil(n / count / 4) * 4)
+    step = max(align, math.ceil(n / count / align) * align)
     spans, s = [], 0
     while s < n:
         spans.append((s, min(n, s + step)))
@@ -68,17 +68,18 @@ def _spans(n: int, tile: int) -> list[tuple[int, int]]:
 
 
 def tile_grid(
-    h: int, w: int, tile: int, overlap: int = OVERLAP
+    h: int, w: int, tile: int, overlap: int = OVERLAP, align: int = 4
 ) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
     """Tiles of an (h, w) frame: [(core, extent)], each (y0, y1, x0, x1) in pixels.
 
-    Cores partition the frame; extents add ``overlap`` (clipped to the frame).
+    Cores partition the frame; extents add ``overlap`` (clipped to the frame). Core starts
+    and the overlap are multiples of ``align`` (``InferenceNet.alignment``).
     """
-    if overlap % 4:
-        raise ValueError(f"overlap must be a multiple of 4, got {overlap}")
+    if overlap % align:
+        raise ValueError(f"overlap must be a multiple of {align}, got {overlap}")
     out = []
-    for y0, y1 in _spans(h, tile):
-        for x0, x1 in _spans(w, tile):
+    for y0, y1 in _spans(h, tile, align):
+        for x0, x1 in _spans(w, tile, align):
             ext = (max(0, y0 - overlap), min(h, y1 + overlap),
                    max(0, x0 - overlap), min(w, x1 + overlap))
             out.append(((y0, y1, x0, x1), ext))
@@ -138,6 +139,8 @@ def tiled_forward(
     net: the float32 :class:`InferenceNet`; x: (1, 3, H, W) in [0, 1]; style_weights (1, S).
     tile: core size in px; stats_pixels: size budget of the statistics pass; refine: extra
     tiled passes re-estimating the statistics at full resolution (see the module doc).
+    overlap and feather are in the network's pixels: a network with ``space_to_depth`` f
+    sees f times farther, so both are scaled by f.
     Returns (1, 3, H, W) float32 in [0, 1] on the CPU (the tiles run on the device of
     ``net``'s weights).
     """
@@ -146,9 +149,11 @@ def tiled_forward(
     if 2 * (overlap - 40) < feather:
         raise ValueError(f"feather {feather} is too wide for overlap {overlap}")
     h, w = x.shape[-2:]
+    f = net.space_to_depth
+    overlap, feather = overlap * f, feather * f
     device = net.weights[0].device  # the tiles run where the network's weights are
     x, style_weights = x.to(device), style_weights.to(device)
-    grid = tile_grid(h, w, tile, overlap)
+    grid = tile_grid(h, w, tile, overlap, align=net.alignment)
     stats = frame_stats(net, x, style_weights, stats_pixels)
     for _ in range(refine):
         parts = []

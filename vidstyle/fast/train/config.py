@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from vidstyle.config import _Config, flag_of
+from vidstyle.config import SPACE_TO_DEPTH_FACTORS, _Config, flag_of
 from vidstyle.errors import InputError, UsageError
 
 #: The seven named styles of the shipped model, in model order.
@@ -123,6 +123,11 @@ class TrainConfig(_Config):
     num_res_blocks: int = train_setting(3, help="Residual blocks at 1/4 resolution.")
     outer_kernel: int = train_setting(9, help="Kernel of the first and last convolution "
                                       "(odd).")
+    space_to_depth: int = train_setting(
+        1, help="Pixel (un)shuffle factor around the network (1, 2 or 4): 2 runs every "
+        "layer at half resolution or less (about a quarter of the FLOPs; no "
+        "full-resolution layer). With --teacher, the student starts from the teacher's "
+        "weights re-arranged for it.")
     checkpoint_every: int = train_setting(1000, help="Steps between checkpoints (0 = at "
                                           "the end only).")
     log_every: int = train_setting(20, help="Steps between progress lines and log records.")
@@ -269,6 +274,7 @@ _RESUME_KEYS = (
     "channels",
     "num_res_blocks",
     "outer_kernel",
+    "space_to_depth",
     "add_style",
     "seed",
     "teacher",
@@ -292,6 +298,12 @@ def validate(config: TrainConfig) -> None:
         raise UsageError(f"{flag('channels')} takes 3 widths >= 1, got {config.channels}")
     if config.outer_kernel < 1 or config.outer_kernel % 2 != 1:
         raise UsageError(f"{flag('outer_kernel')} must be odd, got {config.outer_kernel}")
+    if config.space_to_depth not in SPACE_TO_DEPTH_FACTORS:
+        raise UsageError(f"{flag('space_to_depth')} takes one of {SPACE_TO_DEPTH_FACTORS}, "
+                         f"got {config.space_to_depth}")
+    if config.adjustable and config.space_to_depth != 1:
+        raise UsageError(f"{flag('space_to_depth')} is not supported with "
+                         f"{flag('adjustable')} yet")
     if config.adjustable and (config.add_style or config.teacher):
         raise UsageError(f"{flag('adjustable')} does not go with {flag('add_style')} or "
                          f"{flag('teacher')} (start it from a model with {flag('from_model')})")

@@ -96,6 +96,7 @@ def _network(
         channels=config.channels,
         num_res_blocks=config.num_res_blocks,
         outer_kernel=config.outer_kernel,
+        space_to_depth=config.space_to_depth,
     )
     if teacher is not None:
         copied = init_from_teacher(net, teacher.net)

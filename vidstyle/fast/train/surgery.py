@@ -16,22 +16,83 @@ def load_teacher(spec: str) -> model_io.LoadedModel:
     return resolve_model(spec, "cpu")[0]
 
 
+def depth_input_kernel(w: torch.Tensor, f: int, k: int) -> torch.Tensor:
+    """A stride-1 conv kernel (C, 3, K, K) on the image -> the (C, 3 f^2, k, k) kernel on
+    ``pixel_unshuffle(image, f)`` that gives the same output at the pixels (f Y, f X),
+    i.e. the original conv subsampled by f (exact where all taps fit: k >= 2 ceil(K/2f)
+    + 1; taps that do not fit are dropped). Unshuffled channel c f^2 + i f + j holds
+    image pixel (f Y + i, f X + j)."""
+    cout, cin, kk, _ = w.shape
+    out = torch.zeros(cout, cin, f, f, k, k, dtype=w.dtype, device=w.device)
+    for dy in range(-(kk // 2), kk // 2 + 1):
+        u, i = divmod(dy, f)
+        for dx in range(-(kk // 2), kk // 2 + 1):
+            v, j = divmod(dx, f)
+            if abs(u) <= k // 2 and abs(v) <= k // 2:
+                out[:, :, i, j, u + k // 2, v + k // 2] = w[:, :, dy + kk // 2, dx + kk // 2]
+    return out.reshape(cout, cin * f * f, k, k)
+
+
+def depth_output_kernel(w: torch.Tensor, f: int, k: int) -> torch.Tensor:
+    """A stride-1 conv kernel (3, C, K, K) applied to a nearest-x f upsampled input -> the
+    (3 f^2, C, k, k) kernel on the low-resolution input whose output channel c f^2 + a f
+    + b is output phase (a, b) (for ``pixel_shuffle(., f)``): the same sums, exact where
+    all taps fit (k >= 2 ceil(K/2f) + 1). Phase a, tap dy reads low-resolution row
+    offset floor((a + dy) / f)."""
+    cout, cin, kk, _ = w.shape
+    out = torch.zeros(cout, f, f, cin, k, k, dtype=w.dtype, device=w.device)
+    for a in range(f):
+        for dy in range(-(kk // 2), kk // 2 + 1):
+            u = (a + dy) // f
+            for b in range(f):
+                for dx in range(-(kk // 2), kk // 2 + 1):
+                    v = (b + dx) // f
+                    if abs(u) <= k // 2 and abs(v) <= k // 2:
+                        out[:, a, b, :, u + k // 2, v + k // 2] += w[:, :, dy + kk // 2,
+                                                                    dx + kk // 2]
+    return out.reshape(cout * f * f, cin, k, k)
+
+
+def _space_to_depth_init(student: StyleNet, teacher: StyleNet) -> dict[str, torch.Tensor]:
+    """The outer layers of a space-to-depth ``student`` from a plain ``teacher``: the
+    input conv is the teacher's subsampled (:func:`depth_input_kernel`), the output conv
+    the teacher's applied after a nearest upsampling (:func:`depth_output_kernel`), its
+    normalization's rows repeated per phase. So the student starts as the teacher with
+    its first layer's output subsampled and its last layer's input upsampled."""
+    f, k = student.space_to_depth, student.outer_kernel
+    t = teacher.state_dict()
+    out = {
+        "conv_in.conv.weight": depth_input_kernel(t["conv_in.conv.weight"].float(), f, k),
+        "conv_out.conv.weight": depth_output_kernel(t["conv_out.conv.weight"].float(), f, k),
+    }
+    for name in ("conv_out.conv.bias", "conv_out.norm.gamma", "conv_out.norm.beta"):
+        out[name] = t[name].float().repeat_interleave(f * f, dim=-1)
+    return out
+
+
 def init_from_teacher(student: StyleNet, teacher: StyleNet) -> int:
     """Copy the teacher's weights into ``student`` where they fit; returns how many tensors.
 
     Same-shape tensors are copied; a conv kernel larger in the teacher (e.g. the 9x9 outer
-    convolutions into a 5x5 student) contributes its centre. Everything else keeps the
-    student's initialization. Both networks need the same number of styles.
+    convolutions into a 5x5 student) contributes its centre. A space-to-depth student of
+    a plain teacher gets the outer layers re-arranged (:func:`_space_to_depth_init`).
+    Everything else keeps the student's initialization. Both networks need the same
+    number of styles.
     """
     if student.num_styles != teacher.num_styles:
         raise UsageError("the student and the teacher need the same styles")
     own = student.state_dict()
     copied = 0
+    special: dict[str, torch.Tensor] = {}
+    if student.space_to_depth != teacher.space_to_depth:
+        if teacher.space_to_depth != 1:
+            raise UsageError("a space-to-depth student needs a teacher without one")
+        special = _space_to_depth_init(student, teacher)
     with torch.no_grad():
         for k, v in teacher.state_dict().items():
             if k not in own:
                 continue
-            dst, src = own[k], v.float()
+            dst, src = own[k], special.get(k, v.float())
             if dst.shape == src.shape:
                 dst.copy_(src)
             elif (dst.dim() == 4 and dst.shape[:2] == src.shape[:2]
@@ -53,6 +114,7 @@ def extend_styles(net: StyleNet, extra: int) -> StyleNet:
         channels=net.channels,
         num_res_blocks=net.num_res_blocks,
         outer_kernel=net.outer_kernel,
+        space_to_depth=net.space_to_depth,
     )
     state = {}
     for k, v in net.state_dict().items():

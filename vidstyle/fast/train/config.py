@@ -154,8 +154,9 @@ class TrainConfig(_Config):
     from_model: str | None = train_setting(
         None, flag="from", group="Start from a model", metavar="MODEL",
         example="vidstyle/data/weights/fast7.pt",
-        help="The model --add-style extends, or --adjustable starts from (its transformer "
-        "and the rows of --styles).")
+        help="The model --add-style extends, --adjustable starts from (its transformer "
+        "and the rows of --styles), or a --teacher's student starts from (an earlier "
+        "student: the same architecture and styles).")
     adjustable: bool = train_setting(
         False, flag="", group="Adjustable",
         help="Train an adjustable model: per-style-layer loss weights become inputs "
@@ -316,9 +317,9 @@ def validate(config: TrainConfig) -> None:
     if config.adjustable_default + config.adjustable_onehot > 1:
         raise UsageError("adjustable_default + adjustable_onehot must be <= 1 "
                          f"({flag('adjustable_default')}, {flag('adjustable_onehot')})")
-    if config.from_model and not (config.add_style or config.adjustable):
-        raise UsageError(f"{flag('from_model')} goes with {flag('add_style')} or "
-                         f"{flag('adjustable')}")
+    if config.from_model and not (config.add_style or config.adjustable or config.teacher):
+        raise UsageError(f"{flag('from_model')} goes with {flag('add_style')}, "
+                         f"{flag('adjustable')} or {flag('teacher')}")
     if config.add_style and not config.from_model:
         raise UsageError(
             f"{flag('add_style')} needs {flag('from_model')}: "

@@ -98,7 +98,15 @@ def _network(
         outer_kernel=config.outer_kernel,
         space_to_depth=config.space_to_depth,
     )
-    if teacher is not None:
+    if teacher is not None and config.from_model:
+        start = load_teacher(config.from_model)
+        if start.style_names != teacher.style_names or start.net.arch() != net.arch():
+            raise UsageError(f"{flag('from_model')} {config.from_model} is not a student of "
+                             f"this shape: it needs the teacher's styles and the network "
+                             f"settings given ({start.net.arch()} vs {net.arch()})")
+        net.load_state_dict({k: v.float() for k, v in start.net.state_dict().items()})
+        log.info("student initialized from %s", config.from_model)
+    elif teacher is not None:
         copied = init_from_teacher(net, teacher.net)
         log.info("student initialized from the teacher: %d of %d tensors", copied,
                  len(net.state_dict()))

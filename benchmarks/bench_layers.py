@@ -33,19 +33,20 @@ import torch  # noqa: E402
 from benchmarks import write_json  # noqa: E402
 from benchmarks.bench_fast import conv_peak  # noqa: E402
 from vidstyle.fast.inference import InferenceNet  # noqa: E402
-from vidstyle.fast.net import StyleNet, one_hot_styles  # noqa: E402
+from vidstyle.fast.net import StyleNet, from_depth, one_hot_styles, to_depth  # noqa: E402
 from vidstyle.fast.stylizer import resolve_model  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Arch:
     """One architecture of :class:`StyleNet` (channels c0, c1, c2; residual blocks; the
-    outer convolutions' kernel)."""
+    outer convolutions' kernel; the space-to-depth factor)."""
 
     name: str
     channels: tuple[int, int, int]
     res_blocks: int
     outer_kernel: int
+    space_to_depth: int = 1
 
 
 #: Cheaper members of the same family, toward the ~2.5 GFLOP that 1.5x the peer would
@@ -57,6 +58,9 @@ CANDIDATES = (
     Arch("8/16/32", (8, 16, 32), 3, 9),
     Arch("8/16/32 k5", (8, 16, 32), 3, 5),
     Arch("8/32/64 k5", (8, 32, 64), 3, 5),
+    # no full-resolution layer: pixel_unshuffle(2) in, pixel_shuffle(2) out
+    Arch("space-to-depth 2, 16/32/64 k5", (16, 32, 64), 3, 5, 2),
+    Arch("space-to-depth 2, 32/32/64 k5", (32, 32, 64), 3, 5, 2),
 )
 
 
@@ -87,7 +91,7 @@ def replay(
     conv_outs: list[torch.Tensor] = []
     n = net.num_layers
     with torch.inference_mode():
-        h = net._prep(x)
+        h = net._prep(to_depth(x, net.space_to_depth))
         sizes: dict[int, tuple[int, int]] = {}
         block_in = h
         for i in range(n):
@@ -107,7 +111,8 @@ def replay(
                 else:
                     z = block_in + z
             h = z
-        return inputs, conv_outs, torch.sigmoid(h.float())
+        return inputs, conv_outs, torch.sigmoid(from_depth(h.float(), net.space_to_depth,
+                                                           x.shape[-2:]))
 
 
 def per_layer(net: InferenceNet, x: torch.Tensor, rounds: int, reps: int) -> list[dict[str, Any]]:
@@ -164,6 +169,7 @@ def _net(arch: Arch | None, model: str, dtype: torch.dtype) -> tuple[str, Infere
         channels=arch.channels,
         num_res_blocks=arch.res_blocks,
         outer_kernel=arch.outer_kernel,
+        space_to_depth=arch.space_to_depth,
     )
     return arch.name, InferenceNet(net, dtype=dtype)
 

@@ -48,6 +48,17 @@ def _content_loss(vgg: VGGFeatures, layers: list[str] | tuple[str, ...], x: torc
     return float(sum(content_loss(fy[k], fx[k]) for k in layers))
 
 
+def nyquist_share(image: torch.Tensor, cutoff: float = 0.45) -> float:
+    """Share of the luminance's spectral energy (mean removed) at frequencies above
+    ``cutoff`` cycles per pixel in either direction: the 2-pixel patterns a sub-pixel
+    (pixel-shuffle) output can invent, for image (1, 3, H, W) in [0, 1]."""
+    g = image.float().mean(1)[0]
+    power = torch.fft.fft2(g - g.mean()).abs().pow(2)
+    fy = torch.fft.fftfreq(g.shape[0], device=g.device).abs()[:, None]
+    fx = torch.fft.fftfreq(g.shape[1], device=g.device).abs()[None, :]
+    return float(power[(fy > cutoff) | (fx > cutoff)].sum() / power.sum().clamp_min(1e-12))
+
+
 def _vgg(device: torch.device, vgg_file: str | None) -> VGGFeatures:
     if not vgg_file:
         return load_vgg("vgg19", device=device, truncate_after="relu5_1")
@@ -128,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
             with torch.no_grad():
                 y = net(x, w).clamp(0, 1)
             entry = {"input": g.style_loss_of(x), "fast": g.style_loss_of(y),
-                     "fast_content": _content_loss(vgg, layers["content"], x, y)}
+                     "fast_content": _content_loss(vgg, layers["content"], x, y),
+                     "fast_nyquist": nyquist_share(y)}
             if earlier is not None:
                 old = earlier["styles"].get(s, {}).get("photos", {}).get(name, {})
                 if "optim" in old:
@@ -148,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
                                 "mean_fast_style": sum(e["fast"] for e in row.values())
                                 / len(row),
                                 "mean_fast_content": sum(e["fast_content"] for e in row.values())
+                                / len(row),
+                                "mean_fast_nyquist": sum(e["fast_nyquist"] for e in row.values())
                                 / len(row)}
         fast_rows.append(fr)
         if orow:
@@ -163,11 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     results["wall_s"] = time.time() - t0
     write_json(out / "fast_quality.json", results)
     print("style            mean fast/optim style-loss ratio (bar <= 2) | mean style loss | "
-          "mean content loss (relu4_2)")
+          "mean content loss (relu4_2) | 2-px pattern energy share")
     for s, r in results["styles"].items():
         mr = r["mean_ratio"]
         print(f"{s:<16} {mr:.2f}" if mr is not None else f"{s:<16} (not optimized)",
-              f"| {r['mean_fast_style']:.0f} | {r['mean_fast_content']:.4g}")
+              f"| {r['mean_fast_style']:.0f} | {r['mean_fast_content']:.4g} | "
+              f"{r['mean_fast_nyquist']:.4f}")
     print(f"wall {results['wall_s']:.0f}s on {results['device']}")
 
 

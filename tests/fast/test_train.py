@@ -343,6 +343,61 @@ def test_a_student_continues_from_an_earlier_student(tiny_data) -> None:
     with pytest.raises(UsageError, match="not a student of this shape"):
         train(_config(tiny_data, "third", steps=2, from_model=str(first.model_path),
                       **{**kw, "space_to_depth": 1}), loss_net=TinyLossNet())
+    # a resume takes the checkpoint's weights: the --from file may be gone by then
+    first.model_path.unlink()
+    resumed = train(_config(tiny_data, "second", steps=3, from_model=str(first.model_path),
+                            resume=True, **{**kw, "batch": 2}), loss_net=TinyLossNet())
+    assert [r["step"] for r in _log(resumed.log_path)] == [1, 2, 3]
+
+
+def test_tied_output_phases_give_flat_regions_no_hatching(tiny_data) -> None:
+    """tie_output_phases: the output conv becomes a nearest upsampling + one
+    full-resolution conv: a tied kernel is left as it is, any kernel is projected (once is
+    enough), a constant input gives the same value in every output phase, and a training
+    run keeps it tied after every step."""
+    import torch.nn.functional as F
+
+    from vidstyle.fast.train.surgery import depth_output_kernel, tie_output_phases_
+
+    from .conftest import TinyLossNet
+
+    torch.manual_seed(0)
+    net = StyleNet(num_styles=2, channels=(4, 8, 8), num_res_blocks=1, outer_kernel=5,
+                   space_to_depth=2)
+    conv = net.conv_out.conv
+    with torch.no_grad():
+        conv.weight.copy_(depth_output_kernel(torch.randn(3, 4, 9, 9), 2, 5))
+    tied = conv.weight.detach().clone()
+    tie_output_phases_(net)
+    torch.testing.assert_close(conv.weight.detach(), tied, atol=1e-5, rtol=0)
+
+    def phase_spread(n: StyleNet) -> float:
+        c = n.conv_out.conv
+        u = torch.ones(1, 4, 12, 12) * torch.randn(1, 4, 1, 1)
+        with torch.no_grad():
+            y = F.conv2d(u, c.weight, c.bias, padding=c.kernel_size[0] // 2)[..., 3:-3, 3:-3]
+        return float(y.reshape(1, 3, 4, 6, 6).std(dim=2).max() / y.abs().mean())
+
+    with torch.no_grad():
+        conv.weight.normal_()
+        net.conv_out.norm.beta.normal_()
+    assert phase_spread(net) > 0.1  # untied: each phase its own response
+    tie_output_phases_(net)
+    assert phase_spread(net) < 1e-4
+    once = conv.weight.detach().clone()
+    tie_output_phases_(net)
+    torch.testing.assert_close(conv.weight.detach(), once, atol=1e-5, rtol=0)
+    beta = net.conv_out.norm.beta.detach().reshape(2, 3, 4)
+    assert float((beta - beta[..., :1]).abs().max()) < 1e-6
+
+    tfile = _teacher_file(tiny_data["root"])
+    cfg = _config(tiny_data, "tied", steps=5, teacher=str(tfile), batch=2, style_weight=0.0,
+                  content_weight=0.0, tv_weight=0.0, lr=2e-2, space_to_depth=2,
+                  tie_output_phases=True)
+    student = load_model(train(cfg, loss_net=TinyLossNet()).model_path).net.float()
+    assert phase_spread(student) < 1e-3
+    with pytest.raises(UsageError, match="space_to_depth"):
+        dataclasses.replace(cfg, space_to_depth=1)
 
 
 def test_resume_from_the_command_line_keeps_the_runs_settings(

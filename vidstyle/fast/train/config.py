@@ -202,6 +202,10 @@ class TrainConfig(_Config):
     #: moved crop should be its output moved the same way. Fully convolutional networks
     #: with strided layers repaint their strokes when the picture moves by a fraction of
     #: their stride: on video that is flicker no flow blend can fully hide.
+    tie_output_phases: bool = train_setting(
+        False, help="With space_to_depth > 1: after every step, make the output conv a "
+        "nearest upsampling + one full-resolution conv (its f*f output phases tied), so "
+        "that flat regions get no 2-pixel hatching.")
     temporal_weight: float = train_setting(
         0.0, help="Weight of the temporal stability term (0 = off): output of a moved crop "
         "against the moved output, mean squared RGB difference.")
@@ -302,6 +306,8 @@ def validate(config: TrainConfig) -> None:
     if config.space_to_depth not in SPACE_TO_DEPTH_FACTORS:
         raise UsageError(f"{flag('space_to_depth')} takes one of {SPACE_TO_DEPTH_FACTORS}, "
                          f"got {config.space_to_depth}")
+    if config.tie_output_phases and config.space_to_depth == 1:
+        raise UsageError(f"{flag('tie_output_phases')} needs {flag('space_to_depth')} 2 or 4")
     if config.adjustable and config.space_to_depth != 1:
         raise UsageError(f"{flag('space_to_depth')} is not supported with "
                          f"{flag('adjustable')} yet")

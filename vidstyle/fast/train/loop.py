@@ -39,7 +39,13 @@ from .report import (
     plot_curves,
     sample_sheet,
 )
-from .surgery import extend_styles, init_from_teacher, load_teacher, train_only_last_style
+from .surgery import (
+    extend_styles,
+    init_from_teacher,
+    load_teacher,
+    tie_output_phases_,
+    train_only_last_style,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +77,13 @@ def _load_loss_net(config: TrainConfig, device: torch.device, layers: Sequence[s
 
 
 def _network(
-    config: TrainConfig,
+    config: TrainConfig, *, fresh: bool = True,
 ) -> tuple[StyleNet | AdjustableStyleNet, tuple[str, ...], list[Path],
            model_io.LoadedModel | None]:
-    """(network on the CPU, style names, images of the styles to train, teacher or None)."""
+    """(network on the CPU, style names, images of the styles to train, teacher or None).
+
+    fresh: False when a checkpoint will replace the weights (a resume): a student is then
+    not initialized (its ``--from`` file need not exist any more)."""
     if config.add_style:
         base = model_io.load_model(config.from_model)
         new_name, new_path = resolve_style(config.add_style, config.style_dirs)
@@ -98,7 +107,7 @@ def _network(
         outer_kernel=config.outer_kernel,
         space_to_depth=config.space_to_depth,
     )
-    if teacher is not None and config.from_model:
+    if teacher is not None and fresh and config.from_model:
         start = load_teacher(config.from_model)
         if start.style_names != teacher.style_names or start.net.arch() != net.arch():
             raise UsageError(f"{flag('from_model')} {config.from_model} is not a student of "
@@ -106,7 +115,7 @@ def _network(
                              f"settings given ({start.net.arch()} vs {net.arch()})")
         net.load_state_dict({k: v.float() for k, v in start.net.state_dict().items()})
         log.info("student initialized from %s", config.from_model)
-    elif teacher is not None:
+    elif teacher is not None and fresh:
         copied = init_from_teacher(net, teacher.net)
         log.info("student initialized from the teacher: %d of %d tensors", copied,
                  len(net.state_dict()))
@@ -210,7 +219,8 @@ def train(
 
     # styles and the network
     adding = bool(config.add_style)
-    net, style_names, target_paths, teacher_model = _network(config)
+    net, style_names, target_paths, teacher_model = _network(
+        config, fresh=not (config.resume and ckpt_path.is_file()))
     teacher = None
     if teacher_model is not None:
         teacher = teacher_model.net.float().eval().requires_grad_(False)
@@ -257,6 +267,9 @@ def train(
         log.info("resumed from %s at step %d", ckpt_path, step)
     elif config.resume:
         log.warning("no checkpoint at %s: starting fresh", ckpt_path)
+    tie_phases = config.tie_output_phases and isinstance(net, StyleNet)
+    if tie_phases:  # from the first step on (also on a resume of an untied run)
+        tie_output_phases_(net)
     if step == 0 and log_path.exists():
         log_path.unlink()
 
@@ -322,6 +335,8 @@ def train(
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()
+            if tie_phases:
+                tie_output_phases_(net)
             if average is not None:
                 average.update()
             step += 1

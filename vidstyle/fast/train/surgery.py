@@ -53,6 +53,43 @@ def depth_output_kernel(w: torch.Tensor, f: int, k: int) -> torch.Tensor:
     return out.reshape(cout * f * f, cin, k, k)
 
 
+def _tie_projector(f: int, k: int, device: torch.device) -> torch.Tensor:
+    """(f^2 k^2, f^2 k^2) orthogonal projector onto the per-(out, in)-channel sub-pixel
+    kernels that :func:`depth_output_kernel` makes from a full-resolution kernel of radius
+    f (k // 2) (the largest that fits)."""
+    big = 2 * f * (k // 2) + 1
+    basis = torch.eye(big * big, dtype=torch.float64).reshape(big * big, 1, 1, big, big)
+    cols = [depth_output_kernel(b, f, k).reshape(-1) for b in basis]  # each (f^2 k^2,)
+    lin = torch.stack(cols, dim=1)  # (f^2 k^2, big^2)
+    return (lin @ torch.linalg.pinv(lin)).to(torch.float32).to(device)
+
+
+@torch.no_grad()
+def tie_output_phases_(net: StyleNet) -> None:
+    """Make the output layer of a space-to-depth network a nearest upsampling followed by
+    one full-resolution conv (a "resize-convolution"): its sub-pixel kernel projected
+    onto the kernels :func:`depth_output_kernel` can make, and its bias and normalization
+    rows averaged over the f^2 output phases. Untied, the phases drift apart in training
+    and paint a 2-pixel hatching over flat regions (the checkerboard of sub-pixel
+    outputs); tied, a flat input gives the same value in every phase. In place; a plain
+    network (space_to_depth 1) is left as it is."""
+    f = net.space_to_depth
+    if f == 1:
+        return
+    conv, norm = net.conv_out.conv, net.conv_out.norm
+    w = conv.weight  # (3 f^2, c0, k, k), output channel c f^2 + phase
+    cout, cin, k, _ = w.shape
+    rgb = cout // (f * f)
+    proj = _tie_projector(f, k, w.device)
+    blocks = w.reshape(rgb, f * f, cin, k, k).permute(0, 2, 1, 3, 4).reshape(rgb * cin, -1)
+    tied = (blocks @ proj.T).reshape(rgb, cin, f * f, k, k).permute(0, 2, 1, 3, 4)
+    w.copy_(tied.reshape(cout, cin, k, k))
+    for t in (conv.bias, norm.gamma, norm.beta):
+        if t is not None:
+            v = t.reshape(*t.shape[:-1], rgb, f * f)
+            t.copy_(v.mean(-1, keepdim=True).expand_as(v).reshape(t.shape))
+
+
 def _space_to_depth_init(student: StyleNet, teacher: StyleNet) -> dict[str, torch.Tensor]:
     """The outer layers of a space-to-depth ``student`` from a plain ``teacher``: the
     input conv is the teacher's subsampled (:func:`depth_input_kernel`), the output conv

@@ -3,6 +3,8 @@ student from a teacher's weights."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from vidstyle.errors import UsageError
@@ -53,15 +55,17 @@ def depth_output_kernel(w: torch.Tensor, f: int, k: int) -> torch.Tensor:
     return out.reshape(cout * f * f, cin, k, k)
 
 
-def _tie_projector(f: int, k: int, device: torch.device) -> torch.Tensor:
-    """(f^2 k^2, f^2 k^2) orthogonal projector onto the per-(out, in)-channel sub-pixel
-    kernels that :func:`depth_output_kernel` makes from a full-resolution kernel of radius
-    f (k // 2) (the largest that fits)."""
+@functools.lru_cache(maxsize=8)
+def _tie_projector(f: int, k: int) -> torch.Tensor:
+    """(f^2 k^2, f^2 k^2) float32 CPU orthogonal projector onto the per-(out, in)-channel
+    sub-pixel kernels that :func:`depth_output_kernel` makes from a full-resolution kernel
+    of radius f (k // 2) (the largest that fits). Made once per (f, k): building it takes
+    ~0.4 s, and training ties the phases after every step."""
     big = 2 * f * (k // 2) + 1
     basis = torch.eye(big * big, dtype=torch.float64).reshape(big * big, 1, 1, big, big)
     cols = [depth_output_kernel(b, f, k).reshape(-1) for b in basis]  # each (f^2 k^2,)
     lin = torch.stack(cols, dim=1)  # (f^2 k^2, big^2)
-    return (lin @ torch.linalg.pinv(lin)).to(torch.float32).to(device)
+    return (lin @ torch.linalg.pinv(lin)).to(torch.float32)
 
 
 @torch.no_grad()
@@ -80,7 +84,7 @@ def tie_output_phases_(net: StyleNet) -> None:
     w = conv.weight  # (3 f^2, c0, k, k), output channel c f^2 + phase
     cout, cin, k, _ = w.shape
     rgb = cout // (f * f)
-    proj = _tie_projector(f, k, w.device)
+    proj = _tie_projector(f, k).to(w.device)
     blocks = w.reshape(rgb, f * f, cin, k, k).permute(0, 2, 1, 3, 4).reshape(rgb * cin, -1)
     tied = (blocks @ proj.T).reshape(rgb, cin, f * f, k, k).permute(0, 2, 1, 3, 4)
     w.copy_(tied.reshape(cout, cin, k, k))

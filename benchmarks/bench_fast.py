@@ -421,31 +421,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res[f"peak_{dt}_gflops"], res[f"peak_{dt}_gflops_per_cpu_s"] = conv_peak(dtype)
         res[f"gemm_{dt}_gflops"], res[f"gemm_{dt}_gflops_per_cpu_s"] = gemm_peak(dtype)
     for n, (t, c) in net_s.items():
-        row = res["runtimes"][n]
-        row["network_ms"] = t * 1e3
-        row["network_cpu_ms"] = c * 1e3
-        row["network_gflops"] = res["gflop_per_frame"] / t
-        row["network_gflops_per_cpu_s"] = res["gflop_per_frame"] / c
-        dt = "bf16" if n == "bf16" else "fp32"
-        peak = res[f"peak_{dt}_gflops"]
-        row["vs_conv_peak"] = row["network_gflops"] / peak
-        # the same in CPU time: what the network gets out of the cycles it is given
-        row["vs_conv_peak_cpu"] = (row["network_gflops_per_cpu_s"]
-                                   / res[f"peak_{dt}_gflops_per_cpu_s"])
-        # FLOPs / the peak of all threads when uncontended (the per-CPU-second peak
-        # times the threads): what the network would take at the peak's efficiency
-        row["physical_limit_ms"] = (res["gflop_per_frame"] * 1e3
-                                    / (res[f"peak_{dt}_gflops_per_cpu_s"] * res["threads"]))
-
+        res["runtimes"][n].update(network_figures(res, res["gflop_per_frame"], t, c, n))
     for label, (t, c) in others_s.items():
         o = res["also"][label]
-        o.update(network_ms=t * 1e3, network_cpu_ms=c * 1e3)
-        dt = "bf16" if o["runtime"] == "bf16" else "fp32"
-        o["vs_conv_peak"] = o["gflop_per_frame"] / t / res[f"peak_{dt}_gflops"]
-        o["vs_conv_peak_cpu"] = (o["gflop_per_frame"] / c
-                                 / res[f"peak_{dt}_gflops_per_cpu_s"])
-        o["physical_limit_ms"] = (o["gflop_per_frame"] * 1e3
-                                  / (res[f"peak_{dt}_gflops_per_cpu_s"] * res["threads"]))
+        o.update(network_figures(res, o["gflop_per_frame"], t, c, o["runtime"]))
 
     # end to end: every runtime but int8 (its network is not faster here, see RESULTS.md),
     # unless --e2e-int8
@@ -495,6 +474,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return res
 
 
+def network_figures(res: dict[str, Any], gflop: float, wall_s: float, cpu_s: float,
+                    runtime: str) -> dict[str, float]:
+    """A network's time (median wall and CPU seconds per call) and efficiency: GFLOP/s,
+    and the fraction of the conv peak measured in ``res`` (bf16's for the bf16 runtime,
+    else fp32's), in wall and in CPU time."""
+    dt = "bf16" if runtime == "bf16" else "fp32"
+    per_cpu_s = res[f"peak_{dt}_gflops_per_cpu_s"]
+    return {
+        "network_ms": wall_s * 1e3,
+        "network_cpu_ms": cpu_s * 1e3,
+        "network_gflops": gflop / wall_s,
+        "network_gflops_per_cpu_s": gflop / cpu_s,
+        "vs_conv_peak": gflop / wall_s / res[f"peak_{dt}_gflops"],
+        # the same in CPU time: what the network gets out of the cycles it is given
+        "vs_conv_peak_cpu": gflop / cpu_s / per_cpu_s,
+        # FLOPs / the peak of all threads when uncontended (the per-CPU-second peak
+        # times the threads): what the network would take at the peak's efficiency
+        "physical_limit_ms": gflop * 1e3 / (per_cpu_s * res["threads"]),
+    }
+
+
 def _label(model: str) -> str:
     """A short name for a model given as a file (its folder and name) or a shipped name."""
     p = Path(model)
@@ -535,7 +535,7 @@ def _print(r: dict[str, Any]) -> None:
     for label, o in r.get("also", {}).items():
         print(f"| {label} ({o['gflop_per_frame']:.1f} GFLOP), {o['runtime']} | "
               f"{o['network_ms']:.0f} | {o['network_cpu_ms']:.0f} | "
-              f"{o['gflop_per_frame'] / o['network_ms'] * 1e3:.0f} | "
+              f"{o['network_gflops']:.0f} | "
               f"{o['vs_conv_peak']:.2f} / {o['vs_conv_peak_cpu']:.2f} | "
               f"{o['physical_limit_ms']:.0f} | | |")
     print(f"\n| end to end ({r['frames']} frames x {r['rounds']} rounds, medians) | fps | "

@@ -5,6 +5,7 @@ the flow. The stress clips are made here from the kit's clips; no media is commi
 from __future__ import annotations
 
 import glob
+import math
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,11 @@ def test_the_decision_needs_a_broken_flow_and_a_changed_appearance() -> None:
     d = shot_cut(tex, other, full)  # the flow explains the picture: no cut
     assert not d.cut and d.appearance >= APPEARANCE_CUT and d.consistent == 1.0
     assert shot_cut(tex, tex, empty).appearance == 0.0
+    # the video path skips the appearance where the flow holds; the decisions stay the same
+    lazy = shot_cut(tex, other, full, always_compare=False)
+    assert not lazy.cut and math.isnan(lazy.appearance)
+    assert shot_cut(tex, other, empty, always_compare=False).cut
+    assert not shot_cut(tex, shifted, empty, always_compare=False).cut
 
 
 def test_fast_motion_in_bikes_is_not_a_cut(data_dir: Path) -> None:

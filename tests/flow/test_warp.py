@@ -86,3 +86,25 @@ def test_bicubic_plan_equals_grid_sample_bicubic_and_shifts_whole_pixels_exactly
         warp(img, flow, mode="nearest")
     with pytest.raises(ValueError):
         warp_with_plan(img[..., :-1], plan)
+
+
+def test_opencv_path_equals_grid_sample_and_keeps_nan_flow_out_of_clamped_warps() -> None:
+    """float32 CPU warps run on OpenCV's remap; float64 ones on grid_sample: the same
+    values for both paddings, batched or broadcast flows; a NaN flow vector reads NaN with
+    zero padding and the pixel itself with border padding (never NaN into a clamped warp)."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, 37, 53, generator=g)
+    flow = torch.randn(2, 2, 37, 53, generator=g) * 6
+    for f in (flow, flow[:1]):
+        for padding in ("border", "zeros"):
+            fast = warp(image, f, padding=padding)
+            ref = warp(image.double(), f.double(), padding=padding).float()
+            assert fast.dtype == torch.float32 and fast.is_contiguous()
+            assert torch.allclose(fast, ref, atol=1e-5)
+    bad = flow.clone()
+    bad[0, :, 3, 4] = float("nan")
+    zeros = warp(image, bad, padding="zeros")
+    assert torch.isnan(zeros[0, :, 3, 4]).all() and torch.isfinite(zeros[1]).all()
+    border = warp(image, bad, padding="border")
+    assert torch.isfinite(border).all()
+    assert torch.equal(border[0, :, 3, 4], image[0, :, 3, 4])

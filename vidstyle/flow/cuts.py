@@ -130,6 +130,7 @@ def shot_cut(
     *,
     flow_break: float = FLOW_BREAK,
     appearance_cut: float = APPEARANCE_CUT,
+    always_compare: bool = True,
 ) -> CutScore:
     """Is there a shot cut between ``previous`` and ``current``?
 
@@ -137,9 +138,14 @@ def shot_cut(
     on thumbnails). mask: the pair's flow-consistency mask (1, 1, h, w) in [0, 1] (any
     size, e.g. :func:`vidstyle.flow.consistency_mask` on ``current``'s grid). A cut needs
     both a broken flow (consistent fraction < ``flow_break``) and a changed appearance
-    (distance >= ``appearance_cut``): fast motion breaks only the flow.
+    (distance >= ``appearance_cut``): fast motion breaks only the flow. ``always_compare``
+    False compares the appearance only where the flow is broken (the decision needs it
+    only there; a few ms a frame saved in a video's flow stage): the returned appearance
+    is then NaN for pairs whose flow holds.
     """
     consistent = float(mask.to(torch.float32).mean())
+    if not always_compare and consistent >= flow_break:
+        return CutScore(consistent=consistent, appearance=float("nan"), cut=False)
     dist = appearance_distance(appearance(previous), appearance(current))
     return CutScore(consistent=consistent, appearance=dist,
                     cut=consistent < flow_break and dist >= appearance_cut)

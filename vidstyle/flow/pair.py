@@ -49,9 +49,9 @@ def frame_pair(
                          checked=False)
     ratio = inconsistency(fwd, bwd)
     mask = confidence_from_inconsistency(ratio, softness=0.0)
-    decision = shot_cut(previous, current, mask)
+    decision = shot_cut(previous, current, mask, always_compare=False)
     agree = (photometric_agreement(previous, current, bwd, sigma=AGREEMENT_SIGMA,
-                                   reliable=torch.isfinite(ratio).to(torch.float32))
+                                   reliable=(ratio < float("inf")).to(torch.float32))
              if agreement else None)
     return FramePair(forward=fwd, backward=bwd, mask=mask, score=decision.consistent,
                      cut=decision.cut, agreement=agree, inconsistency=ratio)

@@ -8,6 +8,10 @@ point exactly one pixel (``grid_sample`` with ``align_corners=True``).
 
 from __future__ import annotations
 
+import math
+
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -52,7 +56,9 @@ def warp(
       - "reflection": coordinates are mirrored at the border.
     mode: "bilinear" (default) or "bicubic" (sharper: repeated warps of the same image,
       as in feedback stabilization, blur far less; may overshoot [0, 1] slightly).
-    Returns a tensor shaped like ``image`` (same dtype and device).
+    Returns a tensor shaped like ``image`` (same dtype and device). Float32 CPU tensors
+    without autograd, bilinear with "border" or "zeros" padding, go through OpenCV's remap
+    (:func:`_warp_opencv`, the same values 2-3x faster); the rest through ``grid_sample``.
 
     To align frame t+1 with frame t, call ``warp(frame_t1, forward_t)`` where
     ``forward_t`` maps pixels of frame t into frame t+1.
@@ -64,6 +70,8 @@ def warp(
     _check(image, flow)
     b, _, h, w = image.shape
     flow = flow.to(device=image.device)
+    if _opencv_fits(image, flow, padding, mode):
+        return _warp_opencv(image, flow, padding)
     px, py = sample_points(flow.to(torch.float32))
     # align_corners=True maps -1 to pixel 0 and +1 to pixel size-1.
     sx = 2.0 / (w - 1) if w > 1 else 0.0
@@ -76,6 +84,47 @@ def warp(
         src, grid.to(src.dtype), mode=mode, padding_mode=padding, align_corners=True
     )
     return out.to(image.dtype)
+
+
+#: OpenCV's border modes of the paddings :func:`_warp_opencv` serves.
+_CV_BORDERS = {"border": cv2.BORDER_REPLICATE, "zeros": cv2.BORDER_CONSTANT}
+
+
+def _opencv_fits(image: torch.Tensor, flow: torch.Tensor, padding: str, mode: str) -> bool:
+    """Whether :func:`_warp_opencv` can do this warp: float32 CPU tensors without autograd,
+    bilinear, border or zero padding, a size OpenCV's remap takes (sides < 32767)."""
+    return (image.device.type == "cpu" and image.dtype == torch.float32
+            and flow.dtype == torch.float32 and mode == "bilinear" and padding in _CV_BORDERS
+            and not (image.requires_grad or flow.requires_grad)
+            and max(image.shape[-2:]) < 32767)
+
+
+def _warp_opencv(image: torch.Tensor, flow: torch.Tensor, padding: str) -> torch.Tensor:
+    """:func:`warp` (bilinear, ``padding`` "border" or "zeros") with OpenCV's remap, plane
+    by plane: the same values within float rounding, 2-3x faster than ``grid_sample`` on
+    the CPU at one thread. Where the flow is not finite (NaN) "zeros" reads NaN, as
+    ``grid_sample`` does, and "border" reads the pixel itself (flow 0; ``grid_sample``
+    reads some border pixel there): a NaN flow never puts NaN into a clamped warp."""
+    b, c, h, w = image.shape
+    bad = None
+    if not math.isfinite(float(flow.sum())):  # one pass; NaN or inf anywhere shows in the sum
+        bad = ~torch.isfinite(flow).all(dim=1, keepdim=True)  # (B or 1, 1, H, W)
+        flow = torch.nan_to_num(flow, nan=0.0, posinf=0.0, neginf=0.0)
+    xs = torch.arange(w, dtype=torch.float32).view(1, w)
+    ys = torch.arange(h, dtype=torch.float32).view(h, 1)
+    border = _CV_BORDERS[padding]
+    out = torch.empty_like(image, memory_format=torch.contiguous_format)
+    src = image.contiguous().numpy()
+    dst = out.numpy()
+    for i in range(b):
+        f = flow[i if flow.shape[0] > 1 else 0]
+        mx, my = (f[0] + xs).numpy(), (f[1] + ys).numpy()
+        for ch in range(c):
+            cv2.remap(src[i, ch], mx, my, cv2.INTER_LINEAR, dst=dst[i, ch],
+                      borderMode=border, borderValue=0.0)
+    if bad is not None and padding == "zeros":
+        out.masked_fill_(bad.expand_as(out), float("nan"))
+    return out
 
 
 _TAPS = (-1, 0, 1, 2)
@@ -112,18 +161,27 @@ def bicubic_plan(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return index, weight.reshape(-1, 16)
 
 
+def _transpose(x: torch.Tensor, dims: tuple[int, int, int]) -> torch.Tensor:
+    """A contiguous copy of the 3-D tensor ``x`` with its dims permuted. On the CPU
+    (without autograd) numpy's transposing copy is 4-5x faster than torch's at one thread
+    (a (64, 90, 160) feature map: 1.5 vs 5.6 ms)."""
+    if x.device.type == "cpu" and not x.requires_grad:
+        return torch.from_numpy(np.ascontiguousarray(x.numpy().transpose(dims)))
+    return x.permute(dims).contiguous()
+
+
 def warp_with_plan(image: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Apply a :func:`bicubic_plan` to ``image`` (1, C, H, W) -> (1, C, H, W) float32 in
-    channels-last layout. Equal to ``warp(image, flow, mode="bicubic")`` up to float
-    rounding, and about 10x faster on the CPU for many channels (one fused weighted
-    gather of pixel rows, best with a channels-last input)."""
+    """Apply a :func:`bicubic_plan` to ``image`` (1, C, H, W) -> (1, C, H, W) float32
+    (contiguous). Equal to ``warp(image, flow, mode="bicubic")`` up to float rounding, and
+    several times faster on the CPU for many channels (one fused weighted gather of pixel
+    rows, between two transposing copies)."""
     index, weight = plan
     b, c, h, w = image.shape
     if b != 1 or index.shape[0] != h * w:
         raise ValueError(f"plan is for {index.shape[0]} pixels, image is {tuple(image.shape)}")
-    rows = image[0].float().permute(1, 2, 0).reshape(h * w, c)
+    rows = _transpose(image[0].float(), (1, 2, 0)).reshape(h * w, c)
     out = F.embedding_bag(index, rows, per_sample_weights=weight, mode="sum")
-    return out.reshape(h, w, c).permute(2, 0, 1)[None]
+    return _transpose(out.reshape(h, w, c), (2, 0, 1))[None]
 
 
 def valid_mask(flow: torch.Tensor) -> torch.Tensor:

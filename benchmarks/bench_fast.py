@@ -411,6 +411,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rt = s.runtime()
         others[label] = s
         res["also"][label] = {"model": m, "runtime": rt.name,
+                              "auto_ms_at_measure_size": {
+                                  k: round(v, 1) for k, v in s.runtime_choice.ms.items()},
                               "gflop_per_frame": 2 * conv_macs(s.model.net, x,
                                                                s.style_weights) / 1e9}
         timed[label] = functools.partial(rt, x, s.style_weights)

@@ -51,7 +51,6 @@ import functools
 import logging
 import math
 import os
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -79,11 +78,16 @@ MAX_RUNTIME_ERROR = 0.15
 #: The measuring frame (h, w) of :func:`select_runtime`: fixed, so that the error check
 #: does not depend on the input's size.
 MEASURE_SIZE = (256, 384)
-#: Where "auto" times its candidates, another replaces eager only when its median time is
+#: Where "auto" times its candidates, another replaces eager only when its best time is
 #: at most eager's / AUTO_MARGIN (so timing noise does not flip near-equal runtimes).
 AUTO_MARGIN = 1.15
-#: Timing rounds of "auto"'s candidates (alternating; the median of each is compared).
+#: Timing rounds of "auto"'s candidates (alternating; the best call of each is compared:
+#: a busy machine only ever adds time). At least AUTO_ROUNDS, more until every candidate
+#: has AUTO_BUDGET_MS of timed calls (a cheap network gets more rounds: its calls are
+#: short, so the load's noise weighs more), at most AUTO_MAX_ROUNDS.
 AUTO_ROUNDS = 3
+AUTO_BUDGET_MS = 400.0
+AUTO_MAX_ROUNDS = 12
 #: Environment variable: comma-separated CPU flags :func:`cpu_flags` leaves out.
 HIDE_FLAGS_ENV = "VIDSTYLE_HIDE_CPU_FLAGS"
 
@@ -328,14 +332,19 @@ def _time_call(rt: Runtime, x: torch.Tensor, w: torch.Tensor, repeats: int) -> t
 
 def _time_rounds(built: dict[str, Runtime], first: dict[str, float], x: torch.Tensor,
                  w: torch.Tensor, rounds: int) -> dict[str, float]:
-    """Median ms per runtime of ``first`` (one time each) and ``rounds - 1`` more rounds,
-    the runtimes alternating within each round (the machine's load drifts)."""
+    """Best ms per runtime of ``first`` (one time each) and more rounds, the runtimes
+    alternating within each round (the machine's load drifts): at least ``rounds`` in
+    all, then more until each has :data:`AUTO_BUDGET_MS` of samples, at most
+    :data:`AUTO_MAX_ROUNDS`."""
     samples = {n: [t] for n, t in first.items() if math.isfinite(t)}
-    for _ in range(rounds - 1):
+    done = 1
+    while samples and done < AUTO_MAX_ROUNDS and (
+            done < rounds or min(sum(v) for v in samples.values()) < AUTO_BUDGET_MS):
         for name in samples:
             t, _ = _time_call(built[name], x, w, 1)
             samples[name].append(t)
-    return {n: statistics.median(v) for n, v in samples.items()}
+        done += 1
+    return {n: min(v) for n, v in samples.items()}
 
 
 def select_runtime(
@@ -351,9 +360,9 @@ def select_runtime(
     fails to build or run, or its output differs from eager by more than
     :data:`MAX_RUNTIME_ERROR`, eager is used and the reason logged (a warning for a runtime
     named explicitly). Where "auto" has several candidates (:func:`auto_candidates`: a
-    float32-only CPU with onnxruntime), they are timed alternately in :data:`AUTO_ROUNDS`
-    rounds (``repeats`` calls each) and one replaces eager only when its median is at
-    most eager's / :data:`AUTO_MARGIN`. Otherwise timings are logged and reported, never
+    float32-only CPU with onnxruntime), they are timed alternately (:func:`_time_rounds`:
+    at least :data:`AUTO_ROUNDS` rounds) and one replaces eager only when its best time is
+    at most eager's / :data:`AUTO_MARGIN`. Otherwise timings are logged and reported, never
     deciding. The decision is cached per process under ``cache_key`` (e.g. the model's
     sha256).
     """

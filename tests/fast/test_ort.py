@@ -168,6 +168,43 @@ def test_auto_times_fp32_runtimes_only_where_the_cpu_has_no_bf16(
     clear_runtime_cache()
 
 
+def test_auto_compares_best_calls_and_gives_cheap_networks_more_rounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A busy machine only adds time: one slow call must not make a faster runtime lose
+    (the median of three would); and short calls get more rounds, up to the cap."""
+    monkeypatch.setattr(ort, "available", lambda: True)
+    monkeypatch.setattr(runtimes, "cpu_flags", lambda: frozenset({"avx512f"}))
+    calls: dict[str, int] = {}
+
+    def timed(seqs: dict[str, list[float]]):  # noqa: ANN202
+        def fn(rt: Runtime, x: torch.Tensor, w: torch.Tensor, repeats: int):  # noqa: ANN202
+            _, out = _REAL_TIME_CALL(rt, x, w, 0)
+            i = calls.get(rt.name, 0)
+            calls[rt.name] = i + 1
+            seq = seqs[rt.name]
+            return seq[min(i, len(seq) - 1)], out
+        return fn
+
+    # ort: two calls disturbed by the load, then its real 50 ms; eager a steady 100 ms
+    monkeypatch.setattr(runtimes, "_time_call",
+                        timed({"eager": [100.0], "ort": [300.0, 300.0, 50.0]}))
+    clear_runtime_cache()
+    choice, _ = select_runtime(_net(4), "auto", builder=_builder([]))
+    assert choice.name == "ort" and choice.ms == {"eager": 100.0, "ort": 50.0}
+    # the first call (with the error check) is round 1; after 3 rounds eager has 300 ms
+    # of samples, under AUTO_BUDGET_MS: a 4th round
+    assert calls == {"eager": 4, "ort": 4}
+    # 10 ms calls: rounds go on until each has AUTO_BUDGET_MS of samples, at most the cap
+    calls.clear()
+    monkeypatch.setattr(runtimes, "_time_call", timed({"eager": [10.0], "ort": [10.0]}))
+    clear_runtime_cache()
+    choice, _ = select_runtime(_net(4), "auto", builder=_builder([]))
+    assert choice.name == "eager"  # equal: eager stays
+    assert calls == {"eager": runtimes.AUTO_MAX_ROUNDS, "ort": runtimes.AUTO_MAX_ROUNDS}
+    clear_runtime_cache()
+
+
 @pytest.mark.parametrize("size", [(40, 56), (37, 53), (9, 5)])
 def test_phase_form_output_conv_equals_the_plain_conv(
     size: tuple[int, int], monkeypatch: pytest.MonkeyPatch

@@ -110,15 +110,14 @@ def _warp_opencv(image: torch.Tensor, flow: torch.Tensor, padding: str) -> torch
     if not math.isfinite(float(flow.sum())):  # one pass; NaN or inf anywhere shows in the sum
         bad = ~torch.isfinite(flow).all(dim=1, keepdim=True)  # (B or 1, 1, H, W)
         flow = torch.nan_to_num(flow, nan=0.0, posinf=0.0, neginf=0.0)
-    xs = torch.arange(w, dtype=torch.float32).view(1, w)
-    ys = torch.arange(h, dtype=torch.float32).view(h, 1)
+    px, py = sample_points(flow)  # (B or 1, H, W) float32: OpenCV's maps
     border = _CV_BORDERS[padding]
     out = torch.empty_like(image, memory_format=torch.contiguous_format)
     src = image.contiguous().numpy()
     dst = out.numpy()
     for i in range(b):
-        f = flow[i if flow.shape[0] > 1 else 0]
-        mx, my = (f[0] + xs).numpy(), (f[1] + ys).numpy()
+        j = i if flow.shape[0] > 1 else 0
+        mx, my = px[j].numpy(), py[j].numpy()
         for ch in range(c):
             cv2.remap(src[i, ch], mx, my, cv2.INTER_LINEAR, dst=dst[i, ch],
                       borderMode=border, borderValue=0.0)

@@ -263,6 +263,37 @@ def test_output_blend_pulls_harder_while_a_chain_of_blends_is_young() -> None:
     assert Stabilizer(flow=None, stability=0.7).young_weight == 0.0
 
 
+def test_texture_preserving_output_blend_in_the_interleaved_layout() -> None:
+    """On the CPU the texture-preserving output blend runs on (H, W, 3) memory: each output
+    equals texture_preserving_blend(raw, warp(previous output, flow), c * (base + young
+    while the chain is young)) of the channels-first tensors, and is handed out as a
+    channels-last view (the uint8 conversion and the next warp read it without a copy)."""
+    from vidstyle.fast import stabilize
+    from vidstyle.fast.stabilize import FlowContext, texture_preserving_blend
+    from vidstyle.flow import warp
+
+    g = torch.Generator().manual_seed(0)
+    st = Stabilizer(flow=None, stability=0.7, feature_blend=True)
+    base, young = st.output_weight, st.young_weight
+    flow = torch.zeros(1, 2, 24, 32)
+    flow[:, 0], flow[:, 1] = 1.5, -0.75
+    c = torch.rand(1, 1, 24, 32, generator=g)
+    ctx = FlowContext(1, flow, c, 1.0, False)
+    prev = st.apply(None, torch.rand(1, 3, 24, 32, generator=g))
+    age = torch.zeros(1, 1, 24, 32)
+    for _ in range(stabilize.YOUNG_FRAMES + 2):
+        raw = torch.rand(1, 3, 24, 32, generator=g)
+        age = warp(age, flow)
+        weight = c * (base + young * (age < stabilize.YOUNG_FRAMES - 0.5).float())
+        want = texture_preserving_blend(raw, warp(prev.contiguous(), flow), weight)
+        out = st.apply(ctx, raw)
+        assert out.shape == raw.shape
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(out, want, atol=1e-6)
+        age = (age + 1) * (c > 0.5).float()
+        prev = out
+
+
 def test_photometric_agreement_blends_where_the_flow_explains_the_frame(data_dir: Path) -> None:
     """Every 3rd frame of bikes.mp4 (fast motion): the blend weight is the flow
     confidence raised to the pair's photometric agreement (never below the confidence),

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vidstyle.flow import bicubic_plan, valid_mask, warp, warp_with_plan
+from vidstyle.flow import bicubic_plan, valid_mask, warp, warp_hwc, warp_with_plan
 from vidstyle.tensors import to_uint8
 
 
@@ -108,3 +108,29 @@ def test_opencv_path_equals_grid_sample_and_keeps_nan_flow_out_of_clamped_warps(
     border = warp(image, bad, padding="border")
     assert torch.isfinite(border).all()
     assert torch.equal(border[0, :, 3, 4], image[0, :, 3, 4])
+
+
+def test_channels_last_images_warp_in_their_layout_to_the_same_values() -> None:
+    """A decoded frame is a channels-last tensor (:func:`vidstyle.tensors.to_tensor`): its
+    OpenCV warp runs on the interleaved memory (one remap for all channels) and returns
+    the same values, channels-last too; NaN flows as on the plane-by-plane path; more than
+    four channels fall back to planes. :func:`warp_hwc` warps a numpy (H, W, C) array
+    alike."""
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(2, 3, 37, 53, generator=g)
+    flow = torch.randn(2, 2, 37, 53, generator=g) * 6
+    flow[1, :, 5, 6] = float("nan")
+    cl = image.contiguous(memory_format=torch.channels_last)
+    for padding in ("border", "zeros"):
+        planes = warp(image, flow, padding=padding)
+        inter = warp(cl, flow, padding=padding)
+        assert inter.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(planes.isnan(), inter.isnan())
+        assert torch.equal(planes.nan_to_num(), inter.nan_to_num())
+    wide = torch.rand(1, 6, 37, 53, generator=g)
+    assert torch.equal(warp(wide.contiguous(memory_format=torch.channels_last), flow[:1]),
+                       warp(wide, flow[:1]))
+    hwc = warp_hwc(image[0].permute(1, 2, 0).contiguous().numpy(), flow[:1])
+    assert torch.equal(torch.from_numpy(hwc), warp(image[:1], flow[:1])[0].permute(1, 2, 0))
+    with pytest.raises(ValueError, match="float32"):
+        warp_hwc(image[0].permute(1, 2, 0).double().numpy(), flow[:1])

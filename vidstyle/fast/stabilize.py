@@ -66,6 +66,7 @@ from vidstyle.flow import (
     photometric_agreement,
     resize_flow,
     warp,
+    warp_hwc,
     warp_with_plan,
 )
 from vidstyle.flow.estimate import FlowEstimator
@@ -161,8 +162,12 @@ def feature_agreement(
     return torch.exp(-(inv @ sq)).reshape(1, 1, h, w)
 
 
+#: Radius (pixels) of the texture-preserving output blend's local means and energies.
+TPB_RADIUS = 3
+
+
 def texture_preserving_blend(
-    new: torch.Tensor, old: torch.Tensor, weight: torch.Tensor, radius: int = 3
+    new: torch.Tensor, old: torch.Tensor, weight: torch.Tensor, radius: int = TPB_RADIUS
 ) -> torch.Tensor:
     """Blend ``new`` toward ``old`` by ``weight`` without washing out texture.
 
@@ -213,19 +218,42 @@ def _tpb_hwc(
     def box(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(cv2.blur(x.numpy(), k, borderType=cv2.BORDER_REPLICATE))
 
-    w = weight.expand_as(new).contiguous()  # lerp with a broadcast weight is 7x slower
+    w = weight.expand_as(new).contiguous()  # a broadcast weight is 7x slower
     mn, mo = box(new), box(old)
     dn, do = new - mn, old - mo
-    low = torch.lerp(mn, mo, w)
-    detail = torch.lerp(dn, do, w)
+    # in place where a temporary is done with: each fresh image-sized buffer costs its
+    # page faults again
+    low = mo.sub_(mn).mul_(w).add_(mn)  # lerp(mn, mo, w)
+    en, eo = _rgb_energy(dn), _rgb_energy(do)
+    detail = do.sub_(dn).mul_(w).add_(dn)  # lerp(dn, do, w)
     # the three local energies (summed over RGB) as the channels of one box filter pass
-    energy = box(torch.from_numpy(cv2.merge([_rgb_energy(dn), _rgb_energy(do),
-                                             _rgb_energy(detail)])))
+    energy = cv2.blur(cv2.merge([en, eo, _rgb_energy(detail)]), k,
+                      borderType=cv2.BORDER_REPLICATE)
+    e_new, e_old, e_blend = energy[..., 0], energy[..., 1], energy[..., 2]
     # running-sum box filters can round a flat area's energy slightly below zero: clamp,
     # or the square root gives NaN there (and the next frames' warps spread it)
-    e_target = torch.lerp(energy[..., 0], energy[..., 1], weight[..., 0]).clamp_(min=0.0)
-    gain = (e_target / (energy[..., 2].clamp(min=0.0) + 3e-6)).sqrt_().clamp_(1.0, 2.0)
-    return (low + gain[..., None] * detail).clamp_(0.0, 1.0)
+    e_target = np.maximum(e_new + weight[..., 0].numpy() * (e_old - e_new), 0.0)
+    gain = np.sqrt(e_target / (np.maximum(e_blend, 0.0) + 3e-6))
+    gain = torch.from_numpy(gain).clamp_(1.0, 2.0)
+    return detail.mul_(gain[..., None]).add_(low).clamp_(0.0, 1.0)
+
+
+def _interleaved_fits(image: torch.Tensor, flow: torch.Tensor) -> bool:
+    """Whether the output blend can run in the interleaved layout: one float32 RGB CPU
+    image without autograd, a CPU flow."""
+    return (image.device.type == "cpu" and image.dtype == torch.float32
+            and image.shape[:2] == (1, 3) and not image.requires_grad
+            and flow.device.type == "cpu")
+
+
+def _interleaved(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float32 CPU -> (H, W, 3) array: a view where the tensor is a
+    channels-last view already (the previous output of :meth:`Stabilizer.apply`), else
+    numpy's transposing copy (faster than torch's at one thread)."""
+    hwc = image[0].permute(1, 2, 0)
+    if hwc.is_contiguous():
+        return hwc.numpy()
+    return np.ascontiguousarray(image[0].numpy().transpose(1, 2, 0))
 
 
 @dataclass(frozen=True)
@@ -458,27 +486,55 @@ class Stabilizer:
                                       mode="bilinear", align_corners=False).to(c.dtype)
             flow = ctx.backward.to(stylized.dtype)
             young = self.young_weight
-            age = self._age
-            if young > 0 and age is not None:  # made from the last frame: prev's size
-                # one warp for the output and its chains' ages
-                both = warp(torch.cat([prev, age.to(prev.dtype)], dim=1), flow)
-                warped, age = both[:, :3], both[:, 3:]
-                # ages are whole frames; the warp interpolates them: round to the nearest
-                is_young = (age < YOUNG_FRAMES - 0.5).to(c.dtype)
-                weight = c * (self.output_weight + young * is_young)
+            # the chains' ages travel with the output (one warp for both); made from the
+            # last frame: prev's size
+            age = self._age if young > 0 else None
+            if self.preserve_texture and _interleaved_fits(stylized, flow):
+                out, age = self._blend_interleaved(stylized, prev, flow, c, age)
             else:
-                warped = warp(prev, flow)
+                if age is not None:
+                    both = warp(torch.cat([prev, age.to(prev.dtype)], dim=1), flow)
+                    warped, age = both[:, :3], both[:, 3:]
+                else:
+                    warped = warp(prev, flow)
+                weight = self._output_blend_weight(c, age)
+                out = (texture_preserving_blend(stylized, warped, weight)
+                       if self.preserve_texture else torch.lerp(stylized, warped, weight))
+            if young > 0 and age is None:  # no chains yet (the blends just began): age 0
                 age = torch.zeros_like(c)
-                weight = c * self.output_weight
-            if self.preserve_texture:
-                out = texture_preserving_blend(stylized, warped, weight)
-            else:
-                out = torch.lerp(stylized, warped, weight)
-            self._age = (age + 1) * (c > 0.5).to(c.dtype) if young > 0 else None
+            self._age = None if young == 0 else (age + 1) * (c > 0.5).to(c.dtype)
         else:
             self._age = torch.zeros_like(stylized[:, :1]) if self.young_weight > 0 else None
         self._prev_out = out
         return out
+
+    def _output_blend_weight(self, c: torch.Tensor, age: torch.Tensor | None) -> torch.Tensor:
+        """The output blend's weight (1, 1, H, W): the confidence ``c`` times the output
+        weight, plus the young weight where the warped ``age`` of a pixel's chain of blends
+        is below :data:`YOUNG_FRAMES` (None: no young weight)."""
+        if age is None:
+            return c * self.output_weight
+        # ages are whole frames; the warp interpolates them: round to the nearest
+        is_young = (age < YOUNG_FRAMES - 0.5).to(c.dtype)
+        return c * (self.output_weight + self.young_weight * is_young)
+
+    def _blend_interleaved(
+        self, stylized: torch.Tensor, prev: torch.Tensor, flow: torch.Tensor,
+        c: torch.Tensor, age: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`apply`'s texture-preserving blend on the CPU in the interleaved (H, W, 3)
+        layout: the same values as the channels-first path without its three transposing
+        copies. The output is a (1, 3, H, W) view of (H, W, 3) memory (what the uint8
+        conversion for the encoder and the next frame's warp read without a copy).
+        Returns (output, the warped ``age`` or None)."""
+        warped = torch.from_numpy(warp_hwc(_interleaved(prev), flow))
+        if age is not None:
+            age = torch.from_numpy(warp_hwc(age[0, 0].float().contiguous().numpy(), flow))
+            age = age[None, None]
+        weight = self._output_blend_weight(c, age)
+        new = torch.from_numpy(_interleaved(stylized))
+        out = _tpb_hwc(new, warped, weight[0].permute(1, 2, 0).float(), TPB_RADIUS)
+        return out.permute(2, 0, 1)[None], age
 
     def step(self, source: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
         """``apply(prepare(source), stylized)``: one frame, source and raw stylized output."""

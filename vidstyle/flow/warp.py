@@ -99,31 +99,69 @@ def _opencv_fits(image: torch.Tensor, flow: torch.Tensor, padding: str, mode: st
             and max(image.shape[-2:]) < 32767)
 
 
+def _remap_maps(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """OpenCV's remap maps (px, py), each (B, H, W) float32, of a float32 CPU flow
+    (B, 2, H, W), and where the flow is not finite ((B, 1, H, W) bool, or None when it is
+    finite everywhere; there the maps sample the pixel itself)."""
+    bad = None
+    if not math.isfinite(float(flow.sum())):  # one pass; NaN or inf anywhere shows in the sum
+        bad = ~torch.isfinite(flow).all(dim=1, keepdim=True)
+        flow = torch.nan_to_num(flow, nan=0.0, posinf=0.0, neginf=0.0)
+    px, py = sample_points(flow)
+    return px, py, bad
+
+
 def _warp_opencv(image: torch.Tensor, flow: torch.Tensor, padding: str) -> torch.Tensor:
     """:func:`warp` (bilinear, ``padding`` "border" or "zeros") with OpenCV's remap, plane
-    by plane: the same values within float rounding, 2-3x faster than ``grid_sample`` on
+    by plane (an image in channels-last memory: all channels at once, in that layout):
+    the same values within float rounding, 2-3x faster than ``grid_sample`` on
     the CPU at one thread. Where the flow is not finite (NaN) "zeros" reads NaN, as
     ``grid_sample`` does, and "border" reads the pixel itself (flow 0; ``grid_sample``
     reads some border pixel there): a NaN flow never puts NaN into a clamped warp."""
     b, c, h, w = image.shape
-    bad = None
-    if not math.isfinite(float(flow.sum())):  # one pass; NaN or inf anywhere shows in the sum
-        bad = ~torch.isfinite(flow).all(dim=1, keepdim=True)  # (B or 1, 1, H, W)
-        flow = torch.nan_to_num(flow, nan=0.0, posinf=0.0, neginf=0.0)
-    px, py = sample_points(flow)  # (B or 1, H, W) float32: OpenCV's maps
+    px, py, bad = _remap_maps(flow)  # (B or 1, H, W) float32: OpenCV's maps
     border = _CV_BORDERS[padding]
-    out = torch.empty_like(image, memory_format=torch.contiguous_format)
-    src = image.contiguous().numpy()
-    dst = out.numpy()
+    # an image in channels-last memory (a decoded frame) is warped in that layout, all
+    # channels in one remap (the same values), and the result keeps the layout
+    interleaved = c <= 4 and image.permute(0, 2, 3, 1).is_contiguous()
+    if interleaved:
+        out = torch.empty_like(image, memory_format=torch.channels_last)
+        src, dst = image.permute(0, 2, 3, 1).numpy(), out.permute(0, 2, 3, 1).numpy()
+    else:
+        out = torch.empty_like(image, memory_format=torch.contiguous_format)
+        src, dst = image.contiguous().numpy(), out.numpy()
     for i in range(b):
         j = i if flow.shape[0] > 1 else 0
         mx, my = px[j].numpy(), py[j].numpy()
-        for ch in range(c):
-            cv2.remap(src[i, ch], mx, my, cv2.INTER_LINEAR, dst=dst[i, ch],
+        planes = [(src[i], dst[i])] if interleaved else zip(src[i], dst[i], strict=True)
+        for s_plane, d_plane in planes:
+            cv2.remap(s_plane, mx, my, cv2.INTER_LINEAR, dst=d_plane,
                       borderMode=border, borderValue=0.0)
     if bad is not None and padding == "zeros":
         out.masked_fill_(bad.expand_as(out), float("nan"))
     return out
+
+
+def warp_hwc(image: np.ndarray, flow: torch.Tensor) -> np.ndarray:
+    """:func:`warp` (bilinear, "border" padding) of one interleaved image.
+
+    image: (H, W) or (H, W, C) float32 numpy array, C <= 4 (e.g. an RGB frame in
+    [0, 1] in the layout an encoder takes); flow: (1, 2, H, W) float32 CPU tensor in
+    pixels. Returns a new array shaped like ``image``: the same values as :func:`warp` of
+    the channels-first image (OpenCV interpolates each channel alike), without the
+    transposing copies around it. A non-finite flow reads the pixel itself.
+    """
+    if image.dtype != np.float32 or image.ndim not in (2, 3) or (
+            image.ndim == 3 and not 1 <= image.shape[2] <= 4):
+        raise ValueError(f"expected a float32 (H, W) or (H, W, C <= 4) array, got "
+                         f"{image.dtype} {image.shape}")
+    if (flow.dim() != 4 or flow.shape[:2] != (1, 2) or flow.device.type != "cpu"
+            or tuple(flow.shape[-2:]) != image.shape[:2]):
+        raise ValueError(f"flow must be a CPU (1, 2, {image.shape[0]}, {image.shape[1]}), "
+                         f"got {tuple(flow.shape)} on {flow.device}")
+    px, py, _ = _remap_maps(flow.float())
+    return cv2.remap(np.ascontiguousarray(image), px[0].numpy(), py[0].numpy(),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 _TAPS = (-1, 0, 1, 2)
@@ -163,10 +201,18 @@ def bicubic_plan(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _transpose(x: torch.Tensor, dims: tuple[int, int, int]) -> torch.Tensor:
     """A contiguous copy of the 3-D tensor ``x`` with its dims permuted. On the CPU
     (without autograd) numpy's transposing copy is 4-5x faster than torch's at one thread
-    (a (64, 90, 160) feature map: 1.5 vs 5.6 ms)."""
-    if x.device.type == "cpu" and not x.requires_grad:
-        return torch.from_numpy(np.ascontiguousarray(x.numpy().transpose(dims)))
-    return x.permute(dims).contiguous()
+    (a (64, 90, 160) feature map: 1.5 vs 5.6 ms), and for the channels-first <->
+    channels-last moves of a contiguous float32 map OpenCV's blocked matrix transpose is
+    2-10x faster again."""
+    if x.device.type != "cpu" or x.requires_grad:
+        return x.permute(dims).contiguous()
+    a = x.numpy()
+    if a.dtype == np.float32 and a.flags.c_contiguous and dims in ((1, 2, 0), (2, 0, 1)):
+        c, h, w = a.shape if dims == (1, 2, 0) else (a.shape[2], a.shape[0], a.shape[1])
+        if dims == (1, 2, 0):  # (C, H, W) -> (H, W, C): (C, HW) -> (HW, C)
+            return torch.from_numpy(cv2.transpose(a.reshape(c, h * w)).reshape(h, w, c))
+        return torch.from_numpy(cv2.transpose(a.reshape(h * w, c)).reshape(c, h, w))
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(dims)))
 
 
 def warp_with_plan(image: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -64,7 +64,7 @@ RUNTIMES: tuple[str, ...] = get_args(Runtime)
 #: The shipped fast model used when ``FastConfig.model`` is None.
 DEFAULT_MODEL = "fast7"
 #: The shipped adjustable model used for ``--layer-weights`` when no --model is given.
-DEFAULT_ADJUSTABLE_MODEL = "adjustable3"
+DEFAULT_ADJUSTABLE_MODEL = "adjustable3b"
 #: Pixel (un)shuffle factors a fast network may have (``StyleNet``'s ``space_to_depth``).
 SPACE_TO_DEPTH_FACTORS = (1, 2, 4)
 #: Highest ``--layer-weights`` value (trained range 0..1; above 1 extrapolates).

@@ -21,7 +21,9 @@ end-to-end fps and CPU time per frame (all threads) per runtime and for the peer
 ratio to the peer; conv FLOPs per frame (forward hooks), achieved GFLOP/s against the
 machine's conv peak measured in the same run (a large 3x3 conv, fp32 and bf16) and a
 matrix-product peak; the stabilization's share of the frame's CPU time (the auto runtime
-with ``--stability`` 0 against the default, alternating: 1 - CPU(0) / CPU(default)).
+with ``--stability`` 0 against the default, alternating: 1 - CPU(0) / CPU(default), also
+round by round), and the stabilization's CPU time measured by itself
+(:func:`stabilization_alone`) over the default run's CPU time per frame.
 
 ``--fp32-only`` measures what a float32-only CPU (Intel Ice Lake kind: AVX512 + VNNI, no
 bf16) gets on a machine that has bf16: it hides the bf16 flags from the runtime choice
@@ -57,7 +59,7 @@ from benchmarks import RESULTS, write_json  # noqa: E402
 from vidstyle.config import EncodeConfig, FastConfig, RunConfig  # noqa: E402
 from vidstyle.engine.stream import stream_frames  # noqa: E402
 from vidstyle.fast import ort, runtimes  # noqa: E402
-from vidstyle.fast.stabilize import default_flow  # noqa: E402
+from vidstyle.fast.stabilize import Stabilizer, default_flow  # noqa: E402
 from vidstyle.fast.stylizer import FastStylizer, make_fast_stylizer  # noqa: E402
 from vidstyle.media import probe  # noqa: E402
 
@@ -251,6 +253,59 @@ def end_to_end_cpu(st: FastStylizer, frames: int, out_dir: Path) -> tuple[float,
 def end_to_end(st: FastStylizer, frames: int, out_dir: Path) -> float:
     """Frames per second of the engine's stream on the benchmark clip."""
     return end_to_end_cpu(st, frames, out_dir)[0]
+
+
+def stabilization_alone(st: FastStylizer, frames: int, passes: int = 3) -> dict[str, float]:
+    """CPU ms per frame of the stabilization by itself, stage by stage: the engine's
+    motion (:func:`vidstyle.flow.frame_pair`: both DIS flows, the consistency check, the
+    agreement, the cut test), the feature hooks (fed the network's own features at its
+    hook points, recorded once) and the output blend, on the benchmark clip's frames at
+    the working size, as the pipeline decodes them; the median of ``passes`` passes. The
+    end-to-end share (a difference of two noisy runs) has an error of about +-0.05; this
+    one does not depend on the network's timing."""
+    import itertools
+
+    from vidstyle.flow import frame_pair
+    from vidstyle.media import iter_frames
+
+    src = [st.prepare(f.rgb) for f in itertools.islice(iter_frames(DATA / CLIP), frames)]
+    size = tuple(src[0].shape[-2:])
+    hooks = st.supports_hooks(size)
+    feats: list[list[tuple[str, torch.Tensor]]] = []
+    raws = []
+    for x in src:
+        seen: list[tuple[str, torch.Tensor]] = []
+
+        def record(point: str, f: torch.Tensor, seen: list = seen) -> torch.Tensor:
+            seen.append((point, f.clone()))
+            return f
+
+        raws.append(st.stylize_tensor(x, record if hooks else None))
+        feats.append(seen)
+    flow = default_flow()
+    parts: dict[str, list[float]] = {"pair": [], "hooks": [], "output blend": []}
+    for _ in range(passes):
+        stab = Stabilizer(flow=None, stability=FastConfig().stability, feature_blend=hooks)
+        acc = dict.fromkeys(parts, 0.0)
+        for i, x in enumerate(src):
+            c0 = time.process_time()
+            pair = frame_pair(src[i - 1], x, flow=flow) if i else None
+            c1 = time.process_time()
+            if hooks:
+                hook = stab.feature_hook(pair)
+                for point, f in feats[i]:
+                    hook(point, f)
+            c2 = time.process_time()
+            stab.apply(pair, raws[i])
+            c3 = time.process_time()
+            if i:
+                for k, v in zip(parts, (c1 - c0, c2 - c1, c3 - c2), strict=True):
+                    acc[k] += v
+        for k in parts:
+            parts[k].append(acc[k] * 1e3 / (len(src) - 1))
+    out = {k: _median(v) for k, v in parts.items()}
+    out["total"] = _median([sum(t) for t in zip(*parts.values(), strict=True)])
+    return out
 
 
 #: CPU flags the report names (from /proc/cpuinfo, never hidden).
@@ -464,6 +519,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res["auto_fps"] = e2e[pick]["fps"] if pick in e2e else float("nan")
     res["stabilization_cpu_share"] = 1.0 - (e2e["auto, stability 0"]["cpu_ms_per_frame"]
                                             / e2e[pick]["cpu_ms_per_frame"])
+    # the same, round by round (the two runs of a round are neighbours in time)
+    res["stabilization_cpu_share_rounds"] = [
+        1.0 - c0 / c for c0, c in zip(cpu["auto, stability 0"], cpu[pick], strict=True)]
+    alone = stabilization_alone(contenders[pick], frames)
+    res["stabilization_alone_cpu_ms"] = alone
+    res["stabilization_alone_share"] = alone["total"] / e2e[pick]["cpu_ms_per_frame"]
     if "peer (b) Magenta" in e2e:
         peer = e2e["peer (b) Magenta"]["fps"]
         for k in e2e:
@@ -546,8 +607,13 @@ def _print(r: dict[str, Any]) -> None:
     for k, e in r["end_to_end"].items():
         ratio = f"{e['ratio_vs_peer']:.2f}" if "ratio_vs_peer" in e else ""
         print(f"| {k} | {e['fps']:.2f} | {e['cpu_ms_per_frame']:.0f} | {ratio} |")
+    rounds = ", ".join(f"{v:.2f}" for v in r["stabilization_cpu_share_rounds"])
+    alone = r["stabilization_alone_cpu_ms"]
     print(f"\nstabilization's share of the frame's CPU time ({au['runtime']}): "
-          f"{r['stabilization_cpu_share']:.2f} (target <= 0.30)")
+          f"{r['stabilization_cpu_share']:.2f} (target <= 0.30; round by round {rounds}); "
+          f"measured alone {alone['total']:.0f} CPU ms a frame (pair {alone['pair']:.0f}, "
+          f"hooks {alone['hooks']:.0f}, output blend {alone['output blend']:.0f}) = "
+          f"{r['stabilization_alone_share']:.2f} of the frame's CPU time")
     if "ratio_vs_magenta" in r:
         print(f"auto ({au['runtime']}) / peer end to end: {r['ratio_vs_magenta']:.2f} "
               "(target >= 1.5)")

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 FAST_STYLES = ("starry", "scream", "wave", "composition_vii", "shipwreck", "udnie",
                "woman_with_hat")
 #: package data that must be in the wheel, relative to the package folder
-SHIPPED = ("data/weights/fast7.pt", "data/weights/fast7_strong.pt",
+SHIPPED = ("data/weights/fast7.pt", "data/weights/fast7_strong.pt", "data/weights/fast7_s2d.pt",
            "data/weights/manifest.toml", "data/pipelines/fast.toml",
            "data/pipelines/optim.toml")
 TIMEOUT_S = 180

@@ -359,8 +359,9 @@ class EncodeConfig(_Config):
 class FastConfig(_Config):
     """Feed-forward network settings (inference)."""
 
-    model: str | None = setting(None, help="Model: a shipped name or a file from `vidstyle "
-                                "train` (default: the shipped fast7).", methods=("fast",),
+    model: str | None = setting(None, help="Model: a shipped name (fast7; fast7_strong, more "
+                                "style; fast7_s2d, 4x cheaper, for CPUs without bf16) or a "
+                                "file from `vidstyle train` (default: fast7).", methods=("fast",),
                                 example="runs/mine/model.pt", group="Fast network", metavar="MODEL")
     size: int | None = setting(None, help="Longest side of the output in pixels.",
                                methods=("fast",), example="1280", group="Common")

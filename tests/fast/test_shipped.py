@@ -27,7 +27,7 @@ def _fast_models() -> dict[str, dict]:
 
 def test_shipped_weights_match_manifest() -> None:
     models = _fast_models()
-    assert {"fast7", "fast7_strong", DEFAULT_ADJUSTABLE_MODEL} <= set(models), (
+    assert {"fast7", "fast7_strong", "fast7_s2d", DEFAULT_ADJUSTABLE_MODEL} <= set(models), (
         f"shipped models missing from {MANIFEST}")
     for name, entry in models.items():
         path = MANIFEST.parent / entry["file"]
@@ -53,6 +53,29 @@ def test_shipped_model_stylizes_a_held_out_photo(data_dir: Path) -> None:
         assert float((y - x).abs().mean()) > 0.05  # it changes the photo
     assert float((outs[0] - outs[1]).abs().mean()) > 0.05  # starry differs from wave
     assert float((mixed - outs[0]).abs().mean()) > 0.01
+
+
+def test_shipped_space_to_depth_student_paints_each_style_as_fast7_does(data_dir: Path) -> None:
+    """``fast7_s2d`` (the option for CPUs without bf16) has no full-resolution layer, and
+    for every style its output on a held-out photo is nearer fast7's output of that style
+    than any of its own other styles' outputs: each style keeps the teacher's look."""
+    from PIL import Image
+
+    teacher, student = load_shipped("fast7"), load_shipped("fast7_s2d")
+    assert student.style_names == teacher.style_names == DEFAULT_STYLES
+    assert student.net.space_to_depth == 2
+    with Image.open(data_dir / "content" / "chicago.jpg") as im:
+        im = im.convert("RGB").resize((160, 106))
+    x = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None] / 255.0
+    n = len(DEFAULT_STYLES)
+    with torch.no_grad():
+        ours = [student.net(x, one_hot_styles(s, n)) for s in range(n)]
+        theirs = [teacher.net(x, one_hot_styles(s, n)) for s in range(n)]
+    for s in range(n):
+        assert ours[s].shape == x.shape and torch.isfinite(ours[s]).all()
+        to_teacher = float((ours[s] - theirs[s]).abs().mean())
+        to_others = min(float((ours[s] - ours[t]).abs().mean()) for t in range(n) if t != s)
+        assert to_teacher < to_others, (DEFAULT_STYLES[s], to_teacher, to_others)
 
 
 def test_shipped_adjustable_model_is_fast7_at_its_default_and_moves_with_the_weights(

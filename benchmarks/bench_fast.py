@@ -59,7 +59,7 @@ from benchmarks import RESULTS, write_json  # noqa: E402
 from vidstyle.config import EncodeConfig, FastConfig, RunConfig  # noqa: E402
 from vidstyle.engine.stream import stream_frames  # noqa: E402
 from vidstyle.fast import ort, runtimes  # noqa: E402
-from vidstyle.fast.stabilize import Stabilizer, default_flow  # noqa: E402
+from vidstyle.fast.stabilize import default_flow  # noqa: E402
 from vidstyle.fast.stylizer import FastStylizer, make_fast_stylizer  # noqa: E402
 from vidstyle.media import probe  # noqa: E402
 
@@ -285,7 +285,11 @@ def stabilization_alone(st: FastStylizer, frames: int, passes: int = 3) -> dict[
     flow = default_flow()
     parts: dict[str, list[float]] = {"pair": [], "hooks": [], "output blend": []}
     for _ in range(passes):
-        stab = Stabilizer(flow=None, stability=FastConfig().stability, feature_blend=hooks)
+        st.reset()  # the stylizer's own stabilizer, set up as its first frame does
+        stab = st.stabilizer
+        if stab is None:
+            raise ValueError("stabilization_alone needs a stylizer with stability > 0")
+        stab.feature_blend = hooks
         acc = dict.fromkeys(parts, 0.0)
         for i, x in enumerate(src):
             c0 = time.process_time()

@@ -65,6 +65,7 @@ from vidstyle.flow import (
     frame_pair,
     photometric_agreement,
     resize_flow,
+    transposed_copy,
     warp,
     warp_hwc,
     warp_with_plan,
@@ -249,11 +250,11 @@ def _interleaved_fits(image: torch.Tensor, flow: torch.Tensor) -> bool:
 def _interleaved(image: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) float32 CPU -> (H, W, 3) array: a view where the tensor is a
     channels-last view already (the previous output of :meth:`Stabilizer.apply`), else
-    numpy's transposing copy (faster than torch's at one thread)."""
+    a :func:`vidstyle.flow.transposed_copy`."""
     hwc = image[0].permute(1, 2, 0)
     if hwc.is_contiguous():
         return hwc.numpy()
-    return np.ascontiguousarray(image[0].numpy().transpose(1, 2, 0))
+    return transposed_copy(image[0], (1, 2, 0)).numpy()
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,20 @@ from vidstyle.flow.estimate import (
 )
 from vidstyle.flow.io import load_flow, read_flo, save_flow, write_flo
 from vidstyle.flow.pair import frame_pair
-from vidstyle.flow.warp import bicubic_plan, valid_mask, warp, warp_hwc, warp_with_plan
+from vidstyle.flow.warp import (
+    bicubic_plan,
+    transposed_copy,
+    valid_mask,
+    warp,
+    warp_hwc,
+    warp_with_plan,
+)
 
 __all__ = [
     "bicubic_plan",
     "warp_with_plan",
     "warp_hwc",
+    "transposed_copy",
     "CutScore",
     "METHODS",
     "DISFlow",

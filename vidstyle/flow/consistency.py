@@ -48,12 +48,7 @@ def flow_gradient_sqnorm(flow: torch.Tensor) -> torch.Tensor:
     dy = padded[:, :, 2:, 1:-1] - padded[:, :, :-2, 1:-1]
     # (d / 2)^2 = d^2 / 4 exactly in binary floating point; in place: fewer buffers
     sq = dx.square_().add_(dy.square_())
-    return _sqnorm_of_squares(sq).mul_(0.25)
-
-
-def _sqnorm_of_squares(sq: torch.Tensor) -> torch.Tensor:
-    """(B, 2, H, W) of squares -> (B, 1, H, W) their sum over the two channels."""
-    return sq[:, :1] + sq[:, 1:]
+    return (sq[:, :1] + sq[:, 1:]).mul_(0.25)
 
 
 def _channel_mean(x: torch.Tensor) -> torch.Tensor:
